@@ -1,0 +1,61 @@
+"""The op set: one explicit table of differentiable ops, and the non-differentiable ones.
+
+``OPS`` maps each op's name to its ``Function`` class (no reflection: adding an
+op means adding a line here). ``NON_DIFFERENTIABLE`` names the functions that
+take tensors but return plain ndarrays (comparisons, argmax, sign). Later
+floors (convolution, pooling, batch norm, neurons) add their ``Function``s to
+this same table.
+"""
+from __future__ import annotations
+
+from .elementwise import (Abs, Add, AsType, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg,
+                          Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where)
+from .functional import *  # noqa: F401,F403 - the public op functions
+from .functional import normalize_axes  # noqa: F401
+from .linalg import MatMul
+from .loss import CrossEntropy, LogSoftmax
+from .reduce import Max, Mean, Sum, Var
+from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Stack
+
+OPS = {
+    # element-wise
+    "add": Add,
+    "sub": Sub,
+    "mul": Mul,
+    "div": Div,
+    "neg": Neg,
+    "pow": Pow,
+    "exp": Exp,
+    "log": Log,
+    "sqrt": Sqrt,
+    "abs": Abs,
+    "relu": Relu,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "maximum": Maximum,
+    "minimum": Minimum,
+    "where": Where,
+    "clip": Clip,
+    "astype": AsType,
+    # linear algebra
+    "matmul": MatMul,
+    # reductions
+    "sum": Sum,
+    "mean": Mean,
+    "max": Max,
+    "var": Var,
+    # shape
+    "reshape": Reshape,
+    "permute": Permute,
+    "broadcast_to": BroadcastTo,
+    "getitem": GetItem,
+    "concatenate": Concatenate,
+    "stack": Stack,
+    "pad": Pad,
+    # losses
+    "log_softmax": LogSoftmax,
+    "cross_entropy": CrossEntropy,
+}
+
+NON_DIFFERENTIABLE = ("lt", "le", "gt", "ge", "eq", "ne", "sign", "argmax", "argmin")
+

@@ -1,0 +1,104 @@
+"""``hdlif-ref``: the command-line front door.
+
+Every command is a function ``cmd_<name>(args) -> int`` registered in
+:data:`COMMANDS` with the function that adds its arguments. Errors a user can
+cause (bad flags, missing files, bad values) print one line and exit with code 2;
+``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+from typing import Callable, Sequence
+
+from ._version import __version__
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` prints one line for every error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise CLIError(f"{self.prog}: {message}")
+
+
+# ------------------------------------------------------------------------ info
+def _version_of(module: str) -> str:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "installed")
+    except ImportError:
+        return "not installed"
+
+
+def info_lines() -> list[str]:
+    """What ``hdlif-ref info`` prints: versions, Numba threading, kernel backend."""
+    from .kernels import get_backend
+    from .kernels._threads import threading_info
+
+    lines = [
+        f"hdlif-ref     {__version__}",
+        f"python        {platform.python_version()} ({platform.machine()}, {platform.system()})",
+    ]
+    for module in ("numpy", "numba", "scipy", "h5py"):
+        lines.append(f"{module:<13} {_version_of(module)}")
+    for module, extra in (("sklearn", "data"), ("tqdm", "progress"), ("matplotlib", "viz")):
+        lines.append(f"{module:<13} {_version_of(module)} (extra '{extra}')")
+    threads = threading_info()
+    lines.append(f"numba threads {threads['num_threads']} (threading layer: {threads['threading_layer']})")
+    lines.append(f"backend       {get_backend()} (set HDLIF_REF_BACKEND=numba|numpy)")
+    return lines
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    print("\n".join(info_lines()))
+    return 0
+
+
+def _add_info(sub: argparse.ArgumentParser) -> None:
+    pass
+
+
+# -------------------------------------------------------------------- registry
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "info": ("library versions, Numba threading and the active kernel backend", _add_info, cmd_info),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hdlif-ref", description="HD-LIF reference implementation (arXiv:2410.07547)")
+    parser.add_argument("--version", action="version", version=f"hdlif-ref {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, add_arguments, _) in COMMANDS.items():
+        add_arguments(subs.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 success, 1 a check failed, 2 a usage error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command][2](args)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return int(exc.code or 0)
+    except (CLIError, ValueError, TypeError, OSError, KeyError) as exc:
+        if debug:
+            raise
+        message = str(exc) if isinstance(exc, CLIError) else f"hdlif-ref: error: {exc}"
+        print(message, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

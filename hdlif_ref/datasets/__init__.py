@@ -1,0 +1,1 @@
+"""Datasets: embedded digits, CIFAR, MNIST IDX, event streams, augmentation, loader."""

@@ -1,0 +1,1 @@
+"""Deployment: frozen models, counters (SPEC E18-E20), golden vectors."""

@@ -1,0 +1,1 @@
+"""Modules and layers: Module system, synapses, pooling, batch norm, SECA, model builders."""

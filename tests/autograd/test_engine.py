@@ -1,0 +1,256 @@
+"""The backward walk: accumulation, graph freeing, deep graphs, multi-output ops, errors."""
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from hdlif_ref.autograd import Function, GradcheckError, Tensor, gradcheck, no_grad, ops, unbroadcast
+
+
+def leaf(x):
+    return Tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+
+
+def test_leaf_gradients_accumulate_over_uses_and_calls():
+    x = leaf([1.0, 2.0])
+    y = (x * x + x).sum()  # dy/dx = 2x + 1
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 5.0])
+    (x * 2.0).sum().backward()  # a second graph adds to .grad
+    np.testing.assert_array_equal(x.grad, [5.0, 7.0])
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_diamond_graph_sums_both_paths():
+    x = leaf(3.0)
+    a = x * 2.0
+    b = a * a + a.exp()  # db/da = 2a + e^a, da/dx = 2
+    b.backward()
+    np.testing.assert_allclose(x.grad, 2 * (2 * 6.0 + np.exp(6.0)))
+
+
+def test_chain_of_10000_ops_backpropagates_without_recursion_error():
+    x = leaf(np.ones(3))
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, np.full(3, 1.0001 ** 10_000), rtol=1e-10)
+
+
+def _graph_with_saved_intermediates():
+    """Loss whose graph saves arrays that nothing but the graph refers to."""
+    x = leaf(np.linspace(-1, 1, 6))
+    hidden = (x * 3.0).exp()  # Exp saves its output; Mul saves x and a constant
+    loss = (hidden * hidden).sum()  # Mul saves `hidden` twice
+    return x, loss
+
+
+def _saved_refs(root):
+    refs, stack, seen = [], [root._ctx], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        refs += [weakref.ref(a) for a in node.saved_tensors]
+        stack += [p._ctx for p in node.parents if p is not None]
+    return refs
+
+
+def test_backward_releases_saved_arrays():
+    x, loss = _graph_with_saved_intermediates()
+    refs = _saved_refs(loss)
+    assert refs
+    loss.backward()
+    gc.collect()
+    alive = [r for r in refs if r() is not None and r() is not x.data]
+    assert not alive, f"{len(alive)} saved arrays still alive after backward()"
+
+
+def test_retain_graph_keeps_saved_arrays_and_allows_a_second_backward():
+    x, loss = _graph_with_saved_intermediates()
+    refs = _saved_refs(loss)
+    loss.backward(retain_graph=True)
+    first = x.grad.copy()
+    gc.collect()
+    assert all(r() is not None for r in refs)
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 2 * first)
+
+
+def test_second_backward_through_freed_graph_raises_clearly():
+    _, loss = _graph_with_saved_intermediates()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+        loss.backward()
+
+
+def test_non_scalar_backward_needs_grad():
+    x = leaf([1.0, 2.0])
+    y = x * 2.0
+    with pytest.raises(RuntimeError, match=r"one element.*shape \(2,\)"):
+        y.backward()
+    y.backward(np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(x.grad, [2.0, 20.0])
+
+
+def test_backward_grad_of_wrong_shape_raises():
+    y = leaf([1.0, 2.0]) * 2.0
+    with pytest.raises(ValueError, match=r"grad has shape \(3,\)"):
+        y.backward(np.ones(3))
+
+
+def test_backward_on_tensor_without_graph_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        Tensor([1.0]).sum().backward()
+
+
+def test_no_grad_records_nothing():
+    x = leaf([1.0, 2.0])
+    with no_grad():
+        y = (x * x).sum()
+    assert not y.requires_grad and y.is_leaf
+    z = (x * x).sum()
+    assert z.requires_grad and not z.is_leaf
+
+
+def test_detach_cuts_the_graph():
+    x = leaf([1.0, 2.0])
+    y = x * 3.0
+    (y.detach() * x).sum().backward()  # d/dx of (const 3x) * x = 3x, not 6x
+    np.testing.assert_array_equal(x.grad, [3.0, 6.0])
+    assert y.detach().data is y.data
+
+
+class _WrongShape(Function):
+    name = "wrong_shape"
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.sum(keepdims=True)
+
+
+def test_engine_rejects_a_gradient_of_the_wrong_shape():
+    y = _WrongShape.apply(leaf([1.0, 2.0]))
+    with pytest.raises(RuntimeError, match=r"wrong_shape.*shape \(1,\) for input 0 of shape \(2,\)"):
+        y.sum().backward()
+
+
+class _WrongCount(Function):
+    name = "wrong_count"
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x + y
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g,)
+
+
+def test_engine_rejects_a_wrong_number_of_gradients():
+    y = _WrongCount.apply(leaf([1.0]), leaf([2.0]))
+    with pytest.raises(RuntimeError, match="wrong_count.*1 gradients for 2 inputs"):
+        y.sum().backward()
+
+
+class _SplitSquare(Function):
+    """Two outputs: (x^2, 3x). Tests the engine's multi-output path."""
+
+    name = "split_square"
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x, 3 * x
+
+    @staticmethod
+    def backward(ctx, grads):
+        (x,) = ctx.saved_tensors
+        g_square, g_triple = grads
+        return 2 * x * g_square + 3 * g_triple
+
+
+def test_multi_output_function_gets_zero_for_unused_outputs():
+    x = leaf([1.0, -2.0])
+    square, _ = _SplitSquare.apply(x)
+    square.sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, -4.0])
+    x.zero_grad()
+    square, triple = _SplitSquare.apply(x)
+    (square + triple).sum().backward()
+    np.testing.assert_array_equal(x.grad, [5.0, -1.0])
+    assert gradcheck(lambda t: _SplitSquare.apply(t), [leaf([0.3, -0.7])])
+
+
+class _BadBackward(Function):
+    """sin with a deliberately wrong derivative (sin instead of cos): gradcheck must catch it."""
+
+    name = "bad_sin"
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * np.sin(x)
+
+
+def test_gradcheck_names_input_element_and_values_when_wrong():
+    with pytest.raises(GradcheckError, match=r"input 1 .*element \(0, 1\): analytic .* vs numeric"):
+        gradcheck(lambda a, b: a * _BadBackward.apply(b), [leaf([[1.0, 1.0]]), leaf([[np.pi / 4, 0.0]])])
+
+
+def test_gradcheck_requires_float64_and_something_to_check():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(ops.exp, [Tensor(np.ones(2, np.float32), requires_grad=True)])
+    with pytest.raises(ValueError, match="no input has requires_grad"):
+        gradcheck(ops.exp, [Tensor(np.ones(2))])
+
+
+def test_mlp_with_cross_entropy_gradcheck():
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.standard_normal((5, 4)))
+    labels = np.array([0, 2, 1, 2, 0])
+    w1, b1 = leaf(rng.standard_normal((4, 6)) * 0.5), leaf(rng.standard_normal(6) * 0.1)
+    w2, b2 = leaf(rng.standard_normal((6, 3)) * 0.5), leaf(rng.standard_normal(3) * 0.1)
+
+    def mlp(w1, b1, w2, b2):
+        hidden = ops.tanh(x @ w1 + b1)
+        return ops.cross_entropy(hidden @ w2 + b2, labels, label_smoothing=0.1)
+
+    assert gradcheck(mlp, [w1, b1, w2, b2])
+
+
+def test_unbroadcast_sums_added_and_stretched_axes():
+    g = np.arange(24.0).reshape(2, 3, 4)
+    np.testing.assert_array_equal(unbroadcast(g, (3, 1)), g.sum(axis=0).sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(unbroadcast(g, ()), g.sum())
+    assert unbroadcast(g, (2, 3, 4)) is g
+    with pytest.raises(ValueError, match="cannot reduce"):
+        unbroadcast(g, (5,))
+
+
+def test_walk_order_is_deterministic():
+    def run():
+        rng = np.random.default_rng(7)
+        x = leaf(rng.standard_normal(50).astype(np.float32).astype(np.float64))
+        parts = [(x * float(k)).exp() for k in range(1, 20)]
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p * total.mean()
+        total.sum().backward()
+        return x.grad
+    assert run().tobytes() == run().tobytes()
