@@ -1,0 +1,295 @@
+"""The module system: ``Parameter``, ``Module`` and ``Sequential`` (PyTorch conventions).
+
+A ``Module`` registers, by attribute assignment, its parameters (``Parameter``),
+its buffers (plain ndarrays given to ``register_buffer``: running statistics,
+never trained) and its children (other modules). From those it offers
+``parameters()``, ``named_parameters()``, ``buffers()``, ``children()``,
+``modules()``, ``state_dict()`` / ``load_state_dict(strict=True)``,
+``train()`` / ``eval()``, and the two state operations of spiking networks:
+
+* ``reset_state()``: every stateful module (neurons) forgets its state, before a new batch;
+* ``detach_state()``: every stateful module cuts its state from the graph, between
+  time steps of online training (SPEC E5, E16).
+
+Stateful modules implement ``_reset_own_state`` and ``_detach_own_state``; the two
+public methods reach every such module below the one they are called on.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..autograd import Tensor
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Parameter(Tensor):
+    """A leaf tensor that a module trains (``requires_grad=True`` by default)."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, requires_grad: bool = True, dtype: Any = None):
+        super().__init__(data, requires_grad=requires_grad, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return "Parameter" + super().__repr__()[len("Tensor"):]
+
+
+class Module:
+    """Base class of layers, neurons and networks."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_persistent", set())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------ registration
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning {name!r}")
+        if name in self._buffers and (value is None or isinstance(value, np.ndarray)):
+            self._buffers[name] = value  # assigning to a buffer's name updates the buffer
+            return
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: parameters, buffers and children live in tables
+        d = self.__dict__
+        for table in ("_parameters", "_buffers", "_modules"):
+            if table in d and name in d[table]:
+                return d[table][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        for table in (self._parameters, self._buffers, self._modules):
+            if name in table:
+                del table[name]
+                self._persistent.discard(name)
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, array: np.ndarray | None, persistent: bool = True) -> None:
+        """Keep ``array`` as state that is saved (if ``persistent``) but not trained."""
+        if array is not None and not isinstance(array, np.ndarray):
+            raise TypeError(f"register_buffer: {name!r} must be an ndarray or None, got {type(array).__name__}")
+        self.__dict__.pop(name, None)
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        self._buffers[name] = array
+        if persistent:
+            self._persistent.add(name)
+        else:
+            self._persistent.discard(name)
+
+    # ------------------------------------------------------------ traversal
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator["Module"]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """This module and all below it, depth first, each once."""
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items()]
+            stack.extend(reversed(children))
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        modules = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for mod_name, module in modules:
+            for name, p in module._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+        modules = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for mod_name, module in modules:
+            for name, b in module._buffers.items():
+                if b is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    # ------------------------------------------------------------ state dict
+    def _state_entries(self) -> "OrderedDict[str, tuple[Module, str, str]]":
+        """name -> (owning module, attribute, "parameter" | "buffer") for everything saved."""
+        entries: OrderedDict[str, tuple[Module, str, str]] = OrderedDict()
+        for mod_name, module in self.named_modules():
+            for name in module._parameters:
+                entries[f"{mod_name}.{name}" if mod_name else name] = (module, name, "parameter")
+            for name, b in module._buffers.items():
+                if b is not None and name in module._persistent:
+                    entries[f"{mod_name}.{name}" if mod_name else name] = (module, name, "buffer")
+        return entries
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of every parameter and persistent buffer, by dotted name."""
+        out: OrderedDict[str, np.ndarray] = OrderedDict()
+        for key, (module, name, kind) in self._state_entries().items():
+            value = module._parameters[name].data if kind == "parameter" else module._buffers[name]
+            out[key] = np.array(value, copy=True)
+        return out
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> tuple[list[str], list[str]]:
+        """Copy values from ``state`` into this module's parameters and buffers, in place.
+
+        With ``strict=True`` (default) a missing or unexpected key is an error; a
+        shape mismatch is always an error. The message names every offending key.
+        Returns ``(missing, unexpected)`` key lists.
+        """
+        entries = self._state_entries()
+        missing = [k for k in entries if k not in state]
+        unexpected = [k for k in state if k not in entries]
+        mismatched = []
+        for key, (module, name, kind) in entries.items():
+            if key in state:
+                target = module._parameters[name].data if kind == "parameter" else module._buffers[name]
+                if np.shape(state[key]) != target.shape:
+                    mismatched.append(f"{key}: checkpoint {tuple(np.shape(state[key]))}, model {target.shape}")
+        problems = []
+        if mismatched:
+            problems.append("shape mismatch for " + "; ".join(mismatched))
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if problems:
+            raise ValueError(f"load_state_dict into {type(self).__name__}: " + " | ".join(problems))
+        for key, (module, name, kind) in entries.items():
+            if key in state:
+                target = module._parameters[name].data if kind == "parameter" else module._buffers[name]
+                np.copyto(target, np.asarray(state[key]), casting="same_kind")
+        return missing, unexpected
+
+    # ------------------------------------------------------------ modes and state
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (batch statistics in BN, dropout active); returns self."""
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (running statistics, no dropout); returns self."""
+        return self.train(False)
+
+    def reset_state(self) -> "Module":
+        """Every stateful module below (and including) this one forgets its state."""
+        for m in self.modules():
+            m._reset_own_state()
+        return self
+
+    def detach_state(self) -> "Module":
+        """Every stateful module below (and including) this one cuts its state from the graph."""
+        for m in self.modules():
+            m._detach_own_state()
+        return self
+
+    def _reset_own_state(self) -> None:
+        """Overridden by stateful modules (neurons)."""
+
+    def _detach_own_state(self) -> None:
+        """Overridden by stateful modules (neurons)."""
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient (``.grad = None``)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, dtype: Any) -> "Module":
+        """Cast every parameter and floating buffer to float32 or float64 (in place); returns self."""
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS:
+            raise TypeError(f"to: dtype={dtype} is not allowed; use float32 or float64")
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = p.data.astype(dtype)
+                p.grad = None
+            for name, b in m._buffers.items():
+                if b is not None and b.dtype in _FLOATS:
+                    m._buffers[name] = b.astype(dtype)
+            m._on_dtype_change(dtype)
+        return self
+
+    def _on_dtype_change(self, dtype: np.dtype) -> None:
+        """Hook for modules that keep other float arrays (neuron state)."""
+
+    # ------------------------------------------------------------ calling
+    def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        """Settings shown inside ``repr`` (overridden by layers)."""
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        if not self._modules:
+            return f"{type(self).__name__}({extra})"
+        lines = [f"{type(self).__name__}({extra}" if extra else f"{type(self).__name__}("]
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+class Sequential(Module):
+    """Modules applied one after the other; children are named ``0, 1, 2, ...``."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def forward(self, x: Any) -> Any:
+        for m in self._modules.values():
+            x = m(x)
+        return x

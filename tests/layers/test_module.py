@@ -1,0 +1,132 @@
+"""The module system: registration, traversal, state_dict, modes, state reset/detach."""
+import numpy as np
+import pytest
+
+from hdlif_ref.autograd import Tensor
+from hdlif_ref.layers import Module, Parameter, Sequential
+
+
+class Affine(Module):
+    def __init__(self, n):
+        super().__init__()
+        self.weight = Parameter(np.arange(n, dtype=np.float32))
+        self.bias = Parameter(np.zeros(n, dtype=np.float32))
+        self.register_buffer("calls", np.zeros(1))
+        self.register_buffer("scratch", np.ones(2), persistent=False)
+
+    def forward(self, x):
+        self.calls = self.calls + 1
+        return x * self.weight + self.bias
+
+
+class Counter(Module):
+    """A stateful module: counts resets and detaches."""
+
+    def __init__(self):
+        super().__init__()
+        self.resets = 0
+        self.detaches = 0
+
+    def _reset_own_state(self):
+        self.resets += 1
+
+    def _detach_own_state(self):
+        self.detaches += 1
+
+    def forward(self, x):
+        return x
+
+
+def net():
+    return Sequential(Affine(3), Counter(), Sequential(Affine(3), Counter()))
+
+
+def test_parameters_buffers_children_are_registered_in_order():
+    m = net()
+    assert [n for n, _ in m.named_parameters()] == ["0.weight", "0.bias", "2.0.weight", "2.0.bias"]
+    assert [n for n, _ in m.named_buffers()] == ["0.calls", "0.scratch", "2.0.calls", "2.0.scratch"]
+    assert [type(c).__name__ for c in m.children()] == ["Affine", "Counter", "Sequential"]
+    assert [n for n, _ in m.named_modules()] == ["", "0", "1", "2", "2.0", "2.1"]
+    assert all(isinstance(p, Parameter) and p.requires_grad for p in m.parameters())
+
+
+def test_shared_parameter_is_listed_once():
+    a = Affine(2)
+    b = Affine(2)
+    b.weight = a.weight
+    assert len(list(Sequential(a, b).parameters())) == 3
+
+
+def test_state_dict_round_trip_copies_values_into_existing_arrays():
+    src, dst = net(), net()
+    for p in src.parameters():
+        p.data[...] = np.random.default_rng(0).standard_normal(p.shape)
+    state = src.state_dict()
+    assert list(state) == ["0.weight", "0.bias", "0.calls", "2.0.weight", "2.0.bias", "2.0.calls"]
+    weight_array = dst[0].weight.data
+    dst.load_state_dict(state)
+    assert dst[0].weight.data is weight_array  # in place: optimizers keep working
+    for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    state["0.weight"][0] = 99.0  # a copy, not a view
+    assert src[0].weight.data[0] != 99.0
+
+
+def test_strict_loading_names_missing_unexpected_and_misshaped_keys():
+    m = net()
+    state = m.state_dict()
+    del state["0.bias"]
+    state["extra.weight"] = np.zeros(1)
+    state["2.0.weight"] = np.zeros(4)
+    with pytest.raises(ValueError) as err:
+        m.load_state_dict(state)
+    msg = str(err.value)
+    assert "missing keys: 0.bias" in msg
+    assert "unexpected keys: extra.weight" in msg
+    assert "2.0.weight: checkpoint (4,), model (3,)" in msg
+    del state["2.0.weight"]
+    missing, unexpected = m.load_state_dict(state, strict=False)
+    assert missing == ["0.bias", "2.0.weight"] and unexpected == ["extra.weight"]
+
+
+def test_train_eval_reach_every_module():
+    m = net()
+    assert m.eval() is m
+    assert not any(x.training for x in m.modules())
+    m.train()
+    assert all(x.training for x in m.modules())
+
+
+def test_reset_and_detach_state_reach_every_stateful_module():
+    m = net()
+    m.reset_state()
+    m.detach_state()
+    m.detach_state()
+    counters = [x for x in m.modules() if isinstance(x, Counter)]
+    assert [(c.resets, c.detaches) for c in counters] == [(1, 2), (1, 2)]
+
+
+def test_assigning_to_a_buffer_name_updates_the_buffer():
+    a = Affine(2)
+    a(Tensor(np.ones(2, np.float32)))
+    np.testing.assert_array_equal(a.state_dict()["calls"], [1.0])
+
+
+def test_to_casts_parameters_and_buffers():
+    m = net().to(np.float64)
+    assert all(p.dtype == np.float64 for p in m.parameters())
+    assert all(b.dtype == np.float64 for b in m.buffers())
+    with pytest.raises(TypeError, match="float16"):
+        m.to(np.float16)
+
+
+def test_sequential_forward_repr_and_errors():
+    m = net()
+    out = m(Tensor(np.ones(3, np.float32)))
+    np.testing.assert_array_equal(out.data, np.arange(3) ** 2)
+    text = repr(m)
+    assert "(0): Affine()" in text and "(2): Sequential(" in text
+    with pytest.raises(TypeError, match="item 1 is int"):
+        Sequential(Affine(1), 3)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        m.nope
