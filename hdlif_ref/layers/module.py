@@ -17,7 +17,7 @@ public methods reach every such module below the one they are called on.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -38,8 +38,28 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
+STEP_MODES = ("s", "m")
+
+
+class HookHandle:
+    """Returned by ``register_forward_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook: Callable):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
 class Module:
-    """Base class of layers, neurons and networks."""
+    """Base class of layers, neurons and networks.
+
+    ``step_mode`` (class default ``"s"``) says whether the module takes one time step
+    ``[N, ...]`` or a sequence ``[T, N, ...]``; see ``set_step_mode``.
+    """
+
+    step_mode = "s"
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -47,6 +67,7 @@ class Module:
         object.__setattr__(self, "_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_hooks", [])
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
@@ -247,12 +268,31 @@ class Module:
     def _on_dtype_change(self, dtype: np.dtype) -> None:
         """Hook for modules that keep other float arrays (neuron state)."""
 
+    def set_step_mode(self, mode: str) -> "Module":
+        """``"s"``: modules take one time step ``[N, ...]``; ``"m"``: a whole sequence ``[T, N, ...]``.
+
+        Set on this module and every module below it (SpikingJelly's step modes).
+        """
+        if mode not in STEP_MODES:
+            raise ValueError(f"set_step_mode: mode={mode!r}; allowed: 's' (single step), 'm' (multi step)")
+        for m in self.modules():
+            object.__setattr__(m, "step_mode", mode)
+        return self
+
     # ------------------------------------------------------------ calling
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in self._forward_hooks:
+            hook(self, args, out)
+        return out
+
+    def register_forward_hook(self, hook: Callable[["Module", tuple, Any], None]) -> "HookHandle":
+        """Call ``hook(module, inputs, output)`` after every forward; returns a handle with ``remove()``."""
+        self._forward_hooks.append(hook)
+        return HookHandle(self._forward_hooks, hook)
 
     def extra_repr(self) -> str:
         """Settings shown inside ``repr`` (overridden by layers)."""

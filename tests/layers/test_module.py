@@ -130,3 +130,21 @@ def test_sequential_forward_repr_and_errors():
         Sequential(Affine(1), 3)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         m.nope
+
+
+def test_set_step_mode_reaches_every_module_and_checks_its_value():
+    m = net()
+    assert m.set_step_mode("m") is m
+    assert all(x.step_mode == "m" for x in m.modules())
+    with pytest.raises(ValueError, match=r"mode='x'; allowed: 's' \(single step\), 'm' \(multi step\)"):
+        m.set_step_mode("x")
+
+
+def test_forward_hooks_see_inputs_and_outputs_and_can_be_removed():
+    m = Affine(2)
+    seen = []
+    handle = m.register_forward_hook(lambda mod, args, out: seen.append((mod, args[0].data.sum(), out.data.sum())))
+    m(Tensor(np.ones(2, np.float32)))
+    handle.remove()
+    m(Tensor(np.ones(2, np.float32)))
+    assert len(seen) == 1 and seen[0][0] is m and seen[0][1] == 2.0 and seen[0][2] == 1.0
