@@ -16,6 +16,7 @@ from .linalg import MatMul
 from .loss import CrossEntropy, LogSoftmax
 from .reduce import Max, Mean, Sum, Var
 from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Stack
+from .weight_quant import WEIGHT_MODES, BinarizeWeight, TernarizeWeight, quantize_weight  # noqa: F401
 
 OPS = {
     # element-wise
@@ -55,6 +56,9 @@ OPS = {
     # losses
     "log_softmax": LogSoftmax,
     "cross_entropy": CrossEntropy,
+    # compressed synapses (SPEC E11, E12; straight-through backward)
+    "binarize_weight": BinarizeWeight,
+    "ternarize_weight": TernarizeWeight,
 }
 
 NON_DIFFERENTIABLE = ("lt", "le", "gt", "ge", "eq", "ne", "sign", "argmax", "argmin")
