@@ -61,7 +61,7 @@ class Context:
     (``ctx.axis = ...``) lives in ``__dict__`` and is cleared with the saved arrays.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "out_meta",
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "out_meta", "multi_output",
                  "released", "__dict__", "__weakref__")
 
     def __init__(self, fn: type, needs_input_grad: tuple[bool, ...]):
@@ -70,6 +70,7 @@ class Context:
         self.needs_input_grad = needs_input_grad
         self.saved_tensors: tuple[np.ndarray, ...] = ()
         self.out_meta: tuple[tuple[tuple[int, ...], np.dtype], ...] = ()
+        self.multi_output = False  # forward returned a tuple: backward gets a tuple of gradients
         self.released = False
 
     def save_for_backward(self, *arrays: np.ndarray) -> None:
@@ -140,6 +141,7 @@ class Function:
         if record:
             ctx.parents = tuple(parents)
             ctx.out_meta = tuple((o.shape, o.dtype) for o in outs)
+            ctx.multi_output = isinstance(out, tuple)
             tensors = tuple(Tensor._from_op(o, ctx, i) for i, o in enumerate(outs))
         else:
             tensors = tuple(Tensor._from_op(o, None, 0) for o in outs)
@@ -234,7 +236,7 @@ def run_backward(root: Tensor, grad: np.ndarray | None, retain_graph: bool) -> N
             if out_grads[i] is None:
                 out_grads[i] = np.zeros(shape, dtype=dtype)
         fn = node.fn
-        in_grads = fn.backward(node, out_grads[0] if len(out_grads) == 1 else tuple(out_grads))
+        in_grads = fn.backward(node, tuple(out_grads) if node.multi_output else out_grads[0])
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         parents = node.parents

@@ -198,6 +198,18 @@ def case_stack(draw):
     return (lambda *ts: ops.stack(ts, axis=axis)), [leaf(p) for p in parts], np.stack(parts, axis=axis)
 
 
+def case_unstack(draw):
+    shape = small_shape(draw, min_dims=1)
+    x = arrays(draw, shape)
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    used = draw(st.sampled_from(["all", "first"]))  # unused outputs must get zero gradients
+    def fn(t):
+        parts = ops.unstack(t, axis=axis)
+        return ops.stack(parts, axis=0) * 2.0 if used == "all" else parts[0] * 2.0
+    parts = [np.take(x, i, axis=axis) for i in range(x.shape[axis])]
+    return fn, [leaf(x)], (np.stack(parts) if used == "all" else parts[0]) * 2.0
+
+
 def case_pad(draw):
     x = arrays(draw, small_shape(draw, min_dims=1))
     widths = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in x.shape)
@@ -264,6 +276,7 @@ CASES = {
     "getitem": case_getitem,
     "concatenate": case_concatenate,
     "stack": case_stack,
+    "unstack": case_unstack,
     "pad": case_pad,
     "log_softmax": case_log_softmax,
     "cross_entropy": case_cross_entropy,

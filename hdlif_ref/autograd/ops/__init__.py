@@ -15,7 +15,7 @@ from .functional import normalize_axes  # noqa: F401
 from .linalg import MatMul
 from .loss import CrossEntropy, LogSoftmax
 from .reduce import Max, Mean, Sum, Var
-from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Stack
+from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Stack, Unstack
 from .weight_quant import WEIGHT_MODES, BinarizeWeight, TernarizeWeight, quantize_weight  # noqa: F401
 
 OPS = {
@@ -52,6 +52,7 @@ OPS = {
     "getitem": GetItem,
     "concatenate": Concatenate,
     "stack": Stack,
+    "unstack": Unstack,
     "pad": Pad,
     # losses
     "log_softmax": LogSoftmax,

@@ -18,7 +18,7 @@ from .elementwise import (Abs, Add, AsType, Clip, Div, Exp, Log, Maximum, Minimu
 from .linalg import MatMul
 from .loss import CrossEntropy, LogSoftmax
 from .reduce import Max, Mean, Sum, Var
-from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Stack
+from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Stack, Unstack
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -222,6 +222,16 @@ def stack(tensors: Sequence, axis: int = 0) -> Tensor:
             raise ValueError(f"stack: tensor {i} has shape {_shape(t)}, tensor 0 has {ref}")
     axis = _normalize_axis("stack", axis, len(ref) + 1)
     return Stack.apply(*tensors, axis=axis)
+
+
+def unstack(x, axis: int = 0) -> tuple[Tensor, ...]:
+    """The slices of ``x`` along ``axis``, as a tuple (one graph node; inverse of ``stack``)."""
+    shape = _shape(x)
+    axis = _normalize_axis("unstack", axis, len(shape))
+    if shape[axis] == 0:
+        raise ValueError(f"unstack: axis {axis} of shape {shape} is empty")
+    out = Unstack.apply(x, axis=axis)
+    return out if isinstance(out, tuple) else (out,)
 
 
 def pad(x, pad_width, value: float = 0.0) -> Tensor:

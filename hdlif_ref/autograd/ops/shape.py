@@ -107,6 +107,21 @@ class Stack(Function):
         return tuple(np.take(g, i, axis=axis) for i in range(n))
 
 
+class Unstack(Function):
+    """Split along ``axis`` into its slices (the inverse of ``stack``); one output per slice."""
+
+    name = "unstack"
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        return tuple(np.take(x, i, axis=axis) for i in range(x.shape[axis]))
+
+    @staticmethod
+    def backward(ctx, grads):
+        return np.stack(grads, axis=ctx.axis)
+
+
 class Pad(Function):
     """Constant padding; ``pad_width`` is a tuple of ``(before, after)`` per axis."""
 
