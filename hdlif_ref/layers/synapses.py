@@ -1,0 +1,124 @@
+"""Synapse layers: ``Conv2d`` and ``Linear``, with compressed weights (SPEC E11, E12).
+
+``weight_mode`` is ``"fp32"`` (the weight itself), ``"binary"`` (E11) or
+``"ternary"`` (E12): the forward uses the quantized weight, the backward is
+straight-through. The scale ``a_c`` is per output channel (dim 0).
+
+Two attributes serve the counters of SPEC E18-E19 (``deploy/metrics.py``) and are
+set by the model builders: ``input_is_spikes`` (False for the first layer, whose
+input is analog: its operations count as MACs) and ``input_bits`` (bit width of
+the spikes arriving: 1 for LIF, ``n`` for ``n``-bit quantized spikes, 32 for the
+real-valued surplus spikes of HD-LIF).
+
+Initialization follows PyTorch's defaults: weight and bias uniform in
+``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, drawn from the ``rng`` passed in.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Tensor, ops
+from ..autograd.ops import WEIGHT_MODES, quantize_weight
+from ._steps import check_input, fold, unfold
+from .module import Module, Parameter
+
+
+def _positive_int(layer: str, name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{layer}: {name}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def _pair(layer: str, name: str, value, minimum: int) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"{layer}: {name}={value!r} must be an int or a pair of ints")
+    return tuple(_positive_int(layer, name, v, minimum) for v in pair)  # type: ignore[return-value]
+
+
+def _check_weight_mode(layer: str, mode: str) -> str:
+    if mode not in WEIGHT_MODES:
+        raise ValueError(f"{layer}: weight_mode={mode!r}; allowed: {', '.join(WEIGHT_MODES)}")
+    return mode
+
+
+def _uniform(rng: np.random.Generator | None, bound: float, shape, dtype) -> np.ndarray:
+    rng = np.random.default_rng() if rng is None else rng
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Conv2d(Module):
+    """2-D convolution synapse on ``[N, C, H, W]`` (or ``[T, N, C, H, W]`` in step mode ``"m"``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 groups: int = 1, bias: bool = True, weight_mode: str = "fp32",
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        super().__init__()
+        name = "Conv2d"
+        self.in_channels = _positive_int(name, "in_channels", in_channels)
+        self.out_channels = _positive_int(name, "out_channels", out_channels)
+        self.kernel_size = _pair(name, "kernel_size", kernel_size, 1)
+        self.stride = _pair(name, "stride", stride, 1)
+        self.padding = _pair(name, "padding", padding, 0)
+        self.groups = _positive_int(name, "groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        self.weight_mode = _check_weight_mode(name, weight_mode)
+        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / np.sqrt(fan_in)
+        shape = (out_channels, in_channels // groups) + self.kernel_size
+        self.weight = Parameter(_uniform(rng, bound, shape, dtype))
+        self.bias = Parameter(_uniform(rng, bound, (out_channels,), dtype)) if bias else None
+        self.input_is_spikes = True
+        self.input_bits = 32
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input("Conv2d", x, self.step_mode, (4,), "N, C, H, W")
+        x, T = fold(x, self.step_mode)
+        y = ops.conv2d(x, quantize_weight(self.weight, self.weight_mode), self.bias,
+                       stride=self.stride, padding=self.padding, groups=self.groups)
+        return unfold(y, T)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.weight_mode != "fp32":
+            text += f", weight_mode={self.weight_mode!r}"
+        return text
+
+
+class Linear(Module):
+    """Fully connected synapse on ``[..., F_in]`` (any leading dims: ``[N, F]`` or ``[T, N, F]``)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, weight_mode: str = "fp32",
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        super().__init__()
+        name = "Linear"
+        self.in_features = _positive_int(name, "in_features", in_features)
+        self.out_features = _positive_int(name, "out_features", out_features)
+        self.weight_mode = _check_weight_mode(name, weight_mode)
+        bound = 1.0 / np.sqrt(in_features)
+        self.weight = Parameter(_uniform(rng, bound, (out_features, in_features), dtype))
+        self.bias = Parameter(_uniform(rng, bound, (out_features,), dtype)) if bias else None
+        self.input_is_spikes = True
+        self.input_bits = 32
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input("Linear", x, self.step_mode, (2,), "N, F")
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear: input has {x.shape[-1]} features (shape {x.shape}), "
+                             f"the layer expects in_features={self.in_features}")
+        return ops.linear(x, quantize_weight(self.weight, self.weight_mode), self.bias)
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_features}, {self.out_features}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.weight_mode != "fp32":
+            text += f", weight_mode={self.weight_mode!r}"
+        return text
