@@ -1,0 +1,91 @@
+"""A whole run: config checks, run directory, metrics log, checkpoints, exact resume."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from hdlif_ref.training import load_checkpoint
+from hdlif_ref.training.config import DEFAULTS, load_config_file, resolve_config
+from hdlif_ref.training.progress import read_metrics
+from hdlif_ref.training.run import Run, run_training
+
+TINY = dict(train_fraction=0.15, width=0.5, batch_size=32, epochs=2, eval_batch_size=512)
+
+
+def quiet(_):
+    pass
+
+
+def test_resume_continues_exactly_as_the_uninterrupted_run(tmp_path):
+    full = tmp_path / "full"
+    run_training(dict(TINY), str(full), log=quiet)
+    part = tmp_path / "part"
+    run_training(dict(TINY), str(part), log=quiet, stop_after_epochs=1)  # interrupted after epoch 1
+    assert load_checkpoint(part / "last.h5")["epoch"] == 1
+    run_training(None, str(part), resume=True, log=quiet)
+    a, b = load_checkpoint(full / "last.h5"), load_checkpoint(part / "last.h5")
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
+    for key in a["model_state"]:
+        np.testing.assert_array_equal(a["model_state"][key], b["model_state"][key], err_msg=key)
+    rows = read_metrics(part / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def test_run_directory_holds_config_metrics_checkpoints_and_report(tmp_path):
+    report = run_training(dict(TINY, epochs=1), str(tmp_path), log=quiet)
+    assert sorted(os.listdir(tmp_path)) == ["best.h5", "config.json", "last.h5", "metrics.jsonl", "report.json"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config == resolve_config(dict(TINY, epochs=1))
+    (row,) = read_metrics(tmp_path / "metrics.jsonl")
+    for key in ("train_loss", "train_accuracy", "test_accuracy", "test_accuracy_by_steps", "firing_rates",
+                "train_seconds", "peak_rss_mb", "lr"):
+        assert key in row
+    assert len(row["test_accuracy_by_steps"]) == config["T"]
+    assert set(report) >= {"test_accuracy", "parameter_memory_mb", "sops", "nops", "energy_mj"}
+    assert report["sops"] > 0 and report["nops"] > 0
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        run_training(None, str(tmp_path), resume=True, log=quiet)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(neuron="izh"), r"neuron='izh'; allowed: lif, hdlif, parallel, membn"),
+    (dict(K=9), r"K=9 is larger than T=4"),
+    (dict(lr=-1), r"lr=-1 must be a number >= 0.0"),
+    (dict(epochs=0), r"epochs=0 must be an integer >= 1"),
+    (dict(frobnicate=1), r"unknown key\(s\) frobnicate; allowed: dataset"),
+    (dict(neuron="lif", parallel_fraction=0.5), r"parallel_fraction applies to neuron hdlif or membn"),
+])
+def test_config_errors_name_the_key_value_and_what_is_allowed(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config(overrides)
+
+
+def test_config_files_toml_and_json(tmp_path):
+    (tmp_path / "a.toml").write_text('neuron = "hdlif"\nT = 6\nseca = "none"\nK = "all"\n')
+    (tmp_path / "b.json").write_text('{"neuron": "lif", "lr": 0.1}')
+    assert resolve_config(load_config_file(str(tmp_path / "a.toml")))["T"] == 6
+    assert resolve_config(load_config_file(str(tmp_path / "b.json")))["neuron"] == "lif"
+    (tmp_path / "c.yaml").write_text("a: 1")
+    with pytest.raises(ValueError, match=r"extension '.yaml'; allowed: .toml, .json"):
+        load_config_file(str(tmp_path / "c.yaml"))
+    (tmp_path / "d.json").write_text("{oops")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        load_config_file(str(tmp_path / "d.json"))
+
+
+def test_default_config_is_the_issues_default_job():
+    d = DEFAULTS
+    assert (d["dataset"], d["neuron"], d["weight_mode"], d["spike_bits"], d["method"], d["K"], d["T"]) == \
+        ("digits", "membn", "ternary", 4, "online", 1, 4)
+
+
+def test_event_dataset_runs_with_frames_and_stbp(tmp_path):
+    report = run_training(dict(TINY, epochs=1, dataset="event-digits", T=4, method="stbp", neuron="hdlif"),
+                          str(tmp_path), log=quiet)
+    assert 0.0 <= report["test_accuracy"] <= 1.0
+    run = Run(resolve_config(dict(TINY, dataset="event-digits", T=4)))
+    assert run.model.config["in_channels"] == 2 and run.model.config["input_size"] == 16
