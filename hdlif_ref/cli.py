@@ -64,8 +64,21 @@ def _add_info(sub: argparse.ArgumentParser) -> None:
 
 
 # -------------------------------------------------------------------- registry
+def _lazy(module: str, attribute: str) -> Callable:
+    """A command's function, imported when the command runs (``hdlif-ref info`` stays fast)."""
+    def call(arg):
+        return getattr(importlib.import_module(f"hdlif_ref._cli.{module}"), attribute)(arg)
+    return call
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "info": ("library versions, Numba threading and the active kernel backend", _add_info, cmd_info),
+    "train": ("train a network (default: the embedded digits, online, K=1, T=4)",
+              _lazy("train", "add_arguments"), _lazy("train", "run")),
+    "eval": ("evaluate a checkpoint: accuracy, accuracy from the first t steps, firing rates",
+             _lazy("evaluate", "add_arguments"), _lazy("evaluate", "run")),
+    "report": ("parameter memory, SOPs, NOPs and energy of a checkpoint or an architecture (SPEC E18-E20)",
+               _lazy("report", "add_arguments"), _lazy("report", "run")),
 }
 
 

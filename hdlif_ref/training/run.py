@@ -179,6 +179,7 @@ def deployment_report(model: SpikingNet, data: Data, samples: int = 64) -> dict:
     counts = count_ops(model, x, model.T)
     return {"parameter_memory_mb": parameter_memory(model)["megabytes"], "sops": counts.sops, "macs": counts.macs,
             "nops": counts.nops, "energy_mj": energy(counts) * 1e3,
+            "energy_bitwidth_mj": energy(counts, "bitwidth") * 1e3,
             "sops_by_bits": {str(k): v for k, v in counts.sops_by_bits.items()}}
 
 
@@ -249,3 +250,21 @@ def _write_json(path: str, obj: Any) -> None:
         json.dump(obj, fh, indent=2, sort_keys=True)
         fh.write("\n")
     os.replace(tmp, path)
+
+
+def load_trained(path: str, data_dir: str | None = None) -> tuple[dict, Data, SpikingNet]:
+    """``(config, data, model)`` from a checkpoint: the run's data and its trained network.
+
+    ``data_dir`` overrides the config's data directory (the files may have moved).
+    """
+    state = load_checkpoint(path)
+    config = resolve_config(state["config"])
+    if data_dir is not None:
+        config["data_dir"] = data_dir
+    data = make_data(config)
+    model = make_model(config, data, np.random.default_rng(0))
+    try:
+        model.load_state_dict(state["model_state"])
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {path!r} does not fit the network its config describes: {exc}") from None
+    return config, data, model
