@@ -79,6 +79,16 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
              _lazy("evaluate", "add_arguments"), _lazy("evaluate", "run")),
     "report": ("parameter memory, SOPs, NOPs and energy of a checkpoint or an architecture (SPEC E18-E20)",
                _lazy("report", "add_arguments"), _lazy("report", "run")),
+    "deploy": ("convert a checkpoint to a frozen model file (BN and Mem-BN folded, packed ternary codes)",
+               _lazy("deploy", "add_deploy_arguments"), _lazy("deploy", "deploy")),
+    "run": ("run a frozen model on a dataset's test split: accuracy, payload, SOPs, NOPs, energy",
+            _lazy("deploy", "add_run_arguments"), _lazy("deploy", "run")),
+    "verify": ("check the paper's equations (E3, E4, E6, E6', E10, E13, E18-E20) on seeded random data",
+               _lazy("verify", "add_arguments"), _lazy("verify", "run")),
+    "golden": ("write the golden vectors of SPEC section 6, or --check a file from another implementation",
+               _lazy("golden", "add_arguments"), _lazy("golden", "run")),
+    "plot": ("PNG plots: spike rasters, membrane traces, training curves, the eps[i, t] matrix (needs matplotlib)",
+             _lazy("plot", "add_arguments"), _lazy("plot", "run")),
 }
 
 

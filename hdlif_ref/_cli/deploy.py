@@ -1,0 +1,87 @@
+"""``hdlif-ref deploy CKPT OUT.h5`` and ``hdlif-ref run OUT.h5 --data NAME``: the frozen model (docs/deploy.md)."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by hdlif-ref train")
+    parser.add_argument("output", metavar="OUT.h5", help="where to write the frozen model")
+    parser.add_argument("--data-dir", help="dataset directory (to rebuild the run's network)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL.h5", help="a frozen model written by hdlif-ref deploy")
+    parser.add_argument("--data", help="dataset to run on (default: the one the model was trained on)")
+    parser.add_argument("--data-dir", help="dataset directory")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--limit", type=int, default=None, help="run on the first LIMIT test samples only")
+
+
+def print_payload(frozen, prefix: str = "") -> None:
+    payload = frozen.payload_bytes()
+    print(f"{prefix}parameter payload  {payload:,} bytes = {payload / 1e6:.4f} MB (SPEC E18: codes packed, "
+          f"scales and neuron parameters float32)")
+
+
+def deploy(args: argparse.Namespace) -> int:
+    from ..deploy.convert import freeze
+    from ..deploy.frozen_io import save_frozen
+    from ..training.run import load_trained
+
+    config, data, model = load_trained(args.checkpoint, args.data_dir)
+    frozen = freeze(model, (data.in_channels, data.input_size, data.input_size))
+    frozen.meta.update(dataset=config["dataset"], source=str(args.checkpoint))
+    save_frozen(frozen, args.output)
+    print(f"wrote {args.output}: {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, "
+          f"T={frozen.T}), {len(frozen.ops)} top-level ops")
+    print_payload(frozen)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..datasets import DataLoader, get_dataset
+    from ..deploy.frozen_io import load_frozen
+    from ..deploy.metrics import OpCounts, energy
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
+    frozen = load_frozen(args.model)
+    name = args.data or frozen.meta.get("dataset")
+    if name is None:
+        raise ValueError("run: the model does not name its dataset; give --data NAME")
+    options = {"T": frozen.T} if name in ("event-digits", "cifar10-dvs") else {}
+    test = get_dataset(name, "test", args.data_dir, **options)
+    if args.limit is not None:
+        from ..datasets.base import ArrayDataset
+        x, y = test.take(np.arange(min(args.limit, len(test))))
+        test = ArrayDataset(x, y, test.num_classes, test.kind, test.name, "test")
+    correct, seen = 0, 0
+    totals = OpCounts()
+    start = time.perf_counter()
+    for x, y in DataLoader(test, args.batch_size):
+        logits = frozen.run(x, count=True)
+        correct += int((logits.mean(axis=0).argmax(axis=1) == y).sum())
+        seen += len(y)
+        c = frozen.counts
+        totals.sops += c.sops
+        totals.macs += c.macs
+        totals.nop_mul += c.nop_mul
+        totals.nop_add += c.nop_add
+        for bits, n in c.sops_by_bits.items():
+            totals.sops_by_bits[bits] = totals.sops_by_bits.get(bits, 0.0) + n
+    seconds = time.perf_counter() - start
+    per = OpCounts(sops=totals.sops / seen, macs=totals.macs / seen, nop_mul=totals.nop_mul / seen,
+                   nop_add=totals.nop_add / seen, sops_by_bits={b: n / seen for b, n in totals.sops_by_bits.items()})
+    print(f"frozen model       {args.model} (T={frozen.T})")
+    print(f"data               {name} test split, {seen} samples, {seen / seconds:,.0f} samples/s")
+    print(f"accuracy           {correct / seen:.4f}")
+    print_payload(frozen)
+    print(f"SOPs per sample    {per.sops:,.0f} (+ {per.macs:,.0f} MACs; SPEC E19)")
+    print(f"NOPs per sample    {per.nop_mul + per.nop_add:,.0f} ({per.nop_mul:,.0f} MUL + {per.nop_add:,.0f} ADD)")
+    print(f"energy per sample  {energy(per) * 1e9:.2f} nJ (45 nm, SPEC E20); {energy(per, 'bitwidth') * 1e9:.2f} nJ "
+          f"(bit-width table)")
+    return 0

@@ -1,0 +1,249 @@
+"""The frozen model: a list of plain-array ops run with the NumPy/Numba kernels, no autograd.
+
+A frozen model is what :func:`hdlif_ref.deploy.convert.freeze` makes of a trained
+network (batch norm folded, Mem-BN re-parameterized, ternary codes, spike
+scales folded) and what ``hdlif-ref run`` executes. It runs a whole sequence at
+once: every array is ``[T, N, ...]``; synapses fold ``T`` into the batch.
+
+Ops (``kind``; parameters are ndarrays, settings are Python values):
+
+* ``synapse``: ``y = (x (*) W) * scale + bias`` for a convolution (``conv=True``) or a
+  linear layer. ``W`` is float32 weights or the integer codes of a binary/ternary
+  synapse; ``scale`` and ``bias`` are per output channel ``[C]`` or per step and
+  channel ``[T, C]`` and hold everything folded into them (the weight scale
+  ``a_c`` of E11/E12, batch norm, Mem-BN's ``alpha*`` and ``-beta*`` of E10, the step
+  ``s`` of the ``n``-bit spikes coming in, E13).
+* ``affine``: ``y = x * scale + bias`` (``[C]`` or ``[T, C]``), where a fold was impossible.
+* ``neuron``: HD-LIF (E1-E2), LIF (E7, hard or soft reset) or Parallel HD-LIF (E8),
+  ``lam``/``theta`` ``[T, C]`` (``C = 1`` per layer); with ``bits`` the output is the
+  integer spike ``clip(round(s* / step), 0, 2^n - 1)`` (E13; ``step`` folds downstream).
+* ``avg_pool``, ``max_pool``, ``global_avg_pool``, ``flatten``: as their layers.
+* ``seca1``, ``seca2``, ``tap``: SECA attention (E14, E15); a tap records the current
+  for the SECA_II that reads it.
+* ``block``: residual block, ``post(main(x) + shortcut(x))`` with three op lists.
+* ``scale``: ``x * value`` (a spike step that no synapse could absorb, e.g. an identity shortcut).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..kernels.conv import conv2d_forward
+from ..kernels.hdlif import hdlif_forward
+from ..kernels.lif import lif_forward
+from ..kernels.parallel import parallel_hdlif_forward
+from ..kernels.pool import avg_pool2d_forward, max_pool2d_forward
+from .metrics import conv_fanout_1d
+
+
+@dataclass
+class Op:
+    """One frozen operation: ``kind``, settings in ``attrs``, arrays in ``arrays``; ``children`` for blocks."""
+
+    kind: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    children: dict[str, list["Op"]] = field(default_factory=dict)
+
+
+@dataclass
+class Counts:
+    """Operation counts of a frozen run, summed over the batch and steps (SPEC E19)."""
+
+    sops: float = 0.0
+    macs: float = 0.0
+    nop_mul: float = 0.0
+    nop_add: float = 0.0
+    sops_by_bits: dict[int, float] = field(default_factory=dict)
+
+
+def _per_step(p: np.ndarray, ndim: int) -> np.ndarray:
+    """``[C]`` or ``[T, C]`` -> broadcastable against ``[T, N, C, ...]`` of ``ndim`` dims."""
+    tail = (1,) * (ndim - 3)
+    if p.ndim == 1:
+        return p.reshape((1, 1, -1) + tail)
+    return p.reshape((p.shape[0], 1, p.shape[1]) + tail)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _conv1d_channels(z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``out[n, c] = sum_k w[k] z[n, c + k - K//2]`` with zero padding (SPEC E14)."""
+    k = w.size
+    padded = np.pad(z, ((0, 0), (k // 2, k // 2)))
+    out = np.zeros_like(z)
+    for j in range(k):
+        out += w[j] * padded[:, j:j + z.shape[1]]
+    return out
+
+
+class FrozenModel:
+    """A frozen network: ``ops`` run in order on ``[T, N, ...]`` arrays; see the module docstring."""
+
+    def __init__(self, ops: list[Op], T: int, num_classes: int, input_shape: tuple[int, ...], meta: dict,
+                 dtype=np.float32):
+        self.ops, self.T, self.num_classes = ops, int(T), int(num_classes)
+        self.dtype = np.dtype(dtype)
+        self.input_shape, self.meta = tuple(input_shape), dict(meta)
+        self.counts = Counts()
+        self._taps: dict[int, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ running
+    def run(self, x: np.ndarray, count: bool = False) -> np.ndarray:
+        """Logits ``[T, N, classes]`` for images ``[N, C, H, W]`` (repeated over steps) or frames ``[T, N, C, H, W]``."""
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim == len(self.input_shape) + 1:
+            if x.shape[1:] != self.input_shape:
+                raise ValueError(f"run: input samples have shape {x.shape[1:]}, the model takes {self.input_shape}")
+            x = np.broadcast_to(x, (self.T,) + x.shape)
+        elif x.ndim == len(self.input_shape) + 2:
+            if x.shape[0] != self.T or x.shape[2:] != self.input_shape:
+                raise ValueError(f"run: input {x.shape} is not [T={self.T}, N, {', '.join(map(str, self.input_shape))}]")
+        else:
+            raise ValueError(f"run: input of shape {x.shape}; expected [N, {', '.join(map(str, self.input_shape))}] "
+                             f"or [T, N, ...]")
+        self.counts = Counts() if count else None
+        self._taps = {}
+        out = self._run_ops(self.ops, np.ascontiguousarray(x))
+        self._taps = {}
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """``argmax_c mean_t o_t`` (SPEC E16)."""
+        return self.run(x).mean(axis=0).argmax(axis=1)
+
+    def _run_ops(self, ops: list[Op], x: np.ndarray) -> np.ndarray:
+        for op in ops:
+            x = getattr(self, "_" + op.kind)(op, x)
+        return x
+
+    def _synapse(self, op: Op, x: np.ndarray) -> np.ndarray:
+        T, n = x.shape[:2]
+        flat = x.reshape((T * n,) + x.shape[2:])
+        w = op.arrays["weight"]
+        if self.counts is not None:
+            self._count_synapse(op, flat)
+        if op.attrs["conv"]:
+            y = conv2d_forward(np.ascontiguousarray(flat), np.ascontiguousarray(w, dtype=flat.dtype), None,
+                               tuple(op.attrs["stride"]), tuple(op.attrs["padding"]), int(op.attrs["groups"]))
+        else:
+            y = flat @ w.astype(flat.dtype).T
+        y = y.reshape((T, n) + y.shape[1:])
+        return y * _per_step(op.arrays["scale"], y.ndim) + _per_step(op.arrays["bias"], y.ndim)
+
+    def _count_synapse(self, op: Op, flat: np.ndarray) -> None:
+        nonzero = flat != 0
+        if op.attrs["conv"]:
+            kh, kw = op.arrays["weight"].shape[2:]
+            (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
+            fan = np.outer(conv_fanout_1d(flat.shape[2], kh, sh, ph), conv_fanout_1d(flat.shape[3], kw, sw, pw))
+            fan = fan * (op.arrays["weight"].shape[0] // op.attrs["groups"])
+            used = float(np.einsum("nchw,hw->", nonzero, fan, dtype=np.int64))
+            every = float(fan.sum()) * flat.shape[0] * flat.shape[1]
+        else:
+            fan = op.arrays["weight"].shape[0]
+            used, every = float(nonzero.sum()) * fan, float(flat.size) * fan
+        if op.attrs["input_is_spikes"]:
+            bits = int(op.attrs["input_bits"])
+            self.counts.sops += used
+            self.counts.sops_by_bits[bits] = self.counts.sops_by_bits.get(bits, 0.0) + used
+        else:
+            self.counts.macs += every
+
+    def _affine(self, op: Op, x: np.ndarray) -> np.ndarray:
+        return x * _per_step(op.arrays["scale"], x.ndim) + _per_step(op.arrays["bias"], x.ndim)
+
+    def _scale(self, op: Op, x: np.ndarray) -> np.ndarray:
+        return x * np.asarray(op.attrs["value"], dtype=x.dtype)
+
+    def _neuron(self, op: Op, x: np.ndarray) -> np.ndarray:
+        T, n = x.shape[:2]
+        I = np.ascontiguousarray(x.reshape(T, n, -1))
+        theta = op.arrays["theta"].astype(x.dtype)
+        u0 = np.zeros(I.shape[1:], dtype=x.dtype)
+        kind = op.attrs["neuron"]
+        if kind == "hdlif":
+            s, _, _ = hdlif_forward(I, u0, op.arrays["lam"].astype(x.dtype), theta)
+        elif kind == "lif":
+            s, _, _ = lif_forward(I, u0, op.arrays["lam"].astype(x.dtype), theta, op.attrs["reset"] == "soft")
+        else:
+            s, _ = parallel_hdlif_forward(I, theta)
+        if self.counts is not None:
+            mul, add = (0, 1) if kind == "parallel" else (1, 2)
+            self.counts.nop_mul += mul * I.size
+            self.counts.nop_add += add * I.size
+        if op.attrs["bits"]:
+            step = np.asarray(op.attrs["step"], dtype=x.dtype)
+            s = np.clip(np.round(s / step), 0, 2 ** int(op.attrs["bits"]) - 1)  # integer spikes (E13)
+        return s.reshape(x.shape)
+
+    def _avg_pool(self, op: Op, x: np.ndarray) -> np.ndarray:
+        return self._pool(avg_pool2d_forward, op, x)
+
+    def _max_pool(self, op: Op, x: np.ndarray) -> np.ndarray:
+        return self._pool(max_pool2d_forward, op, x)
+
+    def _pool(self, kernel, op: Op, x: np.ndarray) -> np.ndarray:
+        T, n = x.shape[:2]
+        flat = np.ascontiguousarray(x.reshape((T * n,) + x.shape[2:]))
+        (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"]
+        y = kernel(flat, kh, kw, sh, sw, ph, pw)
+        y = y[0] if isinstance(y, tuple) else y
+        return y.reshape((T, n) + y.shape[1:])
+
+    def _global_avg_pool(self, op: Op, x: np.ndarray) -> np.ndarray:
+        return x.mean(axis=(3, 4), keepdims=True)
+
+    def _flatten(self, op: Op, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[:2] + (-1,))
+
+    def _gap(self, x: np.ndarray) -> np.ndarray:
+        flat = x.reshape((-1,) + x.shape[2:])
+        return flat.mean(axis=(2, 3)) if flat.ndim == 4 else flat
+
+    def _attend(self, x: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        a = _sigmoid(logits).reshape(x.shape[:3] + (1,) * (x.ndim - 3))
+        return x * a
+
+    def _seca1(self, op: Op, x: np.ndarray) -> np.ndarray:
+        return self._attend(x, _conv1d_channels(self._gap(x), op.arrays["weight"].astype(x.dtype)))
+
+    def _tap(self, op: Op, x: np.ndarray) -> np.ndarray:
+        self._taps[int(op.attrs["id"])] = x
+        return x
+
+    def _seca2(self, op: Op, x: np.ndarray) -> np.ndarray:
+        pre = self._gap(self._taps[int(op.attrs["tap"])])
+        c_pre, c_post = pre.shape[1], x.shape[2]
+        if c_pre > c_post:
+            pre = pre.reshape(pre.shape[0], c_post, c_pre // c_post).mean(axis=2)
+        elif c_post > c_pre:
+            pre = np.repeat(pre, c_post // c_pre, axis=1)
+        logits = (_conv1d_channels(self._gap(x), op.arrays["weight"].astype(x.dtype))
+                  + _conv1d_channels(pre, op.arrays["weight_pre"].astype(x.dtype)))
+        return self._attend(x, logits)
+
+    def _block(self, op: Op, x: np.ndarray) -> np.ndarray:
+        main = self._run_ops(op.children["main"], x)
+        shortcut = self._run_ops(op.children["shortcut"], x)
+        return self._run_ops(op.children["post"], main + shortcut)
+
+    # ------------------------------------------------------------------ payload
+    def payload_bytes(self) -> int:
+        """Bytes of the parameters as stored: ternary codes 2 bits, binary codes 1 bit, the rest float32."""
+        def weight_bytes(op: Op, name: str, a: np.ndarray) -> int:
+            mode = op.attrs.get("weight_mode", "fp32") if op.kind == "synapse" and name == "weight" else "fp32"
+            return {"ternary": (a.size + 3) // 4, "binary": (a.size + 7) // 8}.get(mode, a.size * 4)
+
+        def walk(ops: list[Op]) -> int:
+            total = 0
+            for op in ops:
+                total += sum(weight_bytes(op, name, a) for name, a in op.arrays.items())
+                total += sum(walk(children) for children in op.children.values())
+            return total
+        return walk(self.ops)
