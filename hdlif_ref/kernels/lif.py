@@ -1,0 +1,165 @@
+"""Fused multi-step LIF kernels (SPEC E7, the baseline): forward, STBP and online backward.
+
+Layout as in :mod:`.hdlif` (``I, s, m: [T, N, F]``, state ``[N, F]``, ``lam, theta:
+[T, C]``). ``soft`` chooses the reset: hard ``u = m (1 - s)`` (DC default) or soft
+``u = m - theta s``. The spike is binary, ``s = H(m - theta)`` with ``H(0) = 1``;
+its derivative is the triangle surrogate
+``sg(m) = max(gamma - |m - theta|, 0) / gamma^2``, used wherever ``s`` appears,
+including inside the reset (the reset is differentiated, not detached; DC in
+``docs/neurons.md``):
+
+    hard:  du/dm = (1 - s) - m sg,      du/dtheta = m sg
+    soft:  du/dm = 1 - theta sg,        du/dtheta = theta sg - s
+
+The surrogate depends on the value of ``m``, so the forward keeps ``m`` itself
+(``u_{t-1}`` and ``s`` are recomputed from it). ``one`` and ``inv_gamma2 = 1 / gamma^2``
+arrive as scalars of the data's dtype so that no float64 constant promotes float32
+arithmetic.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._backend import dispatch
+from ._blocking import BLOCK, lane_sum2, launch, n_blocks
+from ._config import njit_parallel
+from .reference import neurons as _ref
+
+
+@njit_parallel
+def _lif_fwd(I, u0, lam, theta, soft, block, s, u_last, m_out):
+    T, N, F = I.shape
+    S = F // lam.shape[1]
+    zero = I.dtype.type(0)
+    one = I.dtype.type(1)
+    nfb = (F + block - 1) // block
+    for item in prange(N * nfb):
+        n = item // nfb
+        f0 = (item % nfb) * block
+        f1 = min(f0 + block, F)
+        u = u0[n, f0:f1].copy()
+        for t in range(T):
+            f = f0
+            while f < f1:
+                c = f // S
+                fe = min(f1, (c + 1) * S)
+                lam_tc = lam[t, c]
+                theta_tc = theta[t, c]
+                u_seg = u[f - f0:fe - f0]
+                I_seg, s_seg, m_seg = I[t, n, f:fe], s[t, n, f:fe], m_out[t, n, f:fe]
+                for j in range(fe - f):
+                    m = lam_tc * u_seg[j] + I_seg[j]
+                    fired = m >= theta_tc
+                    m_seg[j] = m
+                    s_seg[j] = one if fired else zero
+                    if soft:
+                        u_seg[j] = m - theta_tc if fired else m
+                    else:
+                        u_seg[j] = zero if fired else m
+                f = fe
+        u_last[n, f0:f1] = u
+
+
+@njit_parallel
+def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, gamma, inv_gamma2, block, need_lam,
+             online, gI, gu0, glam_part, gtheta_part):
+    # dL/dm_t = dL/ds_t sg_t + dL/du_t du_t/dm_t;  dL/dtheta_t = -dL/ds_t sg_t + dL/du_t du_t/dtheta_t;
+    # dL/du_{t-1} = lam_t dL/dm_t (0 when online, SPEC E5).
+    T, N, F = gs.shape
+    S = F // lam.shape[1]
+    zero = gs.dtype.type(0)
+    one = gs.dtype.type(1)
+    nfb = (F + block - 1) // block
+    for item in prange(N * nfb):
+        n = item // nfb
+        f0 = (item % nfb) * block
+        f1 = min(f0 + block, F)
+        B = f1 - f0
+        gu = np.zeros(B, dtype=gs.dtype) if online else gu_last[n, f0:f1].copy()
+        d_lam = np.empty(B, dtype=gs.dtype)
+        d_theta = np.empty(B, dtype=gs.dtype)
+        u_prev = np.empty(B, dtype=gs.dtype)
+        for t in range(T - 1, -1, -1):
+            f = f0
+            while f < f1:
+                c = f // S
+                fe = min(f1, (c + 1) * S)
+                a, b = f - f0, fe - f0
+                lam_tc = lam[t, c]
+                theta_tc = theta[t, c]
+                up_seg = u_prev[a:b]
+                if not need_lam:
+                    up_seg[:] = zero  # products unused; keeps the inner loop free of branches
+                elif t == 0:
+                    up_seg[:] = u0[n, f:fe]
+                else:  # u_{t-1} from m_{t-1}, as the forward computed it
+                    theta_p = theta[t - 1, c]
+                    mp_seg = m_all[t - 1, n, f:fe]
+                    for j in range(b - a):
+                        mp = mp_seg[j]
+                        if soft:
+                            up_seg[j] = mp - theta_p if mp >= theta_p else mp
+                        else:
+                            up_seg[j] = zero if mp >= theta_p else mp
+                gu_seg, dl_seg, dt_seg = gu[a:b], d_lam[a:b], d_theta[a:b]
+                gs_seg, gI_seg, m_seg = gs[t, n, f:fe], gI[t, n, f:fe], m_all[t, n, f:fe]
+                for j in range(b - a):
+                    m = m_seg[j]
+                    sg = max(gamma - abs(m - theta_tc), zero) * inv_gamma2
+                    fired = m >= theta_tc
+                    if soft:
+                        du_dm = one - theta_tc * sg
+                        du_dtheta = theta_tc * sg - (one if fired else zero)
+                    else:
+                        du_dm = (zero if fired else one) - m * sg
+                        du_dtheta = m * sg
+                    gm = gs_seg[j] * sg + gu_seg[j] * du_dm
+                    dt_seg[j] = gu_seg[j] * du_dtheta - gs_seg[j] * sg
+                    gI_seg[j] = gm
+                    dl_seg[j] = gm * up_seg[j]
+                    gu_seg[j] = gm * lam_tc
+                glam_part[item, t, c], gtheta_part[item, t, c] = lane_sum2(d_lam, d_theta, a, b)
+                f = fe
+            if online:
+                gu[:] = zero  # E5: nothing flows to u_{t-1}
+        gu0[n, f0:f1] = gu
+
+
+def _forward_numba(I, u0, lam, theta, soft):
+    s = np.empty_like(I)
+    m = np.empty_like(I)
+    u_last = np.empty_like(u0)
+    launch(_lif_fwd, I.size, I, u0, lam, theta, bool(soft), BLOCK, s, u_last, m)
+    return s, u_last, m
+
+
+def _backward_numba(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam, online):
+    T, N, F = gs.shape
+    items = N * n_blocks(F)
+    dt = gs.dtype.type
+    gamma = dt(gamma)
+    gI = np.empty_like(gs)
+    gu0 = np.empty_like(u0)
+    glam_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
+    gtheta_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
+    launch(_lif_bwd, gs.size, gs, gu_last, m, u0, lam, theta, bool(soft), gamma, dt(1) / (gamma * gamma), BLOCK,
+             bool(need_lam), bool(online), gI, gu0, glam_part, gtheta_part)
+    return gI, gu0, (glam_part.sum(axis=0) if need_lam else None), gtheta_part.sum(axis=0)
+
+
+def _backward_stbp_numba(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam):
+    return _backward_numba(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam, False)
+
+
+def _backward_online_numba(gs, m, u0, lam, theta, soft, gamma, need_lam):
+    gI, _, glam, gtheta = _backward_numba(gs, u0, m, u0, lam, theta, soft, gamma, need_lam, True)
+    return gI, glam, gtheta
+
+
+#: ``(s, u_last, m) = lif_forward(I, u0, lam, theta, soft)`` (SPEC E7).
+lif_forward = dispatch(_forward_numba, _ref.lif_forward)
+#: ``(gI, gu0, glam, gtheta) = lif_backward_stbp(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam)``.
+lif_backward_stbp = dispatch(_backward_stbp_numba, _ref.lif_backward_stbp)
+#: ``(gI, glam, gtheta) = lif_backward_online(gs, m, u0, lam, theta, soft, gamma, need_lam)``.
+lif_backward_online = dispatch(_backward_online_numba, _ref.lif_backward_online)
