@@ -1,0 +1,333 @@
+"""Neuron ops (SPEC E1-E9): one graph node per sequence (``*_seq``) or per time step (``*_step``).
+
+Each op wraps a fused kernel of :mod:`hdlif_ref.kernels` (``hdlif``, ``lif``,
+``parallel``, ``membn``). Arguments are checked by the callers in
+:mod:`hdlif_ref.neurons.functional`; here the arrays are brought to one float
+dtype (float32 with float64 promotes), to the kernels' layout and made contiguous.
+
+Layout: a step tensor ``[N, C, *spatial]`` with per-layer parameters (``lam:
+[T]``) is one row of ``F = N C S`` elements; with per-channel parameters
+(``[T, C]``) it is ``N`` rows of ``F = C S``. Parameters go to the kernels as
+``[T, C]`` (``C = 1`` per layer) and their gradients come back in their own shape.
+
+``*_seq`` ops take ``I: [T, N, ...]``, start from ``u_0 = 0`` and return ``s``
+(their backward is STBP, SPEC E4, or with ``gradient="online"`` the truncated
+E5). ``*_step`` ops take one step ``I_t: [N, ...]``, the previous state and the
+step index ``t``, and return ``(s_t, u_t)``; their backward passes ``dL/du_t`` on
+to ``u_{t-1}``, so a chain of steps kept in the graph gives STBP and a chain cut
+with ``detach`` gives the online gradients.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...kernels import hdlif as _hdlif
+from ...kernels import lif as _lif
+from ...kernels import membn as _membn
+from ...kernels import parallel as _parallel
+from ..function import Function
+
+
+def _dtype(*arrays) -> np.dtype:
+    return np.result_type(*[a.dtype for a in arrays])
+
+
+def rows_of(step_shape: tuple[int, ...], per_channel: bool) -> tuple[int, int]:
+    """``(rows, F)`` of the kernels' view of one step tensor."""
+    size = math.prod(step_shape)
+    if not per_channel:
+        return 1, size
+    return step_shape[0], (size // step_shape[0] if step_shape[0] else math.prod(step_shape[1:]))
+
+
+def params_tc(dtype: np.dtype, *params: np.ndarray) -> list[np.ndarray]:
+    """Parameters ``[T]`` or ``[T, C]`` as contiguous ``[T, C]`` arrays of ``dtype`` (``C = 1`` if none is per channel)."""
+    T = params[0].shape[0]
+    C = max(p.shape[1] if p.ndim == 2 else 1 for p in params)
+    return [np.ascontiguousarray(np.broadcast_to(p if p.ndim == 2 else p.reshape(T, 1), (T, C)), dtype=dtype)
+            for p in params]
+
+
+def _per_channel(*params: np.ndarray) -> bool:
+    return any(p.ndim == 2 for p in params)
+
+
+def _grad_as(g: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A ``[T, C]`` gradient back to its parameter's shape (a per-layer ``[T]`` sums over ``C``)."""
+    if g is None:
+        return None
+    return g.sum(axis=1) if len(shape) == 1 else g
+
+
+def _c(x: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=dtype).reshape(shape)
+
+
+def _full_grad(g_t: np.ndarray | None, t: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The gradient of a whole ``[T]`` / ``[T, C]`` parameter from the ``[1, C]`` gradient of its row ``t``."""
+    if g_t is None:
+        return None
+    full = np.zeros((shape[0], g_t.shape[1]), dtype=g_t.dtype)
+    full[t] = g_t[0]
+    return _grad_as(full, shape)
+
+
+# ---------------------------------------------------------------------------- HD-LIF
+class HDLIFSeq(Function):
+    """``s* = hdlif_seq(I, lam, theta)`` over all ``T`` steps (SPEC E1, E2; backward E4 or E5)."""
+
+    name = "hdlif_seq"
+
+    @staticmethod
+    def forward(ctx, I, lam, theta, gradient="stbp"):
+        dtype = _dtype(I, lam, theta)
+        T = I.shape[0]
+        rows, F = rows_of(I.shape[1:], _per_channel(lam, theta))
+        I3 = _c(I, dtype, (T, rows, F))
+        lam2, theta2 = params_tc(dtype, lam, theta)
+        u0 = np.zeros((rows, F), dtype=dtype)
+        s, _, mask = _hdlif.hdlif_forward(I3, u0, lam2, theta2)
+        ctx.save_for_backward(mask, I3, u0, lam2, theta2)
+        ctx.shapes, ctx.gradient = (I.shape, lam.shape, theta.shape), gradient
+        return s.reshape(I.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        mask, I3, u0, lam2, theta2 = ctx.saved_tensors
+        shape_I, shape_lam, shape_theta = ctx.shapes
+        need_lam = ctx.needs_input_grad[1]
+        gs = _c(g, I3.dtype, I3.shape)
+        if ctx.gradient == "online":
+            gI, glam, gtheta = _hdlif.hdlif_backward_online(gs, mask, I3, u0, lam2, theta2, need_lam)
+        else:
+            gI, _, glam, gtheta = _hdlif.hdlif_backward_stbp(gs, u0, mask, I3, u0, lam2, theta2, need_lam)
+        return gI.reshape(shape_I), _grad_as(glam, shape_lam), _grad_as(gtheta, shape_theta)
+
+
+class HDLIFStep(Function):
+    """``(s*_t, u_t) = hdlif_step(I_t, u_prev, lam, theta, t=t)``: step ``t`` of SPEC E1, E2."""
+
+    name = "hdlif_step"
+
+    @staticmethod
+    def forward(ctx, I_t, u_prev, lam, theta, t=0):
+        dtype = _dtype(I_t, u_prev, lam, theta)
+        rows, F = rows_of(I_t.shape, _per_channel(lam, theta))
+        I3 = _c(I_t, dtype, (1, rows, F))
+        u0 = _c(u_prev, dtype, (rows, F))
+        lam_t, theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
+        s, u, mask = _hdlif.hdlif_forward(I3, u0, lam_t, theta_t)
+        ctx.save_for_backward(mask, I3, u0, lam_t, theta_t)
+        ctx.t, ctx.shapes = t, (I_t.shape, lam.shape, theta.shape)
+        return s.reshape(I_t.shape), u.reshape(I_t.shape)
+
+    @staticmethod
+    def backward(ctx, grads):
+        g_s, g_u = grads
+        mask, I3, u0, lam_t, theta_t = ctx.saved_tensors
+        shape, shape_lam, shape_theta = ctx.shapes
+        need_lam = ctx.needs_input_grad[2]
+        gI, gu0, glam, gtheta = _hdlif.hdlif_backward_stbp(
+            _c(g_s, I3.dtype, I3.shape), _c(g_u, I3.dtype, u0.shape), mask, I3, u0, lam_t, theta_t, need_lam)
+        return (gI.reshape(shape), gu0.reshape(shape) if ctx.needs_input_grad[1] else None,
+                _full_grad(glam, ctx.t, shape_lam), _full_grad(gtheta, ctx.t, shape_theta))
+
+
+# ---------------------------------------------------------------------------- LIF
+class LIFSeq(Function):
+    """``s = lif_seq(I, lam, theta, soft=, gamma=)`` over all ``T`` steps (SPEC E7, triangle surrogate)."""
+
+    name = "lif_seq"
+
+    @staticmethod
+    def forward(ctx, I, lam, theta, soft=False, gamma=1.0, gradient="stbp"):
+        dtype = _dtype(I, lam, theta)
+        T = I.shape[0]
+        rows, F = rows_of(I.shape[1:], _per_channel(lam, theta))
+        I3 = _c(I, dtype, (T, rows, F))
+        lam2, theta2 = params_tc(dtype, lam, theta)
+        u0 = np.zeros((rows, F), dtype=dtype)
+        s, _, m = _lif.lif_forward(I3, u0, lam2, theta2, soft)
+        ctx.save_for_backward(m, u0, lam2, theta2)
+        ctx.shapes, ctx.soft, ctx.gamma, ctx.gradient = (I.shape, lam.shape, theta.shape), soft, gamma, gradient
+        return s.reshape(I.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        m, u0, lam2, theta2 = ctx.saved_tensors
+        shape_I, shape_lam, shape_theta = ctx.shapes
+        need_lam = ctx.needs_input_grad[1]
+        gs = _c(g, m.dtype, m.shape)
+        if ctx.gradient == "online":
+            gI, glam, gtheta = _lif.lif_backward_online(gs, m, u0, lam2, theta2, ctx.soft, ctx.gamma, need_lam)
+        else:
+            gI, _, glam, gtheta = _lif.lif_backward_stbp(gs, u0, m, u0, lam2, theta2, ctx.soft, ctx.gamma,
+                                                         need_lam)
+        return gI.reshape(shape_I), _grad_as(glam, shape_lam), _grad_as(gtheta, shape_theta)
+
+
+class LIFStep(Function):
+    """``(s_t, u_t) = lif_step(I_t, u_prev, lam, theta, t=, soft=, gamma=)``: step ``t`` of SPEC E7."""
+
+    name = "lif_step"
+
+    @staticmethod
+    def forward(ctx, I_t, u_prev, lam, theta, t=0, soft=False, gamma=1.0):
+        dtype = _dtype(I_t, u_prev, lam, theta)
+        rows, F = rows_of(I_t.shape, _per_channel(lam, theta))
+        I3 = _c(I_t, dtype, (1, rows, F))
+        u0 = _c(u_prev, dtype, (rows, F))
+        lam_t, theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
+        s, u, m = _lif.lif_forward(I3, u0, lam_t, theta_t, soft)
+        ctx.save_for_backward(m, u0, lam_t, theta_t)
+        ctx.t, ctx.shapes, ctx.soft, ctx.gamma = t, (I_t.shape, lam.shape, theta.shape), soft, gamma
+        return s.reshape(I_t.shape), u.reshape(I_t.shape)
+
+    @staticmethod
+    def backward(ctx, grads):
+        g_s, g_u = grads
+        m, u0, lam_t, theta_t = ctx.saved_tensors
+        shape, shape_lam, shape_theta = ctx.shapes
+        need_lam = ctx.needs_input_grad[2]
+        gI, gu0, glam, gtheta = _lif.lif_backward_stbp(
+            _c(g_s, m.dtype, m.shape), _c(g_u, m.dtype, u0.shape), m, u0, lam_t, theta_t, ctx.soft, ctx.gamma,
+            need_lam)
+        return (gI.reshape(shape), gu0.reshape(shape) if ctx.needs_input_grad[1] else None,
+                _full_grad(glam, ctx.t, shape_lam), _full_grad(gtheta, ctx.t, shape_theta))
+
+
+# ---------------------------------------------------------------------------- Parallel HD-LIF
+class ParallelHDLIFSeq(Function):
+    """``s* = parallel_hdlif_seq(I, theta)``: SPEC E8 on all steps (no state: STBP = online)."""
+
+    name = "parallel_hdlif_seq"
+
+    @staticmethod
+    def forward(ctx, I, theta):
+        dtype = _dtype(I, theta)
+        T = I.shape[0]
+        rows, F = rows_of(I.shape[1:], _per_channel(theta))
+        theta2, = params_tc(dtype, theta)
+        s, mask = _parallel.parallel_hdlif_forward(_c(I, dtype, (T, rows, F)), theta2)
+        ctx.save_for_backward(mask, theta2)
+        ctx.shapes = (I.shape, theta.shape)
+        return s.reshape(I.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        mask, theta2 = ctx.saved_tensors
+        shape_I, shape_theta = ctx.shapes
+        gI, gtheta = _parallel.parallel_hdlif_backward(_c(g, theta2.dtype, mask.shape), mask, theta2)
+        return gI.reshape(shape_I), _grad_as(gtheta, shape_theta)
+
+
+class ParallelHDLIFStep(Function):
+    """``s*_t = parallel_hdlif_step(I_t, theta, t=t)``: SPEC E8 at step ``t``."""
+
+    name = "parallel_hdlif_step"
+
+    @staticmethod
+    def forward(ctx, I_t, theta, t=0):
+        dtype = _dtype(I_t, theta)
+        rows, F = rows_of(I_t.shape, _per_channel(theta))
+        theta_t = params_tc(dtype, theta)[0][t:t + 1]
+        s, mask = _parallel.parallel_hdlif_forward(_c(I_t, dtype, (1, rows, F)), theta_t)
+        ctx.save_for_backward(mask, theta_t)
+        ctx.t, ctx.shapes = t, (I_t.shape, theta.shape)
+        return s.reshape(I_t.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        mask, theta_t = ctx.saved_tensors
+        shape, shape_theta = ctx.shapes
+        gI, gtheta = _parallel.parallel_hdlif_backward(_c(g, theta_t.dtype, mask.shape), mask, theta_t)
+        return gI.reshape(shape), _full_grad(gtheta, ctx.t, shape_theta)
+
+
+# ---------------------------------------------------------------------------- Mem-BN HD-LIF
+def _membn_forward(ctx, I4, u0, params, shapes, t0, running_mean, running_var, training, momentum, bn_eps):
+    """Shared forward of the Mem-BN ops on ``I4: [T', N, C, S]`` with parameter rows ``t0..t0+T'-1``."""
+    dtype = I4.dtype
+    Tp, N, C, S = I4.shape
+    rows = slice(t0, t0 + Tp)
+    lam, theta, alpha, beta, w, b = (p[rows] for p in params)
+    if training:
+        mean = var = np.empty((Tp, C), dtype=dtype)  # ignored: the kernel computes batch statistics
+    else:
+        mean = np.ascontiguousarray(running_mean[rows], dtype=dtype)
+        var = np.ascontiguousarray(running_var[rows], dtype=dtype)
+    s, u, m, mask, mean, var, invstd = _membn.membn_hdlif_forward(
+        I4, u0, lam, theta, alpha, beta, w, b, mean, var, training, bn_eps)
+    if training and running_mean is not None:
+        # PyTorch's convention: running_var follows the unbiased batch variance
+        n = N * S
+        unbiased = var * (n / (n - 1)) if n > 1 else var
+        running_mean[rows] = (1 - momentum) * running_mean[rows] + momentum * mean
+        running_var[rows] = (1 - momentum) * running_var[rows] + momentum * unbiased
+    ctx.save_for_backward(m, u, mask, u0, lam, theta, alpha, beta, w, b, mean, invstd)
+    ctx.shapes, ctx.t0, ctx.training = shapes, t0, training
+    return s, u
+
+
+def _membn_backward(ctx, gs, gu_last, online):
+    m, u, mask, u0, lam, theta, alpha, beta, w, b, mean, invstd = ctx.saved_tensors
+    gI, gu0, *gparams = _membn.membn_hdlif_backward(
+        _c(gs, m.dtype, m.shape), _c(gu_last, m.dtype, u0.shape), m, u, mask, u0, lam, theta, alpha,
+        beta, w, b, mean, invstd, ctx.training, online)
+    return gI, gu0, gparams
+
+
+class MemBNHDLIFSeq(Function):
+    """``s* = membn_hdlif_seq(I, lam, theta, alpha, beta, bn_weight, bn_bias, ...)`` (SPEC E9)."""
+
+    name = "membn_hdlif_seq"
+
+    @staticmethod
+    def forward(ctx, I, lam, theta, alpha, beta, bn_weight, bn_bias, running_mean=None, running_var=None,
+                training=True, momentum=0.1, bn_eps=1e-5, gradient="stbp"):
+        dtype = _dtype(I, lam, theta, alpha, beta, bn_weight, bn_bias)
+        T, N, C = I.shape[:3]
+        I4 = _c(I, dtype, (T, N, C, math.prod(I.shape[3:])))
+        u0 = np.zeros(I4.shape[1:], dtype=dtype)
+        params = params_tc(dtype, lam, theta, alpha, beta, bn_weight, bn_bias)
+        shapes = (I.shape,) + tuple(p.shape for p in (lam, theta, alpha, beta, bn_weight, bn_bias))
+        s, _ = _membn_forward(ctx, I4, u0, params, shapes, 0, running_mean, running_var, training,
+                              momentum, bn_eps)
+        ctx.gradient = gradient
+        return s.reshape(I.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        gI, _, gparams = _membn_backward(ctx, g, np.zeros(ctx.saved_tensors[3].shape, g.dtype),
+                                         ctx.gradient == "online")
+        shapes = ctx.shapes
+        return (gI.reshape(shapes[0]),) + tuple(_grad_as(gp, shape) for gp, shape in zip(gparams, shapes[1:]))
+
+
+class MemBNHDLIFStep(Function):
+    """``(s*_t, u_t) = membn_hdlif_step(I_t, u_prev, lam, theta, alpha, beta, bn_weight, bn_bias, t=, ...)``."""
+
+    name = "membn_hdlif_step"
+
+    @staticmethod
+    def forward(ctx, I_t, u_prev, lam, theta, alpha, beta, bn_weight, bn_bias, t=0, running_mean=None,
+                running_var=None, training=True, momentum=0.1, bn_eps=1e-5):
+        dtype = _dtype(I_t, u_prev, lam, theta, alpha, beta, bn_weight, bn_bias)
+        N, C = I_t.shape[:2]
+        I4 = _c(I_t, dtype, (1, N, C, math.prod(I_t.shape[2:])))
+        u0 = _c(u_prev, dtype, I4.shape[1:])
+        params = params_tc(dtype, lam, theta, alpha, beta, bn_weight, bn_bias)
+        shapes = (I_t.shape,) + tuple(p.shape for p in (lam, theta, alpha, beta, bn_weight, bn_bias))
+        s, u = _membn_forward(ctx, I4, u0, params, shapes, t, running_mean, running_var, training,
+                              momentum, bn_eps)
+        return s.reshape(I_t.shape), u.reshape(I_t.shape)
+
+    @staticmethod
+    def backward(ctx, grads):
+        g_s, g_u = grads
+        gI, gu0, gparams = _membn_backward(ctx, g_s, g_u, False)
+        shapes = ctx.shapes
+        return ((gI.reshape(shapes[0]), gu0.reshape(shapes[0]) if ctx.needs_input_grad[1] else None)
+                + tuple(_full_grad(gp, ctx.t0, shape) for gp, shape in zip(gparams, shapes[1:])))
