@@ -73,14 +73,21 @@ class NeuronFactory:
             return 1
         return self.spike_bits if self.spike_bits else 32
 
-    def attention(self, channels: int, rng) -> Module | None:
-        """The SECA module for a synapse with ``channels`` outputs (before this factory's next neuron)."""
-        if self.seca == "I" or (self.seca == "II" and self.last_tap is None):
+    def attention(self, bn: BatchNorm2d, rng) -> Module | None:
+        """The SECA module after the batch norm ``bn`` of a synapse (before this factory's next neuron).
+
+        DC (docs/models.md): a SECA gate starts near ``sigmoid(0) = 0.5`` and would halve the
+        current every neuron sees, silencing deep layers at the start of training; the batch
+        norm in front of a gate is therefore initialized with weight 2 instead of 1, so the
+        network starts with the same current scale as without SECA. SPEC E14/E15 unchanged.
+        """
+        if self.seca is None:
+            return None
+        channels = bn.num_features
+        bn.weight.data[...] = 2.0
+        if self.seca == "I" or self.last_tap is None:
             return SECA1(channels, rng=rng)  # the stem has no previous neuron layer: SECA_I there
-        if self.seca == "II":
-            c_pre = self.last_tap_channels
-            return SECA2(c_pre, channels, rng=rng).attach(self.last_tap)
-        return None
+        return SECA2(self.last_tap_channels, channels, rng=rng).attach(self.last_tap)
 
     def __call__(self, channels: int) -> Module:
         if self.index >= len(self.parallel):
@@ -120,10 +127,10 @@ class BasicBlock(Module):
         super().__init__()
         bits = factory.input_bits()
         parts = conv_bn(cin, cout, 3, stride, 1, weight_mode, rng, input_bits=bits)
-        seca = factory.attention(cout, rng)
+        seca = factory.attention(parts[-1], rng)
         self.branch1 = Sequential(*parts, *([seca] if seca else []), factory(cout))
         parts = conv_bn(cout, cout, 3, 1, 1, weight_mode, rng, input_bits=bits)
-        seca = factory.attention(cout, rng)
+        seca = factory.attention(parts[-1], rng)
         self.branch2 = Sequential(*parts, *([seca] if seca else []))
         if stride != 1 or cin != cout:
             self.shortcut = Sequential(*conv_bn(cin, cout, 1, stride, 0, weight_mode, rng, input_bits=bits))
@@ -199,7 +206,7 @@ def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, 
         layers: list[Module] = conv_bn(in_channels, stem_channels, 3, 1, 1, weight_mode, rng, analog_input=True)
     else:
         layers = conv_bn(in_channels, stem_channels, 7, 2, 3, weight_mode, rng, analog_input=True)
-    attention = factory.attention(stem_channels, rng)
+    attention = factory.attention(layers[-1], rng)
     layers += [attention] if attention else []
     layers.append(factory(stem_channels))
     if stem == "imagenet":
@@ -246,7 +253,7 @@ def vgg_snn(num_classes: int = 10, in_channels: int = 2, input_size: int = 48, w
             continue
         cout = max(1, int(round(item * width)))
         layers += conv_bn(cin, cout, 3, 1, 1, weight_mode, rng, analog_input=first, input_bits=factory.input_bits())
-        attention = factory.attention(cout, rng)
+        attention = factory.attention(layers[-1], rng)
         layers += [attention] if attention else []
         layers.append(factory(cout))
         cin, first = cout, False
@@ -273,7 +280,7 @@ def digits_net(num_classes: int = 10, in_channels: int = 1, input_size: int = 8,
     layers: list[Module] = []
     for cin, cout, analog, pool in ((in_channels, c1, True, False), (c1, c2, False, True), (c2, c3, False, True)):
         layers += conv_bn(cin, cout, 3, 1, 1, weight_mode, rng, analog_input=analog, input_bits=factory.input_bits())
-        attention = factory.attention(cout, rng)
+        attention = factory.attention(layers[-1], rng)
         layers += [attention] if attention else []
         layers.append(factory(cout))
         if pool:

@@ -61,6 +61,14 @@ def test_seca_options_place_attention_before_every_neuron():
     assert kinds == ["SECA1", "SECA2", "SECA2"]  # the first layer has no previous neuron layer
     out = seca2(Tensor(np.ones((2, 1, 8, 8), np.float32)))
     assert out.shape == (2, 10)
+    # DC: the batch norm feeding a gate starts at weight 2 (the gate starts near 0.5); others at 1
+    modules = list(seca1.features)
+    for i, m in enumerate(modules):
+        if type(m).__name__ == "BatchNorm2d":
+            expected = 2.0 if isinstance(modules[i + 1], SECA1) else 1.0
+            assert np.all(m.weight.data == expected)
+    assert all(np.all(m.weight.data == 1.0) for m in digits_net(rng=rng()).modules()
+               if type(m).__name__ == "BatchNorm2d")
 
 
 @pytest.mark.parametrize("build, shape, classes", [
