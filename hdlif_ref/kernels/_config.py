@@ -1,4 +1,4 @@
-"""Numba settings shared by every kernel (DESIGN.md "Kernel / API split").
+"""Numba settings shared by every kernel (DESIGN.md "Kernel / API split"), and the thread policy.
 
 An oracle must be reproducible, so ``fastmath`` is off everywhere: no reassociation,
 no flush-to-zero, the same float sums as the NumPy twins up to the order of
@@ -8,10 +8,39 @@ only the first run on a machine pays the compile time.
 ``parallel=True`` is used only where each ``prange`` iteration writes its own
 slice of the output (no shared accumulators), which keeps results independent of
 the thread count.
+
+Thread policy (docs/performance.md, "Thread policy"): Numba's OpenMP workers and
+OpenBLAS's workers share the cores. An OpenMP worker that has finished a parallel
+loop spins, by default, for a while before sleeping, without yielding; a BLAS
+call that starts meanwhile finds a core taken and runs several times slower (we
+measured 3-10x on 2 cores). Importing this module therefore sets
+``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP workers sleep at once) unless the user
+has set it; it must happen before Numba starts its OpenMP pool, which is the
+first parallel kernel call. OpenBLAS keeps its default thread count (this
+library never changes NumPy's BLAS threads). :func:`_threads.threading_info`
+reports whether the policy took effect.
 """
 from __future__ import annotations
 
+import os
+
 import numba
+
+#: Environment the thread policy sets (with ``setdefault``: a user's own value wins).
+THREAD_POLICY_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _apply_thread_policy() -> bool:
+    """Set the policy's environment; return False if Numba's pool already started (too late)."""
+    from numba.np.ufunc import parallel
+
+    for name, value in THREAD_POLICY_ENV.items():
+        os.environ.setdefault(name, value)
+    return not getattr(parallel, "_is_initialized", False)
+
+
+#: False if Numba's thread pool was running before this module was imported.
+POLICY_IN_TIME = _apply_thread_policy()
 
 #: Options for serial kernels.
 JIT_OPTIONS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
