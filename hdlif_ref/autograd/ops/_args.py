@@ -1,0 +1,62 @@
+"""Argument checks shared by the layer ops (conv, pooling, batch norm, linear).
+
+Each helper raises ``ValueError``/``TypeError`` that names the op, the argument,
+the value and what is allowed, so a mistake never reaches a Numba kernel.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..tensor import Tensor
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def shape_of(op: str, name: str, x) -> tuple[int, ...]:
+    """Shape of a Tensor or float ndarray; anything else is a ``TypeError``."""
+    if isinstance(x, Tensor):
+        return x.shape
+    if isinstance(x, np.ndarray):
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{op}: {name} has dtype {x.dtype}; expected float32 or float64")
+        return x.shape
+    raise TypeError(f"{op}: {name} must be a Tensor or a float ndarray, got {type(x).__name__}")
+
+
+def check_ndim(op: str, name: str, shape: tuple[int, ...], allowed: tuple[int, ...], layout: str) -> None:
+    if len(shape) not in allowed:
+        dims = " or ".join(str(a) for a in allowed)
+        unit = "dim" if allowed == (1,) else "dims"
+        raise ValueError(f"{op}: {name} must have {dims} {unit} ({layout}), got shape {shape}")
+
+
+def int_pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each ``>= minimum``, as a pair."""
+    pair = (value, value) if isinstance(value, (numbers.Integral,)) else value
+    try:
+        pair = tuple(pair)
+    except TypeError:
+        pair = None
+    if (pair is None or len(pair) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in pair)
+            or min(pair) < minimum):
+        raise ValueError(f"{op}: {name}={value!r} must be an int or a pair of ints, each >= {minimum}")
+    return int(pair[0]), int(pair[1])
+
+
+def positive_int(op: str, name: str, value) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{op}: {name}={value!r} must be a positive int")
+    return int(value)
+
+
+def common_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float64 if any array is float64, else float32 (the autograd dtype policy)."""
+    return np.result_type(*arrays)
+
+
+def as_c(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype`` (no copy when it already is one)."""
+    return np.ascontiguousarray(x, dtype=dtype)

@@ -1,0 +1,295 @@
+"""2-D convolution (cross-correlation, NCHW) by im2col + GEMM, one image per ``prange`` iteration.
+
+    out[n, o, p, q] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * xpad[n, g*Cg + c, p*sh + i, q*sw + j]
+
+with ``g = o // (C_out / groups)``, ``Cg = C_in / groups`` and ``xpad`` the input
+zero-padded by ``(ph, pw)``. Per image ``n`` (docs/performance.md, "Convolution"):
+
+* forward: ``_im2col_image`` gathers ``col: [C_in*kh*kw, Ho*Wo]`` (zeros where a window
+  reads padding) into the thread's own buffer, then one GEMM per group writes
+  ``out[n, group rows] = W_g @ col_g`` straight into the NCHW output (no transpose),
+  then the bias is added while the rows are in cache;
+* backward: ``dW_g += gy[n]_g @ col_g^T`` into the partial sum of the image's group
+  of images. For stride 1, ``dx`` is the forward kernel applied to the gradient with
+  the flipped, transposed weight and padding ``k - 1 - p`` (no scatter-add; the GEMM
+  has ``K = C_out*kh*kw`` instead of ``C_out``); otherwise ``dcol_g = W_g^T @ gy[n]_g``
+  (into the same buffer) and ``_col2im_image`` adds the columns back into ``dx[n]``;
+* small planes: a block of images side by side in ``col`` keeps the GEMMs about
+  ``GEMM_COLUMNS`` wide (the output is then copied from the block's buffer).
+
+Numba owns the cores (one ``prange`` over images) and each thread calls BLAS
+(:mod:`._blas`, single-threaded for the duration): no hand-off between two thread
+pools inside a convolution. Iterations are handed out one at a time
+(``parallel_chunksize(1)``), so a thread slowed by another process gets fewer.
+Each iteration writes its own images of the output, its own buffer and (backward)
+its own partial weight gradient; the partials belong to ``WEIGHT_GRAD_GROUPS``
+fixed groups of images and are summed in a fixed order, so results do not depend
+on the thread count. The plain-NumPy twin is
+:mod:`hdlif_ref.kernels.reference.conv`.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._backend import dispatch
+from ._blas import blas_threads_for_kernels, gemm, gemm_for
+from ._config import njit, njit_parallel
+from .reference import conv as _reference
+
+#: The weight gradient is accumulated in this many partial sums (one per group of
+#: consecutive images), independent of the thread count.
+WEIGHT_GRAD_GROUPS = 8
+#: Small planes are batched: a block of images side by side gives GEMMs of about this many
+#: columns (single-threaded BLAS runs near its peak from ~128-256 columns on).
+GEMM_COLUMNS = 256
+
+
+@njit
+def _im2col_image(src, height, width, kh, kw, sh, sw, ph, pw, ho, wo, col, off):
+    """col[(c*kh + i)*kw + j, off + p*wo + q] = xpad[c, p*sh + i, q*sw + j]   (src: [C, H*W]).
+
+    The valid ranges of ``p`` and ``q`` depend on ``(i, j)`` only, so they are computed once
+    per kernel offset. When ``sh = sw = 1`` and ``wo = W`` ("same" width), the rows ``p``
+    of one ``(c, i, j)`` sit at a constant flat offset from their source, so one
+    contiguous copy moves them all, and the few entries whose window reads the
+    left/right padding are zeroed after.
+    """
+    channels = src.shape[0]
+    plane = ho * wo
+    hw = height * width
+    flat = sh == 1 and sw == 1 and wo == width
+    for i in range(kh):
+        # output rows p whose input row p*sh - ph + i lies inside [0, height)
+        p_lo = min(ho, max(0, (ph - i + sh - 1) // sh))
+        p_hi = max(p_lo, min(ho, (height - 1 + ph - i) // sh + 1))
+        for j in range(kw):
+            # output columns q whose input column q*sw - pw + j lies inside [0, width)
+            q_lo = min(wo, max(0, (pw - j + sw - 1) // sw))
+            q_hi = max(q_lo, min(wo, (width - 1 + pw - j) // sw + 1))
+            edges = q_lo > 0 or q_hi < wo
+            # the flat path's source and destination ranges; entries cut at the ends of
+            # the plane are ones that read the left/right padding (zeroed by ``edges``)
+            s0 = p_lo * wo
+            s1 = p_hi * wo
+            d0 = s0 + (i - ph) * width + (j - pw)
+            d1 = s1 + (i - ph) * width + (j - pw)
+            if d0 < 0:
+                s0 -= d0
+                d0 = 0
+            if d1 > hw:
+                s1 -= d1 - hw
+                d1 = hw
+            for c in range(channels):
+                row = col[(c * kh + i) * kw + j, off:off + plane]
+                x = src[c]
+                row[:p_lo * wo] = 0.0
+                row[p_hi * wo:plane] = 0.0
+                if flat:
+                    if d1 > d0:
+                        row[s0:s1] = x[d0:d1]
+                    if edges:  # a few entries per row (one for 3x3): scalar stores
+                        for p in range(p_lo, p_hi):
+                            for q in range(q_lo):
+                                row[p * wo + q] = 0.0
+                            for q in range(q_hi, wo):
+                                row[p * wo + q] = 0.0
+                else:
+                    for p in range(p_lo, p_hi):
+                        dst = p * wo
+                        h = (p * sh - ph + i) * width
+                        row[dst:dst + q_lo] = 0.0
+                        for q in range(q_lo, q_hi):
+                            row[dst + q] = x[h + q * sw - pw + j]
+                        row[dst + q_hi:dst + wo] = 0.0
+
+
+@njit
+def _col2im_image(col, off, height, width, kh, kw, sh, sw, ph, pw, ho, wo, dst):
+    """dst[c] = the sum of the entries of ``col[:, off:off + Ho*Wo]`` that ``_im2col_image`` copied from xpad[c].
+
+    ``dst: [C, H*W]``; entries read from the padding have nowhere to go. Used for strides
+    above 1 (and padding >= kernel): stride 1 takes the transposed-convolution path instead.
+    """
+    dst[:, :] = 0.0
+    for i in range(kh):
+        p_lo = min(ho, max(0, (ph - i + sh - 1) // sh))
+        p_hi = max(p_lo, min(ho, (height - 1 + ph - i) // sh + 1))
+        for j in range(kw):
+            q_lo = min(wo, max(0, (pw - j + sw - 1) // sw))
+            q_hi = max(q_lo, min(wo, (width - 1 + pw - j) // sw + 1))
+            for c in range(dst.shape[0]):
+                row = col[(c * kh + i) * kw + j, off:off + ho * wo]
+                x = dst[c]
+                for p in range(p_lo, p_hi):
+                    h = (p * sh - ph + i) * width
+                    for q in range(q_lo, q_hi):
+                        x[h + q * sw - pw + j] += row[p * wo + q]
+
+
+@njit_parallel
+def _conv_fwd(fn, x, height, width, weight, bias, kh, kw, sh, sw, ph, pw, ho, wo, groups, nb, out,
+              cols, ys):
+    """out[n] = W @ im2col(x[n]) + bias for blocks of ``nb`` images, one block per iteration.
+
+    ``x: [N, C_in, H*W]``, ``weight: [C_out, K]``, ``out: [N, C_out, Ho*Wo]``; per thread
+    ``cols[t]: [C_in*kh*kw, nb*Ho*Wo]`` and, when ``nb > 1``, ``ys[t]: [C_out, nb*Ho*Wo]``
+    (a block's images side by side, so small planes still make wide GEMMs).
+    """
+    n_images = x.shape[0]
+    plane = ho * wo
+    og = weight.shape[0] // groups
+    kg = weight.shape[1]
+    for block in numba.prange((n_images + nb - 1) // nb):
+        t = numba.get_thread_id()
+        n0 = block * nb
+        m = min(nb, n_images - n0)
+        col = cols[t, :, :m * plane]
+        for b in range(m):
+            _im2col_image(x[n0 + b], height, width, kh, kw, sh, sw, ph, pw, ho, wo, col, b * plane)
+        y = out[n0] if nb == 1 else ys[t, :, :m * plane]
+        for g in range(groups):
+            gemm(fn, False, False, weight[g * og:(g + 1) * og], col[g * kg:(g + 1) * kg], 0.0,
+                 y[g * og:(g + 1) * og])
+        for b in range(m):
+            for o in range(out.shape[1]):
+                dst = out[n0 + b, o]
+                src = y[o, b * plane:(b + 1) * plane]
+                shift = bias[o]
+                for k in range(plane):
+                    dst[k] = src[k] + shift
+
+
+@njit_parallel
+def _conv_bwd(fn, g, x, height, width, weight, kh, kw, sh, sw, ph, pw, ho, wo, groups, nb,
+              need_x, need_weight, dx, gw_parts, cols, gys):
+    """Per block of ``nb`` images: ``gw_parts[part] += gy @ col^T``, ``dx = col2im(W^T @ gy)``.
+
+    ``g: [N, C_out, Ho*Wo]``, ``x, dx: [N, C_in, H*W]``, ``gw_parts: [P, C_out, K]`` (zeroed by
+    the caller); part ``k`` holds the blocks ``k*B//P .. (k+1)*B//P - 1`` of the ``B`` blocks.
+    """
+    n_images = x.shape[0]
+    plane = ho * wo
+    blocks = (n_images + nb - 1) // nb
+    parts = gw_parts.shape[0]
+    og = weight.shape[0] // groups
+    kg = weight.shape[1]
+    for part in numba.prange(parts):
+        t = numba.get_thread_id()
+        for block in range(part * blocks // parts, (part + 1) * blocks // parts):
+            n0 = block * nb
+            m = min(nb, n_images - n0)
+            col = cols[t, :, :m * plane]
+            if nb == 1:
+                gy = g[n0]
+            else:
+                gy = gys[t, :, :m * plane]
+                for b in range(m):
+                    for o in range(gy.shape[0]):
+                        gy[o, b * plane:(b + 1) * plane] = g[n0 + b, o]
+            if need_weight:
+                for b in range(m):
+                    _im2col_image(x[n0 + b], height, width, kh, kw, sh, sw, ph, pw, ho, wo, col, b * plane)
+                for k in range(groups):
+                    gemm(fn, False, True, gy[k * og:(k + 1) * og], col[k * kg:(k + 1) * kg], 1.0,
+                         gw_parts[part, k * og:(k + 1) * og])
+            if need_x:
+                for k in range(groups):
+                    gemm(fn, True, False, weight[k * og:(k + 1) * og], gy[k * og:(k + 1) * og], 0.0,
+                         col[k * kg:(k + 1) * kg])
+                for b in range(m):
+                    _col2im_image(col, b * plane, height, width, kh, kw, sh, sw, ph, pw, ho, wo, dx[n0 + b])
+
+
+@njit_parallel
+def _channel_sums(g, out):
+    """out[o] = sum_{n, p} g[n, o, p], accumulated in float64 (the bias gradient)."""
+    for o in numba.prange(g.shape[1]):
+        total = 0.0
+        for n in range(g.shape[0]):
+            for p in range(g.shape[2]):
+                total += g[n, o, p]
+        out[o] = total
+
+
+def _images_per_gemm(n, plane):
+    """Images side by side in one GEMM: enough for ``GEMM_COLUMNS`` columns, while leaving at
+    least ``WEIGHT_GRAD_GROUPS`` blocks to share among the threads.
+
+    It depends on the shapes only, never on the thread count, so neither does any result.
+    """
+    return max(1, min(-(-GEMM_COLUMNS // max(plane, 1)), n // WEIGHT_GRAD_GROUPS))
+
+
+def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
+    """Numba + BLAS ``conv2d_forward`` (see :func:`reference.conv.conv2d_forward`)."""
+    n, c_in, height, width = x.shape
+    c_out, cg, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho = (height + 2 * ph - kh) // sh + 1
+    wo = (width + 2 * pw - kw) // sw + 1
+    out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
+    if out.size == 0:
+        return out
+    bias = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
+    with blas_threads_for_kernels() as threads, numba.parallel_chunksize(1):
+        nb = _images_per_gemm(n, ho * wo)
+        cols = np.empty((threads, c_in * kh * kw, nb * ho * wo), dtype=x.dtype)
+        ys = np.empty((threads, c_out, nb * ho * wo) if nb > 1 else (0, 0, 0), dtype=x.dtype)
+        _conv_fwd(gemm_for(x.dtype), x.reshape(n, c_in, height * width), height, width,
+                  weight.reshape(c_out, cg * kh * kw), bias, kh, kw, sh, sw, ph, pw, ho, wo, groups, nb,
+                  out.reshape(n, c_out, ho * wo), cols, ys)
+    return out
+
+
+def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias):
+    """Numba + BLAS ``conv2d_backward`` (see :func:`reference.conv.conv2d_backward`)."""
+    n, c_in, height, width = x.shape
+    c_out, cg, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = grad_out.shape[2], grad_out.shape[3]
+    g3 = grad_out.reshape(n, c_out, ho * wo)
+    gx = np.zeros_like(x) if need_x else None
+    gw = np.zeros_like(weight) if need_weight else None
+    gb = None
+    if need_bias:
+        sums = np.zeros(c_out)
+        if g3.size:
+            _channel_sums(g3, sums)
+        gb = sums.astype(x.dtype)
+    if not (need_x or need_weight) or g3.size == 0 or x.size == 0:
+        return gx, gw, gb
+    # stride 1: dx is the forward convolution of the gradient with the flipped, transposed kernel
+    # (padding k - 1 - p), which needs no scatter-add and makes a better-shaped GEMM
+    transposed = need_x and sh == 1 and sw == 1 and ph < kh and pw < kw
+    with blas_threads_for_kernels() as threads, numba.parallel_chunksize(1):
+        if transposed:
+            og = c_out // groups
+            flipped = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
+                                           .transpose(0, 2, 1, 3, 4)).reshape(c_in, og * kh * kw)
+            nb = _images_per_gemm(n, height * width)
+            cols = np.empty((threads, c_out * kh * kw, nb * height * width), dtype=x.dtype)
+            ys = np.empty((threads, c_in, nb * height * width) if nb > 1 else (0, 0, 0), dtype=x.dtype)
+            _conv_fwd(gemm_for(x.dtype), g3, ho, wo, flipped, np.zeros(c_in, dtype=x.dtype), kh, kw, 1, 1,
+                      kh - 1 - ph, kw - 1 - pw, height, width, groups, nb,
+                      gx.reshape(n, c_in, height * width), cols, ys)
+            need_x = False
+            if not need_weight:
+                return gx, gw, gb
+        nb = _images_per_gemm(n, ho * wo)
+        parts = min(WEIGHT_GRAD_GROUPS, -(-n // nb))
+        # without a weight gradient the loop still runs over the parts: give it their count
+        gw_parts = np.zeros((parts, c_out, cg * kh * kw) if need_weight else (parts, 0, 0), dtype=x.dtype)
+        cols = np.empty((threads, c_in * kh * kw, nb * ho * wo), dtype=x.dtype)
+        gys = np.empty((threads, c_out, nb * ho * wo) if nb > 1 else (0, 0, 0), dtype=x.dtype)
+        _conv_bwd(gemm_for(x.dtype), g3, x.reshape(n, c_in, height * width), height, width,
+                  weight.reshape(c_out, cg * kh * kw), kh, kw, sh, sw, ph, pw, ho, wo, groups, nb,
+                  need_x, need_weight, gx.reshape(n, c_in, height * width) if need_x else
+                  np.empty((0, 0, 0), dtype=x.dtype), gw_parts, cols, gys)
+    if need_weight:
+        np.sum(gw_parts, axis=0, out=gw.reshape(c_out, cg * kh * kw))
+    return gx, gw, gb
+
+
+conv2d_forward = dispatch(_conv2d_forward_numba, _reference.conv2d_forward)
+conv2d_backward = dispatch(_conv2d_backward_numba, _reference.conv2d_backward)
