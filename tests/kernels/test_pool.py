@@ -1,0 +1,179 @@
+"""Pooling: forward against plain loops written here, backward by gradcheck, Numba against the twin."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import hdlif_ref
+from hdlif_ref.autograd import Tensor, gradcheck, ops
+from hdlif_ref.kernels import pool as pool_kernels
+
+BACKENDS = ("numba", "numpy")
+
+
+def loop_pool(x, kh, kw, sh, sw, ph, pw, kind):
+    """Pooling as a loop over windows; padding holds no values (avg divides by kh*kw anyway)."""
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = np.zeros((n, c, ho, wo))
+    for a in range(n):
+        for b in range(c):
+            for p in range(ho):
+                for q in range(wo):
+                    rows = range(max(p * sh - ph, 0), min(p * sh - ph + kh, h))
+                    cols = range(max(q * sw - pw, 0), min(q * sw - pw + kw, w))
+                    vals = [x[a, b, r, s] for r in rows for s in cols]
+                    out[a, b, p, q] = sum(vals) / (kh * kw) if kind == "avg" else max(vals)
+    return out
+
+
+@st.composite
+def pool_case(draw, distinct=False):
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    assume(kh <= h + 2 * ph and kw <= w + 2 * pw)
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    if distinct:  # values at least 1/8 apart: no ties, so the max is differentiable
+        x = rng.permutation(n * c * h * w).reshape(n, c, h, w) / 8.0 - 1.0
+    else:
+        x = rng.standard_normal((n, c, h, w))
+    return x, (kh, kw), (sh, sw), (ph, pw)
+
+
+@given(case=pool_case())
+def test_avg_pool_forward_matches_loop(case):
+    x, k, s, p = case
+    expected = loop_pool(x, *k, *s, *p, "avg")
+    for backend in BACKENDS:
+        with hdlif_ref.backend(backend):
+            out = ops.avg_pool2d(Tensor(x), k, s, p)
+        np.testing.assert_allclose(out.data, expected, rtol=1e-12, atol=1e-14, err_msg=backend)
+
+
+@given(case=pool_case())
+def test_max_pool_forward_matches_loop(case):
+    x, k, s, p = case
+    expected = loop_pool(x, *k, *s, *p, "max")
+    for backend in BACKENDS:
+        with hdlif_ref.backend(backend):
+            out = ops.max_pool2d(Tensor(x), k, s, p)
+        np.testing.assert_array_equal(out.data, expected, err_msg=backend)
+
+
+@settings(max_examples=25)
+@given(case=pool_case())
+def test_avg_pool_gradcheck(case):
+    x, k, s, p = case
+    assert gradcheck(lambda t: ops.avg_pool2d(t, k, s, p), [Tensor(x, requires_grad=True)])
+
+
+@settings(max_examples=25)
+@given(case=pool_case(distinct=True))
+def test_max_pool_gradcheck(case):
+    x, k, s, p = case
+    assert gradcheck(lambda t: ops.max_pool2d(t, k, s, p), [Tensor(x, requires_grad=True)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_pool_ties_nan_and_padding(backend):
+    """Ties: the first maximum in row-major order takes the gradient; a NaN wins; padding never does."""
+    x = np.array([[[[1.0, 3.0, 3.0],
+                    [3.0, 0.0, np.nan],
+                    [-np.inf, -np.inf, 2.0]]]])
+    t = Tensor(x, requires_grad=True)
+    with hdlif_ref.backend(backend):
+        out = ops.max_pool2d(t, 2, 1)            # windows: {1,3,3,0}, {3,3,0,nan}, {3,0,-inf,-inf}, {0,nan,-inf,2}
+        out.backward(np.array([[[[1.0, 10.0], [100.0, 1000.0]]]]))
+        np.testing.assert_array_equal(out.data, [[[[3.0, np.nan], [3.0, np.nan]]]])
+        np.testing.assert_array_equal(t.grad, [[[[0.0, 1.0, 0.0], [100.0, 0.0, 1010.0], [0.0, 0.0, 0.0]]]])
+        # a window of -inf values next to the -inf padding: the gradient goes to a real element
+        u = Tensor(np.full((1, 1, 2, 2), -np.inf), requires_grad=True)
+        out = ops.max_pool2d(u, 3, 1, 1)
+        out.backward(np.ones(out.shape))
+        assert np.all(out.data == -np.inf)
+        assert u.grad.sum() == out.size and np.all(u.grad >= 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_avg_pool_counts_zero_padding(backend):
+    """count_include_pad=True: a 3x3 window at a corner of an all-ones input averages 4 ones and 5 zeros."""
+    with hdlif_ref.backend(backend):
+        out = ops.avg_pool2d(Tensor(np.ones((1, 1, 4, 4))), 3, 1, 1)
+    assert out.data[0, 0, 0, 0] == pytest.approx(4 / 9)
+    assert out.data[0, 0, 1, 1] == pytest.approx(1.0)
+    assert out.data[0, 0, 0, 1] == pytest.approx(6 / 9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("size, expected_shape", [(1, (2, 3, 1, 1)), ((2, 3), (2, 3, 2, 3)), (6, None)])
+def test_adaptive_avg_pool(backend, size, expected_shape):
+    x = np.random.default_rng(1).standard_normal((2, 3, 4, 6))
+    t = Tensor(x, requires_grad=True)
+    with hdlif_ref.backend(backend):
+        if expected_shape is None:
+            with pytest.raises(ValueError, match=r"output_size=\(6, 6\) must divide the input size \(4, 6\)"):
+                ops.adaptive_avg_pool2d(t, size)
+            return
+        out = ops.adaptive_avg_pool2d(t, size)
+        assert out.shape == expected_shape
+        oh, ow = expected_shape[2:]
+        blocks = x.reshape(2, 3, oh, 4 // oh, ow, 6 // ow).mean(axis=(3, 5))
+        np.testing.assert_allclose(out.data, blocks, rtol=1e-12)
+        assert gradcheck(lambda u: ops.adaptive_avg_pool2d(u, size), [t])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_equals_twin_on_larger_shapes(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 16, 17, 12)).astype(dtype)
+    for window in [(2, 2, 2, 2, 0, 0), (3, 3, 2, 2, 1, 1), (3, 2, 1, 2, 1, 0), (17, 12, 1, 1, 0, 0)]:
+        ho, wo = (17 + 2 * window[4] - window[0]) // window[2] + 1, (12 + 2 * window[5] - window[1]) // window[3] + 1
+        g = rng.standard_normal((4, 16, ho, wo)).astype(dtype)
+        a = pool_kernels.avg_pool2d_forward.numba_impl(x, *window)
+        b = pool_kernels.avg_pool2d_forward.numpy_impl(x, *window)
+        # both sum at most kh*kw float32 values (Numba in float64): rtol from that count
+        rtol = 1e-12 if dtype == np.float64 else (window[0] * window[1] + 2) * 2.0**-24
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(x).max())
+        np.testing.assert_allclose(pool_kernels.avg_pool2d_backward.numba_impl(g, 17, 12, *window),
+                                   pool_kernels.avg_pool2d_backward.numpy_impl(g, 17, 12, *window),
+                                   rtol=rtol, atol=rtol * np.abs(g).max())
+        (m, i), (m2, i2) = (pool_kernels.max_pool2d_forward.numba_impl(x, *window),
+                            pool_kernels.max_pool2d_forward.numpy_impl(x, *window))
+        np.testing.assert_array_equal(m, m2)
+        np.testing.assert_array_equal(i, i2)
+        np.testing.assert_array_equal(pool_kernels.max_pool2d_backward.numba_impl(g, i, 17, 12),
+                                      pool_kernels.max_pool2d_backward.numpy_impl(g, i, 17, 12))
+        assert a.dtype == dtype and m.dtype == dtype
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_size_batch(backend):
+    t = Tensor(np.zeros((0, 3, 4, 4)), requires_grad=True)
+    with hdlif_ref.backend(backend):
+        for op in (ops.avg_pool2d, ops.max_pool2d):
+            out = op(t, 2)
+            assert out.shape == (0, 3, 2, 2)
+            out.sum().backward()
+            assert t.grad.shape == t.shape
+
+
+X = Tensor(np.zeros((1, 2, 4, 4)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ops.avg_pool2d(Tensor(np.zeros((2, 4, 4))), 2), r"avg_pool2d: x must have 4 dims"),
+    (lambda: ops.max_pool2d(X, 5), r"max_pool2d: kernel 5x5 is larger than the padded input 4x4"),
+    (lambda: ops.max_pool2d(X, 3, padding=2), r"padding=\(2, 2\) must be at most half the kernel size"),
+    (lambda: ops.avg_pool2d(X, 0), r"kernel_size=0 must be an int or a pair of ints, each >= 1"),
+    (lambda: ops.avg_pool2d(X, 2, stride=(1, 0)), r"stride=\(1, 0\) must be"),
+    (lambda: ops.adaptive_avg_pool2d(X, 3), r"output_size=\(3, 3\) must divide the input size \(4, 4\)"),
+    (lambda: ops.adaptive_avg_pool2d(X, 0), r"output_size=0 must be"),
+])
+def test_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
