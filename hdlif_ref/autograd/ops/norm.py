@@ -1,0 +1,132 @@
+"""Batch normalization (fused forward and backward), PyTorch's conventions.
+
+Per channel ``c`` over the ``M = N*H*W`` (or ``N``) values of ``x``:
+
+* training: ``mean_c``, ``var_c`` (biased, ``/ M``) of the batch;
+  ``y = weight_c * (x - mean_c) / sqrt(var_c + eps) + bias_c``; the running statistics
+  are updated in place: ``running = (1 - momentum) * running + momentum * stat`` with
+  the batch mean and the *unbiased* batch variance ``var_c * M / (M - 1)``;
+* evaluation: the same formula with ``running_mean`` and ``running_var``.
+
+SPEC (Training, DC after E16): in online training each step normalizes with that
+step's batch statistics and the running statistics are shared across steps; that
+is this op called once per step. Kernels: :mod:`hdlif_ref.kernels.norm`.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ...kernels import norm as _kernels
+from ..function import Function
+from ..tensor import Tensor
+from ._args import FLOAT_DTYPES, as_c, check_ndim, common_dtype, shape_of
+
+
+class BatchNorm(Function):
+    name = "batch_norm"
+
+    @staticmethod
+    def forward(ctx, x, *affine, has_weight, has_bias, running_mean, running_var, training,
+                momentum, eps):
+        dtype = common_dtype(x, *affine)
+        shape = x.shape
+        x3 = as_c(x, dtype).reshape(shape[0], shape[1], int(np.prod(shape[2:])))
+        weight = as_c(affine[0], dtype) if has_weight else None
+        bias = as_c(affine[-1], dtype) if has_bias else None
+        if training:
+            y, mean, var = _kernels.batch_norm_train_forward(x3, weight, bias, eps)
+            if running_mean is not None:
+                count = x3.shape[0] * x3.shape[2]
+                running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
+                running_var[...] = (1.0 - momentum) * running_var + momentum * var * (count / (count - 1))
+        else:
+            mean = running_mean.astype(np.float64)
+            var = running_var.astype(np.float64)
+            y = _kernels.batch_norm_eval_forward(x3, mean, 1.0 / np.sqrt(var + eps), weight, bias)
+        ctx.save_for_backward(x3, mean, 1.0 / np.sqrt(var + eps), weight)
+        ctx.meta = (shape, training, has_weight, has_bias)
+        return y.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        x3, mean, invstd, weight = ctx.saved_tensors
+        shape, training, has_weight, has_bias = ctx.meta
+        needs = ctx.needs_input_grad
+        need_w = has_weight and needs[1]
+        need_b = has_bias and needs[1 + has_weight]
+        kernel = _kernels.batch_norm_train_backward if training else _kernels.batch_norm_eval_backward
+        gx, gw, gb = kernel(as_c(g, x3.dtype).reshape(x3.shape), x3, mean, invstd, weight,
+                            needs[0], need_w, need_b)
+        grads = [gx.reshape(shape) if gx is not None else None]
+        if has_weight:
+            grads.append(gw)
+        if has_bias:
+            grads.append(gb)
+        return tuple(grads)
+
+
+def _check_running(op, name, value, channels, training):
+    if value is None:
+        if not training:
+            raise ValueError(f"{op}: {name} is None; evaluation mode (training=False) needs the running "
+                             f"statistics")
+        return
+    if not isinstance(value, np.ndarray) or value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be a float32/float64 ndarray (updated in place), got "
+                        f"{type(value).__name__}{'' if not isinstance(value, np.ndarray) else ' ' + str(value.dtype)}")
+    if value.shape != (channels,):
+        raise ValueError(f"{op}: {name} has shape {value.shape}; expected ({channels},)")
+    if training and not value.flags.writeable:
+        raise ValueError(f"{op}: {name} is read-only; training mode updates it in place")
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5) -> Tensor:
+    """Batch normalization of ``x: [N, C, H, W]`` or ``[N, C]`` per channel.
+
+    Parameters
+    ----------
+    x : Tensor ``[N, C, H, W]`` or ``[N, C]``
+    weight, bias : Tensor ``[C]`` or None (None: no scale / no shift)
+    running_mean, running_var : ndarray ``[C]`` (float32/float64), or None in training mode
+        (no running statistics kept). Updated **in place** when ``training``:
+        ``running = (1 - momentum) * running + momentum * batch_stat``, with the unbiased
+        batch variance for ``running_var``.
+    training : bool
+        True: normalize with the batch statistics (biased variance), needs more than one
+        value per channel. False: normalize with the running statistics.
+    momentum : float in [0, 1]
+    eps : float > 0, added to the variance
+
+    Returns a Tensor of ``x``'s shape.
+    """
+    op = "batch_norm"
+    xs = shape_of(op, "x", x)
+    check_ndim(op, "x", xs, (2, 4), "[N, C, H, W] or [N, C]")
+    channels = xs[1]
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: training={training!r} must be a bool")
+    training = bool(training)
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{op}: momentum={momentum!r} must be a number in [0, 1]")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0.0:
+        raise ValueError(f"{op}: eps={eps!r} must be a positive number")
+    affine = []
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            vs = shape_of(op, name, value)
+            if vs != (channels,):
+                raise ValueError(f"{op}: {name} has shape {vs}; expected ({channels},) for x of shape {xs}")
+            affine.append(value)
+    _check_running(op, "running_mean", running_mean, channels, training)
+    _check_running(op, "running_var", running_var, channels, training)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+    count = int(np.prod(xs)) // channels if channels else 0
+    if training and count < 2:
+        raise ValueError(f"{op}: training mode needs more than one value per channel to estimate the "
+                         f"variance; x has shape {xs} ({count} per channel)")
+    return BatchNorm.apply(x, *affine, has_weight=weight is not None, has_bias=bias is not None,
+                           running_mean=running_mean, running_var=running_var, training=training,
+                           momentum=float(momentum), eps=float(eps))

@@ -1,0 +1,203 @@
+"""batch_norm: forward against the plain formula, backward by gradcheck, running statistics by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hdlif_ref
+from hdlif_ref.autograd import Tensor, gradcheck, ops
+from hdlif_ref.kernels import norm as norm_kernels
+
+BACKENDS = ("numba", "numpy")
+
+
+def formula(x, weight, bias, mean, var, eps):
+    """``weight * (x - mean) / sqrt(var + eps) + bias`` per channel (axis 1), written out here."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def batch_stats(x):
+    axes = (0,) + tuple(range(2, x.ndim))
+    return x.mean(axis=axes), x.var(axis=axes)  # var: biased (ddof=0), what training normalizes by
+
+
+@st.composite
+def bn_case(draw):
+    image = draw(st.booleans())
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    shape = (n, c, draw(st.integers(1, 3)), draw(st.integers(1, 3))) if image else (n + 1, c)
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    x = rng.standard_normal(shape) * draw(st.sampled_from([1e-3, 1.0, 50.0])) + draw(st.sampled_from([0.0, 3.0]))
+    affine = draw(st.sampled_from(["both", "none", "weight", "bias"]))
+    weight = rng.standard_normal(c) if affine in ("both", "weight") else None
+    bias = rng.standard_normal(c) if affine in ("both", "bias") else None
+    return x, weight, bias
+
+
+def _leaf(a):
+    return None if a is None else Tensor(a, requires_grad=True)
+
+
+@given(case=bn_case(), training=st.booleans())
+def test_forward_matches_formula(case, training):
+    x, weight, bias = case
+    if training and x.size // x.shape[1] < 2:
+        return  # refused (tested below)
+    rng = np.random.default_rng(0)
+    running_mean = rng.standard_normal(x.shape[1])
+    running_var = rng.uniform(0.5, 2.0, x.shape[1])
+    mean, var = batch_stats(x) if training else (running_mean, running_var)
+    expected = formula(x, weight, bias, mean, var, 1e-5)
+    for backend in BACKENDS:
+        with hdlif_ref.backend(backend):
+            out = ops.batch_norm(Tensor(x), _leaf(weight), _leaf(bias), running_mean.copy(),
+                                 running_var.copy(), training)
+        np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-10, err_msg=backend)
+
+
+@settings(max_examples=30)
+@given(case=bn_case(), training=st.booleans())
+def test_gradcheck(case, training):
+    x, weight, bias = case
+    if training and x.size // x.shape[1] < 2:
+        return
+    c = x.shape[1]
+    inputs = [Tensor(x, requires_grad=True)] + [_leaf(a) for a in (weight, bias) if a is not None]
+
+    def fn(*t):
+        it = iter(t[1:])
+        w = next(it) if weight is not None else None
+        b = next(it) if bias is not None else None
+        # fresh running statistics each call: the forward updates them in place
+        return ops.batch_norm(t[0], w, b, np.zeros(c), np.full(c, 1.5), training)
+
+    # x scaled by 1e-3 makes the normalized output steep in x: relax atol accordingly
+    assert gradcheck(fn, inputs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_running_statistics_after_several_steps(backend, dtype):
+    """Three training steps, then eval: running stats follow PyTorch's update, computed by hand here."""
+    rng = np.random.default_rng(1)
+    momentum, eps = 0.3, 1e-5
+    running_mean = np.zeros(3, dtype=dtype)
+    running_var = np.ones(3, dtype=dtype)
+    hand_mean, hand_var = np.zeros(3), np.ones(3)
+    with hdlif_ref.backend(backend):
+        for _ in range(3):
+            x = (rng.standard_normal((4, 3, 2, 5)) * [[[[1.0]], [[2.0]], [[0.5]]]] + 1.0).astype(dtype)
+            ops.batch_norm(Tensor(x), None, None, running_mean, running_var, True, momentum, eps)
+            values = x.astype(np.float64).transpose(1, 0, 2, 3).reshape(3, -1)  # [C, M]
+            m = values.shape[1]
+            batch_mean = values.sum(axis=1) / m
+            unbiased = ((values - batch_mean[:, None]) ** 2).sum(axis=1) / (m - 1)
+            hand_mean = (1 - momentum) * hand_mean + momentum * batch_mean
+            hand_var = (1 - momentum) * hand_var + momentum * unbiased
+        tol = 1e-12 if dtype == np.float64 else 1e-6
+        assert running_mean.dtype == dtype and running_var.dtype == dtype
+        np.testing.assert_allclose(running_mean, hand_mean, rtol=tol, atol=tol)
+        np.testing.assert_allclose(running_var, hand_var, rtol=tol, atol=tol)
+        # evaluation uses them, and leaves them alone
+        x = rng.standard_normal((2, 3, 2, 2)).astype(dtype)
+        before = running_mean.copy(), running_var.copy()
+        out = ops.batch_norm(Tensor(x), None, None, running_mean, running_var, False, momentum, eps)
+        np.testing.assert_allclose(out.data, formula(x.astype(np.float64), None, None, hand_mean, hand_var, eps),
+                                   rtol=tol * 10, atol=tol * 10)
+        np.testing.assert_array_equal(running_mean, before[0])
+        np.testing.assert_array_equal(running_var, before[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_equals_twin_on_larger_shapes(dtype):
+    """Both compute statistics and outputs in float64, so they agree to float64 summation-order noise
+    (then one rounding to float32)."""
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((8, 16, 10, 10)) * 3 + 2).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    w, b = rng.standard_normal(16).astype(dtype), rng.standard_normal(16).astype(dtype)
+    x3, g3 = x.reshape(8, 16, 100), g.reshape(8, 16, 100)
+    tol = 1e-11 if dtype == np.float64 else 2.0**-23
+    y, mean, var = norm_kernels.batch_norm_train_forward.numba_impl(x3, w, b, 1e-5)
+    y2, mean2, var2 = norm_kernels.batch_norm_train_forward.numpy_impl(x3, w, b, 1e-5)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, y2, rtol=tol, atol=tol)
+    np.testing.assert_allclose(mean, mean2, rtol=1e-12)
+    np.testing.assert_allclose(var, var2, rtol=1e-12)
+    invstd = 1.0 / np.sqrt(var + 1e-5)
+    for name in ("batch_norm_train_backward", "batch_norm_eval_backward"):
+        kernel = getattr(norm_kernels, name)
+        for got, want in zip(kernel.numba_impl(g3, x3, mean, invstd, w, True, True, True),
+                             kernel.numpy_impl(g3, x3, mean, invstd, w, True, True, True)):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    np.testing.assert_allclose(norm_kernels.batch_norm_eval_forward.numba_impl(x3, mean, invstd, w, b),
+                               norm_kernels.batch_norm_eval_forward.numpy_impl(x3, mean, invstd, w, b),
+                               rtol=tol, atol=tol)
+
+
+def test_dtypes():
+    x = Tensor(np.random.default_rng(3).standard_normal((4, 2, 3, 3)).astype(np.float32), requires_grad=True)
+    w = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    out = ops.batch_norm(x, w, None, np.zeros(2, np.float32), np.ones(2, np.float32), True)
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_size_batch_in_evaluation(backend):
+    x = Tensor(np.zeros((0, 3, 2, 2)), requires_grad=True)
+    w = Tensor(np.ones(3), requires_grad=True)
+    with hdlif_ref.backend(backend):
+        out = ops.batch_norm(x, w, None, np.zeros(3), np.ones(3), False)
+        assert out.shape == (0, 3, 2, 2)
+        out.sum().backward()
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(w.grad, 0.0)
+
+
+def test_constant_channel_is_normalized_to_bias():
+    """var = 0: y = bias exactly (x - mean = 0), and the gradient is finite."""
+    x = Tensor(np.full((3, 2, 2, 2), 7.0), requires_grad=True)
+    b = Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    out = ops.batch_norm(x, Tensor(np.ones(2)), b, None, None, True)
+    np.testing.assert_array_equal(out.data, np.broadcast_to(np.array([0.5, -1.0])[:, None, None], (3, 2, 2, 2)))
+    out.backward(np.ones(out.shape))
+    assert np.all(np.isfinite(x.grad))
+
+
+RM, RV = np.zeros(3), np.ones(3)
+X = Tensor(np.zeros((2, 3, 2, 2)))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: ops.batch_norm(Tensor(np.zeros((2, 3, 2))), None, None, RM, RV, True), ValueError,
+     r"x must have 2 or 4 dims"),
+    (lambda: ops.batch_norm(X, Tensor(np.ones(2)), None, RM, RV, True), ValueError,
+     r"weight has shape \(2,\); expected \(3,\)"),
+    (lambda: ops.batch_norm(X, None, None, np.zeros(4), RV, True), ValueError,
+     r"running_mean has shape \(4,\); expected \(3,\)"),
+    (lambda: ops.batch_norm(X, None, None, None, None, False), ValueError,
+     r"running_mean is None; evaluation mode"),
+    (lambda: ops.batch_norm(X, None, None, RM, None, True), ValueError, r"give both running_mean and running_var"),
+    (lambda: ops.batch_norm(X, None, None, [0.0] * 3, RV, True), TypeError, r"running_mean must be a float32"),
+    (lambda: ops.batch_norm(X, None, None, RM, RV, True, momentum=1.5), ValueError, r"momentum=1.5 must be"),
+    (lambda: ops.batch_norm(X, None, None, RM, RV, True, eps=0.0), ValueError, r"eps=0.0 must be a positive"),
+    (lambda: ops.batch_norm(X, None, None, RM, RV, "yes"), TypeError, r"training='yes' must be a bool"),
+    (lambda: ops.batch_norm(Tensor(np.zeros((1, 3))), None, None, RM, RV, True), ValueError,
+     r"more than one value per channel .* \(1 per channel\)"),
+    (lambda: ops.batch_norm(X, None, None, np.broadcast_to(RM, (3,)), RV, True), ValueError,
+     r"running_mean is read-only"),
+])
+def test_bad_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
