@@ -292,6 +292,24 @@ GRADCHECKED_ELSEWHERE: dict[str, str] = {
     # derivative of the forward, so they are checked against that definition instead
     "binarize_weight": "tests/layers/test_weight_quant.py",
     "ternarize_weight": "tests/layers/test_weight_quant.py",
+    # layers (issue 3)
+    "conv2d": "tests/kernels/test_conv.py",
+    "conv1d_channels": "tests/kernels/test_channel_conv.py",
+    "avg_pool2d": "tests/kernels/test_pool.py",
+    "max_pool2d": "tests/kernels/test_pool.py",
+    "batch_norm": "tests/kernels/test_norm.py",
+    "linear": "tests/kernels/test_linear.py",
+    # neurons (issue 4): exact gradients gradchecked; LIF's surrogate and the spike quantizer's
+    # LSQ backward are definitions (SPEC E7, E13 DC), checked against autodiff of their primitives
+    "hdlif_seq": "tests/neurons/test_gradients.py",
+    "hdlif_step": "tests/neurons/test_gradients.py",
+    "parallel_hdlif_seq": "tests/neurons/test_gradients.py",
+    "parallel_hdlif_step": "tests/neurons/test_gradients.py",
+    "membn_hdlif_seq": "tests/neurons/test_membn.py",
+    "membn_hdlif_step": "tests/neurons/test_membn.py",
+    "lif_seq": "tests/neurons/test_lif.py",
+    "lif_step": "tests/neurons/test_lif.py",
+    "spike_quantize": "tests/neurons/test_quantizer.py",
 }
 
 

@@ -17,6 +17,13 @@ from .loss import CrossEntropy, LogSoftmax
 from .reduce import Max, Mean, Sum, Var
 from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Stack, Unstack
 from .weight_quant import WEIGHT_MODES, BinarizeWeight, TernarizeWeight, quantize_weight  # noqa: F401
+from .conv import Conv1dChannels, Conv2d, conv1d_channels, conv2d  # noqa: F401
+from .nn import Linear, linear  # noqa: F401
+from .norm import BatchNorm, batch_norm  # noqa: F401
+from .pool import AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
+from .neuron import (HDLIFSeq, HDLIFStep, LIFSeq, LIFStep, MemBNHDLIFSeq, MemBNHDLIFStep,
+                     ParallelHDLIFSeq, ParallelHDLIFStep)
+from .spike_quantize import SpikeQuantize
 
 OPS = {
     # element-wise
@@ -60,6 +67,23 @@ OPS = {
     # compressed synapses (SPEC E11, E12; straight-through backward)
     "binarize_weight": BinarizeWeight,
     "ternarize_weight": TernarizeWeight,
+    # layers (issue 3): convolution, pooling, batch norm, linear, SECA's channel conv
+    "conv2d": Conv2d,
+    "conv1d_channels": Conv1dChannels,
+    "avg_pool2d": AvgPool2d,
+    "max_pool2d": MaxPool2d,
+    "batch_norm": BatchNorm,
+    "linear": Linear,
+    # neurons (issue 4, SPEC E1-E9): fused sequences and single steps; spike quantizer (E13)
+    "hdlif_seq": HDLIFSeq,
+    "hdlif_step": HDLIFStep,
+    "lif_seq": LIFSeq,
+    "lif_step": LIFStep,
+    "parallel_hdlif_seq": ParallelHDLIFSeq,
+    "parallel_hdlif_step": ParallelHDLIFStep,
+    "membn_hdlif_seq": MemBNHDLIFSeq,
+    "membn_hdlif_step": MemBNHDLIFStep,
+    "spike_quantize": SpikeQuantize,
 }
 
 NON_DIFFERENTIABLE = ("lt", "le", "gt", "ge", "eq", "ne", "sign", "argmax", "argmin")
