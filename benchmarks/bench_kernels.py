@@ -1,0 +1,289 @@
+"""Convolution speed against sgemm and PyTorch (issue 3), plus batch norm and pooling.
+
+Run: ``python -m benchmarks.bench_kernels`` (``--quick`` for fewer repeats, ``--no-twin``
+to skip the slow NumPy twin, ``--cases bd`` for a subset).
+
+Cases (NCHW float32, 3x3 kernel, stride 1, padding 1, N already including T):
+(a) N=64 C=3->64 32x32, (b) N=64 64->64 32x32, (c) N=64 128->128 16x16,
+(d) N=64 256->256 8x8, (e) N=128 32->32 8x8.
+
+For each: forward and forward+backward (gradients of x, weight and bias) of ours
+(``ops.conv2d`` on the Numba backend), the NumPy twin, ``np.matmul`` sgemm of the
+forward's GEMM in one call (``[C_out, 9 C_in] @ [9 C_in, N H W]``: the practical
+peak; x3 for forward+backward, which is three such GEMMs), and
+``torch.nn.functional.conv2d`` when torch is importable (imported first, so its
+OpenMP runtime keeps its own defaults). Median of ``--repeats`` calls after two
+warm-up calls, with ``[min, max]``. The columns of a case are timed in rounds (one
+call of each per round), and the ratios are the median of the per-round ratios, so
+load from other processes on this shared machine hits both sides of a ratio alike.
+
+Targets (issue 3): forward+backward <= 1.5x PyTorch on (b), (c), (d) and <= 2.5x on
+(a), (e); forward >= 50% of sgemm throughput on (b)-(d).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+try:  # before hdlif_ref: torch's OpenMP reads its environment at load, unaffected by our policy
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - optional
+    torch = None
+
+import numpy as np
+
+import hdlif_ref
+from benchmarks._timing import Timing, machine_description, measure
+from hdlif_ref.autograd import Tensor, ops
+from hdlif_ref.kernels._threads import threading_info
+
+CASES = {
+    "a": (64, 3, 64, 32),
+    "b": (64, 64, 64, 32),
+    "c": (64, 128, 128, 16),
+    "d": (64, 256, 256, 8),
+    "e": (128, 32, 32, 8),
+}
+FB_LIMIT = {"a": 2.5, "b": 1.5, "c": 1.5, "d": 1.5, "e": 2.5}
+SGEMM_FRACTION = 0.5
+PAUSE = 0.1
+
+
+def conv_flops(n, c_in, c_out, hw, k=3):
+    return 2.0 * n * c_out * c_in * k * k * hw * hw
+
+
+def ours_calls(x, w, b, g):
+    xt, wt, bt = Tensor(x), Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+    xg = Tensor(x, requires_grad=True)
+
+    def fwd():
+        return ops.conv2d(xt, wt.detach(), bt.detach(), padding=1)
+
+    def fwd_bwd():
+        xg.grad = wt.grad = bt.grad = None
+        ops.conv2d(xg, wt, bt, padding=1).backward(g)
+
+    return fwd, fwd_bwd
+
+
+def twin_calls(x, w, b, g):
+    fwd, fwd_bwd = ours_calls(x, w, b, g)
+
+    def on_numpy(fn):
+        def run():
+            with hdlif_ref.backend("numpy"):
+                return fn()
+        return run
+
+    return on_numpy(fwd), on_numpy(fwd_bwd)
+
+
+def torch_calls(x, w, b, g):
+    xt, wt, bt, gt = (torch.from_numpy(a) for a in (x, w, b, g))
+    xg, wg, bg = (t.clone().requires_grad_(True) for t in (xt, wt, bt))
+
+    def fwd():
+        with torch.no_grad():
+            return F.conv2d(xt, wt, bt, padding=1)
+
+    def fwd_bwd():
+        xg.grad = wg.grad = bg.grad = None
+        F.conv2d(xg, wg, bg, padding=1).backward(gt)
+
+    return fwd, fwd_bwd
+
+
+def measure_interleaved(fns: dict, repeats: int, warmup: int = 2) -> tuple[dict, list]:
+    """Time several functions in rounds (one call of each per round, in turn).
+
+    Load from other processes changes within seconds on a shared machine; taking the
+    calls of all columns in the same rounds exposes them to the same load, and the
+    per-round ratios (returned as a list of ``{name: seconds}``) cancel most of it.
+    Each call starts after a pause of ``PAUSE`` s: idle worker threads of the previous
+    call's library (PyTorch's OpenMP pool spins by default, OpenBLAS's threads for up
+    to ~0.1 s) would otherwise take cores from the next column.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    rounds = []
+    for _ in range(repeats):
+        row = {}
+        for name, fn in fns.items():
+            time.sleep(PAUSE)
+            start = time.perf_counter()
+            fn()
+            row[name] = time.perf_counter() - start
+        rounds.append(row)
+    timings = {}
+    for name in fns:
+        samples = sorted(r[name] for r in rounds)
+        n = len(samples)
+        median = samples[n // 2] if n % 2 else 0.5 * (samples[n // 2 - 1] + samples[n // 2])
+        timings[name] = Timing(median, samples[0], samples[-1], n)
+    return timings, rounds
+
+
+def median_ratio(rounds: list, num: str, den: str) -> float:
+    return float(np.median([r[num] / r[den] for r in rounds]))
+
+
+def run_conv(cases: str, repeats: int, twin: bool) -> dict:
+    rng = np.random.default_rng(0)
+    results = {}
+    for key in cases:
+        n, c_in, c_out, hw = CASES[key]
+        x = rng.standard_normal((n, c_in, hw, hw), dtype=np.float32)
+        w = (rng.standard_normal((c_out, c_in, 3, 3), dtype=np.float32) / np.sqrt(9 * c_in)).astype(np.float32)
+        b = rng.standard_normal(c_out, dtype=np.float32)
+        g = rng.standard_normal((n, c_out, hw, hw), dtype=np.float32)
+        a_mat = rng.standard_normal((c_out, 9 * c_in), dtype=np.float32)
+        b_mat = rng.standard_normal((9 * c_in, n * hw * hw), dtype=np.float32)
+        fns = {"sgemm": lambda: np.matmul(a_mat, b_mat)}
+        fns["ours_f"], fns["ours_fb"] = ours_calls(x, w, b, g)
+        if torch is not None:
+            fns["torch_f"], fns["torch_fb"] = torch_calls(x, w, b, g)
+        timings, rounds = measure_interleaved(fns, repeats)
+        row = {"flops": conv_flops(n, c_in, c_out, hw), "timings": timings,
+               "fwd_vs_sgemm": median_ratio(rounds, "sgemm", "ours_f")}
+        if torch is not None:
+            row["fb_vs_torch"] = median_ratio(rounds, "ours_fb", "torch_fb")
+            row["f_vs_torch"] = median_ratio(rounds, "ours_f", "torch_f")
+        if twin:
+            f, fb = twin_calls(x, w, b, g)
+            row["twin"] = (measure(f, repeats=max(3, repeats // 3), warmup=1),
+                           measure(fb, repeats=max(3, repeats // 3), warmup=1))
+        results[key] = row
+    return results
+
+
+def run_others(repeats: int) -> list:
+    """Batch norm (training), max/avg pooling, linear: ours vs torch, forward+backward."""
+    rng = np.random.default_rng(1)
+    rows = []
+    x = rng.standard_normal((64, 128, 16, 16), dtype=np.float32)
+    g = rng.standard_normal(x.shape, dtype=np.float32)
+    gp = rng.standard_normal((64, 128, 8, 8), dtype=np.float32)
+    xl = rng.standard_normal((512, 1024), dtype=np.float32)
+    wl = rng.standard_normal((256, 1024), dtype=np.float32)
+    gl = rng.standard_normal((512, 256), dtype=np.float32)
+    ones, zeros = np.ones(128, np.float32), np.zeros(128, np.float32)
+
+    def ours_bn():
+        xt, wt, bt = Tensor(x, requires_grad=True), Tensor(ones, requires_grad=True), Tensor(zeros, requires_grad=True)
+        ops.batch_norm(xt, wt, bt, zeros.copy(), ones.copy(), True).backward(g)
+
+    def ours_pool(op):
+        def run():
+            xt = Tensor(x, requires_grad=True)
+            op(xt, 2).backward(gp)
+        return run
+
+    def ours_linear():
+        xt, wt = Tensor(xl, requires_grad=True), Tensor(wl, requires_grad=True)
+        ops.linear(xt, wt, Tensor(np.zeros(256, np.float32), requires_grad=True)).backward(gl)
+
+    cases = [("batch_norm train [64,128,16,16]", ours_bn), ("max_pool2d 2x2 [64,128,16,16]", ours_pool(ops.max_pool2d)),
+             ("avg_pool2d 2x2 [64,128,16,16]", ours_pool(ops.avg_pool2d)),
+             ("linear [512,1024]x[256,1024]^T", ours_linear)]
+    torch_fns = [None] * 4
+    if torch is not None:
+        tx, tg, tgp = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(gp)
+        txl, twl, tgl = torch.from_numpy(xl), torch.from_numpy(wl), torch.from_numpy(gl)
+
+        def t_bn():
+            xt = tx.clone().requires_grad_(True)
+            wt, bt = torch.ones(128, requires_grad=True), torch.zeros(128, requires_grad=True)
+            F.batch_norm(xt, torch.zeros(128), torch.ones(128), wt, bt, training=True).backward(tg)
+
+        def t_pool(fn):
+            def run():
+                xt = tx.clone().requires_grad_(True)
+                fn(xt, 2).backward(tgp)
+            return run
+
+        def t_linear():
+            xt, wt = txl.clone().requires_grad_(True), twl.clone().requires_grad_(True)
+            F.linear(xt, wt, torch.zeros(256, requires_grad=True)).backward(tgl)
+
+        torch_fns = [t_bn, t_pool(F.max_pool2d), t_pool(F.avg_pool2d), t_linear]
+    for (label, fn), tfn in zip(cases, torch_fns):
+        rows.append((label, measure(fn, repeats=repeats), measure(tfn, repeats=repeats) if tfn else None))
+    return rows
+
+
+def _gf(flops: float, t: Timing) -> str:
+    return f"{flops / t.median / 1e9:.1f}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="abcde")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="5 repeats (below the issue's 10)")
+    parser.add_argument("--no-twin", action="store_true", help="skip the NumPy twin (slow)")
+    parser.add_argument("--no-others", action="store_true", help="skip batch norm / pooling / linear")
+    args = parser.parse_args(argv)
+    repeats = 5 if args.quick else args.repeats
+    if torch is not None:
+        torch.set_num_threads(os.cpu_count() or 1)
+    info = threading_info()
+    print(f"# conv2d 3x3 s1 p1 float32 NCHW; median of {repeats} [min, max] after warm-up "
+          f"(NumPy twin: {max(3, repeats // 3)})")
+    print(f"# {machine_description()}; load average {os.getloadavg()[0]:.2f} at start")
+    torch_desc = "not installed" if torch is None else f"{torch.__version__}, {torch.get_num_threads()} threads"
+    print(f"# numba {info['num_threads']} threads ({info['threading_layer']}, OMP_WAIT_POLICY="
+          f"{info['omp_wait_policy']}); torch {torch_desc}")
+    results = run_conv(args.cases, repeats, not args.no_twin)
+    print()
+    print("| case | GFLOP fwd | sgemm ms (GFLOP/s) | ours fwd ms (GFLOP/s) | torch fwd ms (GFLOP/s) "
+          "| twin fwd ms | ours fwd+bwd ms (GFLOP/s) | torch fwd+bwd ms (GFLOP/s) | twin fwd+bwd ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, r in results.items():
+        fl, t = r["flops"], r["timings"]
+        twin_f, twin_fb = r.get("twin", (None, None))
+        cells = [
+            f"({key}) N={CASES[key][0]} {CASES[key][1]}->{CASES[key][2]} {CASES[key][3]}x{CASES[key][3]}",
+            f"{fl / 1e9:.3f}",
+            f"{t['sgemm'].ms()} ({_gf(fl, t['sgemm'])})",
+            f"{t['ours_f'].ms()} ({_gf(fl, t['ours_f'])})",
+            f"{t['torch_f'].ms()} ({_gf(fl, t['torch_f'])})" if "torch_f" in t else "-",
+            twin_f.ms() if twin_f else "-",
+            f"{t['ours_fb'].ms()} ({_gf(3 * fl, t['ours_fb'])})",
+            f"{t['torch_fb'].ms()} ({_gf(3 * fl, t['torch_fb'])})" if "torch_fb" in t else "-",
+            twin_fb.ms() if twin_fb else "-",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("Ratios: median over the rounds of the per-round ratio (columns timed in the same rounds).")
+    print()
+    print("| case | fwd+bwd ours / torch (limit) | fwd ours / torch | fwd throughput ours / sgemm (floor) | verdict |")
+    print("|---|---|---|---|---|")
+    for key, r in results.items():
+        verdicts = []
+        fb_cell = f_cell = "-"
+        if "fb_vs_torch" in r:
+            ratio = r["fb_vs_torch"]
+            fb_cell = f"{ratio:.2f} (<= {FB_LIMIT[key]})"
+            f_cell = f"{r['f_vs_torch']:.2f}"
+            verdicts.append("fwd+bwd " + ("holds" if ratio <= FB_LIMIT[key] else "MISSES"))
+        frac = r["fwd_vs_sgemm"]
+        frac_cell = f"{frac:.2f}" + (f" (>= {SGEMM_FRACTION})" if key in "bcd" else "")
+        if key in "bcd":
+            verdicts.append("fwd " + ("holds" if frac >= SGEMM_FRACTION else "MISSES"))
+        print(f"| ({key}) | {fb_cell} | {f_cell} | {frac_cell} | {', '.join(verdicts)} |")
+    if not args.no_others:
+        print()
+        print("| op, forward+backward | ours ms | torch ms | ours / torch |")
+        print("|---|---|---|---|")
+        for label, ours_t, torch_t in run_others(repeats):
+            ratio = f"{ours_t.median / torch_t.median:.2f}" if torch_t else "-"
+            print(f"| {label} | {ours_t.ms()} | {torch_t.ms() if torch_t else '-'} | {ratio} |")
+    print(f"\n# load average {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()
