@@ -35,7 +35,7 @@ from ..kernels.hdlif import hdlif_forward
 from ..kernels.lif import lif_forward
 from ..kernels.parallel import parallel_hdlif_forward
 from ..kernels.pool import avg_pool2d_forward, max_pool2d_forward
-from .metrics import conv_fanout_1d
+from .metrics import OpCounts, conv_fanout_1d
 
 
 @dataclass
@@ -46,17 +46,6 @@ class Op:
     attrs: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     children: dict[str, list["Op"]] = field(default_factory=dict)
-
-
-@dataclass
-class Counts:
-    """Operation counts of a frozen run, summed over the batch and steps (SPEC E19)."""
-
-    sops: float = 0.0
-    macs: float = 0.0
-    nop_mul: float = 0.0
-    nop_add: float = 0.0
-    sops_by_bits: dict[int, float] = field(default_factory=dict)
 
 
 def _per_step(p: np.ndarray, ndim: int) -> np.ndarray:
@@ -90,7 +79,7 @@ class FrozenModel:
         self.ops, self.T, self.num_classes = ops, int(T), int(num_classes)
         self.dtype = np.dtype(dtype)
         self.input_shape, self.meta = tuple(input_shape), dict(meta)
-        self.counts = Counts()
+        self.counts: OpCounts | None = None
         self._taps: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ running
@@ -107,7 +96,7 @@ class FrozenModel:
         else:
             raise ValueError(f"run: input of shape {x.shape}; expected [N, {', '.join(map(str, self.input_shape))}] "
                              f"or [T, N, ...]")
-        self.counts = Counts() if count else None
+        self.counts = OpCounts() if count else None  # summed over batch and steps
         self._taps = {}
         out = self._run_ops(self.ops, np.ascontiguousarray(x))
         self._taps = {}

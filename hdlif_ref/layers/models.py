@@ -229,6 +229,40 @@ def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, 
 
 
 VGG_CFG = (64, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A")
+DIGITS_CFG = (16, 32, "A", 64, "A")
+
+
+def _plain_net(cfg: tuple, config: dict, rng: np.random.Generator | None) -> SpikingNet:
+    """A VGG-style stack: every int is a 3x3 conv-BN-[SECA]-neuron layer with that many channels
+    (times ``width``), every ``"A"`` a 2x2 average pooling; then flatten and one linear classifier."""
+    c = config
+    pools = cfg.count("A")
+    if c["input_size"] % 2 ** pools:
+        raise ValueError(f"input_size={c['input_size']!r} must be a multiple of {2 ** pools} "
+                         f"({pools} 2x2 poolings)")
+    _common(c["neuron"], c["T"], c["parallel_fraction"], c["weight_mode"], c["spike_bits"], c["seca"],
+            c["per_channel"], c["num_classes"])
+    rng = np.random.default_rng() if rng is None else rng
+    convs = [item for item in cfg if item != "A"]
+    factory = NeuronFactory(c["neuron"], c["T"], c["parallel_fraction"], c["spike_bits"], c["per_channel"],
+                            c["seca"], len(convs))
+    layers: list[Module] = []
+    cin, first = c["in_channels"], True
+    for item in cfg:
+        if item == "A":
+            layers.append(AvgPool2d(2))
+            continue
+        cout = max(1, int(round(item * c["width"])))
+        layers += conv_bn(cin, cout, 3, 1, 1, c["weight_mode"], rng, analog_input=first,
+                          input_bits=factory.input_bits())
+        attention = factory.attention(layers[-1], rng)
+        layers += [attention] if attention else []
+        layers.append(factory(cout))
+        cin, first = cout, False
+    layers.append(Flatten())
+    classifier = Linear(cin * (c["input_size"] // 2 ** pools) ** 2, c["num_classes"], rng=rng)  # float32
+    classifier.input_bits = factory.input_bits()
+    return SpikingNet(Sequential(*layers), classifier, c["T"], config)
 
 
 def vgg_snn(num_classes: int = 10, in_channels: int = 2, input_size: int = 48, width: float = 1.0, T: int = 10,
@@ -239,28 +273,7 @@ def vgg_snn(num_classes: int = 10, in_channels: int = 2, input_size: int = 48, w
     config = dict(builder="vgg_snn", num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                   width=width, T=T, neuron=neuron, parallel_fraction=parallel_fraction, weight_mode=weight_mode,
                   spike_bits=spike_bits, seca=seca, per_channel=per_channel)
-    if input_size % 16:
-        raise ValueError(f"input_size={input_size!r} must be a multiple of 16 (four 2x2 poolings)")
-    _common(neuron, T, parallel_fraction, weight_mode, spike_bits, seca, per_channel, num_classes)
-    rng = np.random.default_rng() if rng is None else rng
-    convs = [c for c in VGG_CFG if c != "A"]
-    factory = NeuronFactory(neuron, T, parallel_fraction, spike_bits, per_channel, seca, len(convs))
-    layers: list[Module] = []
-    cin, first = in_channels, True
-    for item in VGG_CFG:
-        if item == "A":
-            layers.append(AvgPool2d(2))
-            continue
-        cout = max(1, int(round(item * width)))
-        layers += conv_bn(cin, cout, 3, 1, 1, weight_mode, rng, analog_input=first, input_bits=factory.input_bits())
-        attention = factory.attention(layers[-1], rng)
-        layers += [attention] if attention else []
-        layers.append(factory(cout))
-        cin, first = cout, False
-    layers.append(Flatten())
-    classifier = Linear(cin * (input_size // 16) ** 2, num_classes, rng=rng)
-    classifier.input_bits = factory.input_bits()
-    return SpikingNet(Sequential(*layers), classifier, T, config)
+    return _plain_net(VGG_CFG, config, rng)
 
 
 def digits_net(num_classes: int = 10, in_channels: int = 1, input_size: int = 8, width: float = 1.0, T: int = 4,
@@ -271,24 +284,7 @@ def digits_net(num_classes: int = 10, in_channels: int = 1, input_size: int = 8,
     config = dict(builder="digits_net", num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                   width=width, T=T, neuron=neuron, parallel_fraction=parallel_fraction, weight_mode=weight_mode,
                   spike_bits=spike_bits, seca=seca, per_channel=per_channel)
-    if input_size % 4:
-        raise ValueError(f"input_size={input_size!r} must be a multiple of 4 (two 2x2 poolings)")
-    _common(neuron, T, parallel_fraction, weight_mode, spike_bits, seca, per_channel, num_classes)
-    rng = np.random.default_rng() if rng is None else rng
-    c1, c2, c3 = (max(1, int(round(c * width))) for c in (16, 32, 64))
-    factory = NeuronFactory(neuron, T, parallel_fraction, spike_bits, per_channel, seca, 3)
-    layers: list[Module] = []
-    for cin, cout, analog, pool in ((in_channels, c1, True, False), (c1, c2, False, True), (c2, c3, False, True)):
-        layers += conv_bn(cin, cout, 3, 1, 1, weight_mode, rng, analog_input=analog, input_bits=factory.input_bits())
-        attention = factory.attention(layers[-1], rng)
-        layers += [attention] if attention else []
-        layers.append(factory(cout))
-        if pool:
-            layers.append(AvgPool2d(2))
-    layers.append(Flatten())
-    classifier = Linear(c3 * (input_size // 4) ** 2, num_classes, rng=rng)
-    classifier.input_bits = factory.input_bits()
-    return SpikingNet(Sequential(*layers), classifier, T, config)
+    return _plain_net(DIGITS_CFG, config, rng)
 
 
 BUILDERS = {"spiking_resnet": spiking_resnet, "vgg_snn": vgg_snn, "digits_net": digits_net}
