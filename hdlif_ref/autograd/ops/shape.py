@@ -93,6 +93,13 @@ class Concatenate(Function):
         return tuple(np.split(g, splits, axis=axis))
 
 
+def _slices(x: np.ndarray, axis: int, n: int) -> tuple[np.ndarray, ...]:
+    """The ``n`` slices of ``x`` along ``axis`` as views, not copies (like ``reshape``'s output);
+    along axis 0 of a contiguous array each one is contiguous, so the kernels downstream copy nothing."""
+    lead = (slice(None),) * axis
+    return tuple(x[lead + (i,)] for i in range(n))
+
+
 class Stack(Function):
     name = "stack"
 
@@ -104,7 +111,7 @@ class Stack(Function):
     @staticmethod
     def backward(ctx, g):
         axis, n = ctx.meta
-        return tuple(np.take(g, i, axis=axis) for i in range(n))
+        return _slices(g, axis, n)
 
 
 class Unstack(Function):
@@ -115,7 +122,7 @@ class Unstack(Function):
     @staticmethod
     def forward(ctx, x, axis):
         ctx.axis = axis
-        return tuple(np.take(x, i, axis=axis) for i in range(x.shape[axis]))
+        return _slices(x, axis, x.shape[axis])
 
     @staticmethod
     def backward(ctx, grads):
