@@ -63,6 +63,38 @@ def _add_info(sub: argparse.ArgumentParser) -> None:
     pass
 
 
+# ----------------------------------------------------------------------- bench
+def add_bench_arguments(sub: argparse.ArgumentParser) -> None:
+    """Options of ``hdlif-ref bench``, shared with ``python -m benchmarks`` (issue 9)."""
+    sub.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run of every path")
+    sub.add_argument("--repeats", type=int, default=None, help="timed calls per side and workload (default 7)")
+    sub.add_argument("--threads", type=int, default=2, help="threads of both sides: torch, Numba, BLAS (default 2)")
+    sub.add_argument("--no-torch", action="store_true", help="time ours only")
+    sub.add_argument("--profile", default="worst", metavar="WORKLOAD",
+                     help="cProfile ours on W1, W2_online_all, W2_stbp, W3, W4_digits or W4_resnet; 'worst' "
+                          "(default: the workload farthest from its target) or 'none'")
+    sub.add_argument("--json", default=None, metavar="PATH",
+                     help="results file (default benchmarks/results/latest.json)")
+    sub.add_argument("--update-docs", action="store_true",
+                     help="rewrite the end-to-end table in docs/performance.md")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The end-to-end benchmark; ``benchmarks/`` ships with the repository checkout, not with the package."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(root, "benchmarks", "__main__.py")) and root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        from benchmarks.__main__ import run_from_args
+    except ImportError as exc:
+        raise CLIError(f"hdlif-ref bench: the benchmarks package is not importable ({exc}); it is part of the "
+                       f"repository checkout, not of the installed package: run `python -m benchmarks` "
+                       f"in a checkout") from None
+    return run_from_args(args)
+
+
 # -------------------------------------------------------------------- registry
 def _lazy(module: str, attribute: str) -> Callable:
     """A command's function, imported when the command runs (``hdlif-ref info`` stays fast)."""
@@ -91,6 +123,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                  _lazy("ablation", "add_arguments"), _lazy("ablation", "run")),
     "plot": ("PNG plots: spike rasters, membrane traces, training curves, the eps[i, t] matrix (needs matplotlib)",
              _lazy("plot", "add_arguments"), _lazy("plot", "run")),
+    "bench": ("end-to-end speed and memory against PyTorch in the same run (python -m benchmarks; needs a checkout)",
+              add_bench_arguments, cmd_bench),
 }
 
 
