@@ -33,6 +33,7 @@ import numpy as np
 from ..kernels.conv import conv2d_forward
 from ..kernels.hdlif import hdlif_forward
 from ..kernels.lif import lif_forward
+from ..kernels.linear import linear_forward
 from ..kernels.parallel import parallel_hdlif_forward
 from ..kernels.pool import avg_pool2d_forward, max_pool2d_forward
 from .metrics import OpCounts, conv_fanout_1d
@@ -80,6 +81,7 @@ class FrozenModel:
         self.dtype = np.dtype(dtype)
         self.input_shape, self.meta = tuple(input_shape), dict(meta)
         self.counts: OpCounts | None = None
+        self._weights: dict = {}
         self._taps: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ running
@@ -111,19 +113,28 @@ class FrozenModel:
             x = getattr(self, "_" + op.kind)(op, x)
         return x
 
+    def _weight(self, op: Op, dtype: np.dtype) -> np.ndarray:
+        """The synapse's weights (or integer codes) as a contiguous ``dtype`` array, cast once."""
+        key = (id(op), np.dtype(dtype))
+        if key not in self._weights:
+            self._weights[key] = np.ascontiguousarray(op.arrays["weight"], dtype=dtype)
+        return self._weights[key]
+
     def _synapse(self, op: Op, x: np.ndarray) -> np.ndarray:
         T, n = x.shape[:2]
-        flat = x.reshape((T * n,) + x.shape[2:])
-        w = op.arrays["weight"]
+        flat = np.ascontiguousarray(x.reshape((T * n,) + x.shape[2:]))
+        w = self._weight(op, flat.dtype)
         if self.counts is not None:
             self._count_synapse(op, flat)
         if op.attrs["conv"]:
-            y = conv2d_forward(np.ascontiguousarray(flat), np.ascontiguousarray(w, dtype=flat.dtype), None,
-                               tuple(op.attrs["stride"]), tuple(op.attrs["padding"]), int(op.attrs["groups"]))
+            y = conv2d_forward(flat, w, None, tuple(op.attrs["stride"]), tuple(op.attrs["padding"]),
+                               int(op.attrs["groups"]))
         else:
-            y = flat @ w.astype(flat.dtype).T
+            y = linear_forward(flat, w, None)
         y = y.reshape((T, n) + y.shape[1:])
-        return y * _per_step(op.arrays["scale"], y.ndim) + _per_step(op.arrays["bias"], y.ndim)
+        y *= _per_step(op.arrays["scale"], y.ndim)  # y is ours: scale and shift in place
+        y += _per_step(op.arrays["bias"], y.ndim)
+        return y
 
     def _count_synapse(self, op: Op, flat: np.ndarray) -> None:
         nonzero = flat != 0
