@@ -231,7 +231,8 @@ def run_backward(root: Tensor, grad: np.ndarray | None, retain_graph: bool) -> N
     pending: dict[int, list] = {id(root._ctx): [None] * len(root._ctx.out_meta)}
     pending[id(root._ctx)][root._out_index] = grad
     for node in _topological_nodes(root._ctx):
-        out_grads = pending.pop(id(node))
+        # a node reached only through inputs whose backward returned None gets zero gradients
+        out_grads = pending.pop(id(node), None) or [None] * len(node.out_meta)
         for i, (shape, dtype) in enumerate(node.out_meta):
             if out_grads[i] is None:
                 out_grads[i] = np.zeros(shape, dtype=dtype)

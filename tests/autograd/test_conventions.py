@@ -145,6 +145,7 @@ def test_methods_match_functions():
     (lambda x: ops.mean(x, axis=(0, -2)), r"mean: axis=\(0, -2\) repeats an axis"),
     (lambda x: ops.reshape(x, (4, 2)), r"reshape: cannot reshape a tensor of shape \(2, 3\)"),
     (lambda x: ops.permute(x, (0, 0)), r"permute: axes=\(0, 0\) is not a permutation"),
+    (lambda x: ops.permute(x, (0, 5)), r"permute: axes=\(0, 5\) has an axis out of range for 2 dims"),
     (lambda x: ops.broadcast_to(x, (3, 3)), r"broadcast_to: shape \(2, 3\) cannot broadcast to \(3, 3\)"),
     (lambda x: ops.matmul(x, x), r"matmul: shapes \(2, 3\) and \(2, 3\) do not align"),
     (lambda x: ops.pow(x, x), r"pow: exponent must be a real Python number, got Tensor"),

@@ -254,3 +254,27 @@ def test_walk_order_is_deterministic():
         total.sum().backward()
         return x.grad
     assert run().tobytes() == run().tobytes()
+
+
+class _NoGradForFirst(Function):
+    """x * y whose backward returns None for x even when x needs a gradient."""
+
+    name = "no_grad_for_first"
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x)
+        return x * y
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return None, g * x
+
+
+def test_a_backward_returning_none_gives_the_subgraph_zero_gradient():
+    a = leaf([1.0, 2.0])
+    hidden = a * 3.0  # a non-leaf that receives no gradient at all
+    y = _NoGradForFirst.apply(hidden, leaf([5.0, 7.0]))
+    y.sum().backward()
+    np.testing.assert_array_equal(a.grad, [0.0, 0.0])

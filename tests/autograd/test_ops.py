@@ -99,9 +99,9 @@ def case_astype(draw):
 def case_matmul(draw):
     batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3)).input_shapes
     n, k, m = (draw(st.integers(1, 3)) for _ in range(3))
-    form = draw(st.sampled_from(["batched", "vector_left", "vector_right"]))
-    sa = (k,) if form == "vector_left" else batch[0] + (n, k)
-    sb = (k,) if form == "vector_right" else batch[1] + (k, m)
+    form = draw(st.sampled_from(["batched", "vector_left", "vector_right", "vector_both"]))
+    sa = (k,) if form in ("vector_left", "vector_both") else batch[0] + (n, k)
+    sb = (k,) if form in ("vector_right", "vector_both") else batch[1] + (k, m)
     a, b = arrays(draw, sa), arrays(draw, sb)
     return ops.matmul, [leaf(a), leaf(b)], np.matmul(a, b)
 

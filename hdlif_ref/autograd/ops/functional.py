@@ -115,6 +115,8 @@ def matmul(a, b) -> Tensor:
     if sa[-1] != (sb[0] if len(sb) == 1 else sb[-2]):
         raise ValueError(f"matmul: shapes {sa} and {sb} do not align (last dim of the first must "
                          f"equal the second-to-last of the second)")
+    if len(sa) == 1 and len(sb) == 1:  # vector . vector -> 0-d
+        return reshape(MatMul.apply(reshape(a, (1, sa[0])), reshape(b, (sb[0], 1))), ())
     if len(sa) == 1:
         return reshape(matmul(reshape(a, (1, sa[0])), b), sb[:-2] + sb[-1:])
     if len(sb) == 1:
@@ -163,9 +165,13 @@ def reshape(x, shape) -> Tensor:
 
 def permute(x, axes) -> Tensor:
     ndim = len(_shape(x))
-    axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
+    given = tuple(axes)
+    if any(not isinstance(a, (int, np.integer)) or not -ndim <= a < ndim for a in given):
+        raise ValueError(f"permute: axes={given!r} has an axis out of range for {ndim} dims "
+                         f"(allowed {-ndim}..{ndim - 1})")
+    axes = tuple(int(a) % ndim for a in given)
     if sorted(axes) != list(range(ndim)):
-        raise ValueError(f"permute: axes={axes!r} is not a permutation of 0..{ndim - 1}")
+        raise ValueError(f"permute: axes={given!r} is not a permutation of 0..{ndim - 1}")
     return Permute.apply(x, axes=axes)
 
 
