@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command][2](args)
     except SystemExit as exc:  # --help and --version exit through argparse
         return int(exc.code or 0)
-    except (CLIError, ValueError, TypeError, OSError, KeyError) as exc:
+    except (CLIError, ValueError, OSError, ImportError) as exc:  # what a user can cause; bugs keep their traceback
         if debug:
             raise
         message = str(exc) if isinstance(exc, CLIError) else f"hdlif-ref: error: {exc}"

@@ -30,11 +30,11 @@ def print_payload(frozen, prefix: str = "") -> None:
 def deploy(args: argparse.Namespace) -> int:
     from ..deploy.convert import freeze
     from ..deploy.frozen_io import save_frozen
-    from ..training.run import load_trained
+    from ..training.run import data_settings, load_trained
 
     config, data, model = load_trained(args.checkpoint, args.data_dir)
     frozen = freeze(model, (data.in_channels, data.input_size, data.input_size))
-    frozen.meta.update(dataset=config["dataset"], source=str(args.checkpoint))
+    frozen.meta.update(dataset=config["dataset"], data=data_settings(config), source=str(args.checkpoint))
     save_frozen(frozen, args.output)
     print(f"wrote {args.output}: {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, "
           f"T={frozen.T}), {len(frozen.ops)} top-level ops")
@@ -44,16 +44,22 @@ def deploy(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets import DataLoader, get_dataset
+    from ..datasets.registry import split_options
     from ..deploy.frozen_io import load_frozen
-    from ..deploy.metrics import OpCounts, energy
+    from ..deploy.counts import OpCounts, energy
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit={args.limit} must be >= 1")
     frozen = load_frozen(args.model)
     name = args.data or frozen.meta.get("dataset")
     if name is None:
         raise ValueError("run: the model does not name its dataset; give --data NAME")
-    options = {"T": frozen.T} if name in ("event-digits", "cifar10-dvs") else {}
+    # the training run's data settings (noise, up-sampling, seed) decide the test split
+    settings = dict(frozen.meta.get("data", {})) if name == frozen.meta.get("dataset") else {}
+    settings["T"] = frozen.T
+    _, options = split_options(name, **settings)
     test = get_dataset(name, "test", args.data_dir, **options)
     if args.limit is not None:
         from ..datasets.base import ArrayDataset
@@ -66,16 +72,9 @@ def run(args: argparse.Namespace) -> int:
         logits = frozen.run(x, count=True)
         correct += int((logits.mean(axis=0).argmax(axis=1) == y).sum())
         seen += len(y)
-        c = frozen.counts
-        totals.sops += c.sops
-        totals.macs += c.macs
-        totals.nop_mul += c.nop_mul
-        totals.nop_add += c.nop_add
-        for bits, n in c.sops_by_bits.items():
-            totals.sops_by_bits[bits] = totals.sops_by_bits.get(bits, 0.0) + n
+        totals += frozen.counts
     seconds = time.perf_counter() - start
-    per = OpCounts(sops=totals.sops / seen, macs=totals.macs / seen, nop_mul=totals.nop_mul / seen,
-                   nop_add=totals.nop_add / seen, sops_by_bits={b: n / seen for b, n in totals.sops_by_bits.items()})
+    per = totals.per_sample(seen)
     print(f"frozen model       {args.model} (T={frozen.T})")
     print(f"data               {name} test split, {seen} samples, {seen / seconds:,.0f} samples/s")
     print(f"accuracy           {correct / seen:.4f}")

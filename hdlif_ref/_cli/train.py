@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         progress = Progress(1, bars=False)
         progress.write = lambda line: None  # type: ignore[method-assign]
     if args.resume:
-        given = [key for key in DEFAULTS if hasattr(args, key)] + (["--config"] if args.config else [])
+        given = [key for key in DEFAULTS if hasattr(args, key)] + [
+            flag for flag, value in (("--config", args.config), ("--out", args.out), ("--membn", args.membn))
+            if value is not None]
         if given:
             raise ValueError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
         run_dir = args.resume

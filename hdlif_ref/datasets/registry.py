@@ -68,3 +68,23 @@ def get_dataset(name: str, split: str, root=None, **options):
     if unknown:
         raise TypeError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     return factory(split, root, **options)
+
+
+def split_options(name: str, *, T: int, upsample: bool = False, train_fraction: float = 1.0, noise: float = 0.0,
+                  seed: int = 0) -> tuple[dict, dict]:
+    """``(train options, test options)`` for dataset ``name`` from a run's settings.
+
+    One place decides which run settings reach which loader, so that training,
+    evaluation and the frozen model's ``run`` read the very same test split (noise,
+    up-sampling and the event-digits motions depend on them).
+    """
+    _factory(name)
+    if name == "digits":
+        train = dict(upsample=upsample, train_fraction=train_fraction, noise=noise, seed=seed)
+    elif name == "event-digits":
+        train = dict(T=T, train_fraction=train_fraction, noise=noise, seed=seed)
+    elif name == "cifar10-dvs":
+        train = dict(T=T)
+    else:
+        train = {}
+    return train, {k: v for k, v in train.items() if k != "train_fraction"}

@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels.channel_conv import conv1d_channels_forward
 from ..kernels.conv import conv2d_forward
 from ..kernels.hdlif import hdlif_forward
 from ..kernels.lif import lif_forward
 from ..kernels.linear import linear_forward
 from ..kernels.parallel import parallel_hdlif_forward
 from ..kernels.pool import avg_pool2d_forward, max_pool2d_forward
-from .metrics import OpCounts, conv_fanout_1d
+from .counts import OpCounts, synapse_pairs
 
 
 @dataclass
@@ -63,13 +64,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _conv1d_channels(z: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``out[n, c] = sum_k w[k] z[n, c + k - K//2]`` with zero padding (SPEC E14)."""
-    k = w.size
-    padded = np.pad(z, ((0, 0), (k // 2, k // 2)))
-    out = np.zeros_like(z)
-    for j in range(k):
-        out += w[j] * padded[:, j:j + z.shape[1]]
-    return out
+    """``out[n, c] = sum_k w[k] z[n, c + k - K//2]`` with zero padding (SPEC E14), the layers' kernel."""
+    return conv1d_channels_forward(np.ascontiguousarray(z), np.ascontiguousarray(w, dtype=z.dtype))
 
 
 class FrozenModel:
@@ -137,23 +133,11 @@ class FrozenModel:
         return y
 
     def _count_synapse(self, op: Op, flat: np.ndarray) -> None:
-        nonzero = flat != 0
-        if op.attrs["conv"]:
-            kh, kw = op.arrays["weight"].shape[2:]
-            (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
-            fan = np.outer(conv_fanout_1d(flat.shape[2], kh, sh, ph), conv_fanout_1d(flat.shape[3], kw, sw, pw))
-            fan = fan * (op.arrays["weight"].shape[0] // op.attrs["groups"])
-            used = float(np.einsum("nchw,hw->", nonzero, fan, dtype=np.int64))
-            every = float(fan.sum()) * flat.shape[0] * flat.shape[1]
-        else:
-            fan = op.arrays["weight"].shape[0]
-            used, every = float(nonzero.sum()) * fan, float(flat.size) * fan
-        if op.attrs["input_is_spikes"]:
-            bits = int(op.attrs["input_bits"])
-            self.counts.sops += used
-            self.counts.sops_by_bits[bits] = self.counts.sops_by_bits.get(bits, 0.0) + used
-        else:
-            self.counts.macs += every
+        a, out = op.attrs, op.arrays["weight"].shape[0]
+        conv = dict(kernel=op.arrays["weight"].shape[2:], stride=a["stride"], padding=a["padding"],
+                    groups=a["groups"]) if a["conv"] else None
+        used, every = synapse_pairs(flat, out, conv)
+        self.counts.add_synapse(used, every, a["input_is_spikes"], int(a["input_bits"]))
 
     def _affine(self, op: Op, x: np.ndarray) -> np.ndarray:
         return x * _per_step(op.arrays["scale"], x.ndim) + _per_step(op.arrays["bias"], x.ndim)
@@ -174,9 +158,7 @@ class FrozenModel:
         else:
             s, _ = parallel_hdlif_forward(I, theta)
         if self.counts is not None:
-            mul, add = (0, 1) if kind == "parallel" else (1, 2)
-            self.counts.nop_mul += mul * I.size
-            self.counts.nop_add += add * I.size
+            self.counts.add_neurons(kind, I.size)
         if op.attrs["bits"]:
             step = np.asarray(op.attrs["step"], dtype=x.dtype)
             s = np.clip(np.round(s / step), 0, 2 ** int(op.attrs["bits"]) - 1)  # integer spikes (E13)

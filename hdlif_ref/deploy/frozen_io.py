@@ -100,6 +100,7 @@ class _Checker:
 
     def __init__(self, path: str, T: int):
         self.path, self.T = path, T
+        self.taps: set[int] = set()  # tap ids seen so far, in run order
 
     def fail(self, where: str, message: str):
         raise FrozenModelError(f"frozen model {self.path!r}: {where}: {message}")
@@ -124,7 +125,9 @@ class _Checker:
             self.fail(where, "attrs and arrays must be tables")
         children = {name: self.ops(ops, f"{where}/children/{name}") for name, ops in item["children"].items()}
         op = Op(kind, attrs, dict(arrays), children)
-        getattr(self, "_" + kind, lambda op, where: None)(op, where)
+        check = getattr(self, "_" + kind, None)
+        if check is not None:  # global_avg_pool and flatten have nothing to check
+            check(op, where)
         return op
 
     def _array(self, op: Op, where: str, name: str, ndims: tuple[int, ...], dtype=np.float32) -> np.ndarray:
@@ -191,7 +194,47 @@ class _Checker:
         bits = op.attrs.get("bits", 0)
         if not isinstance(bits, int) or bits < 0 or (bits and not op.attrs.get("step", 0) > 0):
             self.fail(where, f"spike bits {bits!r} / step {op.attrs.get('step')!r} are invalid")
+        if kind == "lif" and op.attrs.get("reset") not in ("hard", "soft"):
+            self.fail(where, f"LIF reset {op.attrs.get('reset')!r}; allowed: hard, soft")
 
     def _block(self, op: Op, where: str) -> None:
         if set(op.children) != {"main", "shortcut", "post"}:
             self.fail(where, "a block holds the op lists main, shortcut and post")
+
+    def _pairs(self, op: Op, where: str, names: tuple[str, ...], minimum: int) -> None:
+        for name in names:
+            v = op.attrs.get(name)
+            if (not isinstance(v, list) or len(v) != 2
+                    or any(isinstance(i, bool) or not isinstance(i, int) or i < minimum for i in v)):
+                self.fail(where, f"{op.kind} setting {name!r} is {v!r}; expected a pair of integers >= {minimum}")
+
+    def _avg_pool(self, op: Op, where: str) -> None:
+        self._pairs(op, where, ("kernel", "stride"), 1)
+        self._pairs(op, where, ("padding",), 0)
+
+    _max_pool = _avg_pool
+
+    def _kernel_1d(self, op: Op, where: str, name: str) -> None:
+        w = self._array(op, where, name, (1,))
+        if w.size % 2 == 0:
+            self.fail(where, f"array {name!r} has {w.size} taps; SECA kernels have an odd size")
+
+    def _seca1(self, op: Op, where: str) -> None:
+        self._kernel_1d(op, where, "weight")
+
+    def _tap(self, op: Op, where: str) -> None:
+        tap = op.attrs.get("id")
+        if not isinstance(tap, int) or tap in self.taps:
+            self.fail(where, f"tap id {tap!r} is not a new integer")
+        self.taps.add(tap)
+
+    def _seca2(self, op: Op, where: str) -> None:
+        self._kernel_1d(op, where, "weight")
+        self._kernel_1d(op, where, "weight_pre")
+        if op.attrs.get("tap") not in self.taps:
+            self.fail(where, f"SECA_II reads tap {op.attrs.get('tap')!r}, which no earlier tap op defines")
+
+    def _scale(self, op: Op, where: str) -> None:
+        value = op.attrs.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            self.fail(where, f"scale value {value!r} must be a finite number > 0")

@@ -22,8 +22,6 @@ Conventions (docs/metrics.md):
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,17 +30,16 @@ from ..autograd import Tensor, no_grad
 from ..layers.module import Module
 from ..layers.synapses import Conv2d, Linear
 from ..neurons import HDLIF, LIF, MemBNHDLIF, ParallelHDLIF
+from .counts import (ENERGY_45NM, HOROWITZ, NOP_PER_NEURON, OpCounts, conv_fanout_1d,  # noqa: F401
+                     energy, energy_45nm, synapse_pairs)
 
 WEIGHT_BITS = {"fp32": 32, "binary": 1, "ternary": 2}
 
-#: NOPs per neuron per time step, (MUL, ADD), SPEC E19.
-NOP_COST = {HDLIF: (1, 2), LIF: (1, 2), MemBNHDLIF: (1, 2), ParallelHDLIF: (0, 1)}
+#: Neuron module -> its kind in :data:`~.counts.NOP_PER_NEURON`.
+NEURON_KINDS = {HDLIF: "hdlif", LIF: "lif", MemBNHDLIF: "membn", ParallelHDLIF: "parallel"}
 
-#: SPEC E20 default (45 nm) energies in picojoules.
-ENERGY_45NM = {"sop": 0.9, "mac": 4.6, "mul": 3.7, "add": 0.9}
-
-#: Bit-width-aware table (Horowitz, ISSCC 2014): int8 add 0.03, int32 add 0.1, fp32 add 0.9, fp32 mul 3.7 pJ.
-HOROWITZ = {"int8_add": 0.03, "int32_add": 0.1, "fp32_add": 0.9, "fp32_mul": 3.7}
+#: NOPs per neuron per time step, (MUL, ADD), SPEC E19, by module class.
+NOP_COST = {cls: NOP_PER_NEURON[kind] for cls, kind in NEURON_KINDS.items()}
 
 
 # --------------------------------------------------------------------------- memory (E18)
@@ -72,58 +69,21 @@ def parameter_memory(model: Module) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- fan-out (E19)
-@functools.lru_cache(maxsize=256)
-def conv_fanout_1d(size: int, kernel: int, stride: int, padding: int) -> np.ndarray:
-    """For each input position along one axis, how many (output position, kernel tap) pairs read it."""
-    out = (size + 2 * padding - kernel) // stride + 1
-    counts = np.zeros(size, dtype=np.int64)
-    for o in range(out):
-        for k in range(kernel):
-            i = o * stride - padding + k
-            if 0 <= i < size:
-                counts[i] += 1
-    counts.flags.writeable = False  # cached: shared between calls
-    return counts
-
-
-def conv_fanout(conv: Conv2d, height: int, width: int) -> np.ndarray:
-    """``[H, W]`` map: synapses each input element of one channel drives (times ``C_out / groups``)."""
-    fh = conv_fanout_1d(height, conv.kernel_size[0], conv.stride[0], conv.padding[0])
-    fw = conv_fanout_1d(width, conv.kernel_size[1], conv.stride[1], conv.padding[1])
-    return np.outer(fh, fw) * (conv.out_channels // conv.groups)
+def conv_settings(conv: Conv2d) -> dict:
+    """A convolution's geometry in the form :func:`~.counts.synapse_pairs` takes."""
+    return dict(kernel=conv.kernel_size, stride=conv.stride, padding=conv.padding, groups=conv.groups)
 
 
 def synapse_ops(layer: Module, x: np.ndarray, step_mode: str) -> tuple[int, int]:
     """``(used pairs, all pairs)`` of one synapse call on input ``x`` (summed over batch and steps)."""
     if step_mode == "m":
         x = x.reshape((-1,) + x.shape[2:])
-    nonzero = x != 0
     if isinstance(layer, Conv2d):
-        fan = conv_fanout(layer, x.shape[2], x.shape[3])
-        used = int(np.einsum("nchw,hw->", nonzero, fan, dtype=np.int64))
-        every = int(fan.sum()) * x.shape[0] * x.shape[1]
-        return used, every
-    fan = layer.out_features
-    return int(nonzero.sum()) * fan, x.size * fan
+        return synapse_pairs(x, layer.out_channels, conv_settings(layer))
+    return synapse_pairs(x.reshape(-1, x.shape[-1]), layer.out_features)
 
 
 # --------------------------------------------------------------------------- counting a forward pass
-@dataclass
-class OpCounts:
-    """SOPs, MACs and NOPs of a forward pass, per sample, summed over time steps."""
-
-    sops: float = 0.0
-    macs: float = 0.0
-    nop_mul: float = 0.0
-    nop_add: float = 0.0
-    sops_by_bits: dict[int, float] = field(default_factory=dict)
-    layers: list[tuple[str, str, float]] = field(default_factory=list)  # (name, kind, count)
-
-    @property
-    def nops(self) -> float:
-        return self.nop_mul + self.nop_add
-
-
 def count_ops(model: Module, x: np.ndarray, T: int | None = None) -> OpCounts:
     """Run ``model`` on ``x`` in eval mode, single-step, and count SOPs/MACs (measured) and NOPs.
 
@@ -166,16 +126,10 @@ def count_ops(model: Module, x: np.ndarray, T: int | None = None) -> OpCounts:
     for name, (kind, value, layer) in totals.items():
         value /= batch
         counts.layers.append((name, kind, value))
-        if kind == "sop":
-            counts.sops += value
-            bits = int(getattr(layer, "input_bits", 32))
-            counts.sops_by_bits[bits] = counts.sops_by_bits.get(bits, 0.0) + value
-        elif kind == "mac":
-            counts.macs += value
+        if kind == "nop":
+            counts.add_neurons(NEURON_KINDS[type(layer)], value)
         else:
-            mul, add = NOP_COST[type(layer)]
-            counts.nop_mul += mul * value
-            counts.nop_add += add * value
+            counts.add_synapse(value, value, kind == "sop", int(getattr(layer, "input_bits", 32)))
     return counts
 
 
@@ -184,30 +138,3 @@ def count_nops(model: Module, input_shape: tuple[int, ...], T: int | None = None
     counts = count_ops(model, np.zeros((1,) + tuple(input_shape), dtype=np.float32), T)
     return OpCounts(nop_mul=counts.nop_mul, nop_add=counts.nop_add,
                     layers=[row for row in counts.layers if row[1] == "nop"])
-
-
-# --------------------------------------------------------------------------- energy (E20)
-def energy(counts: OpCounts, table: str = "45nm") -> float:
-    """Energy in joules (SPEC E20). ``table="45nm"`` (default) or ``"bitwidth"``.
-
-    Bit-width-aware table (an option, DC): a SOP whose spikes have at most 8 bits is an
-    int32 accumulation (0.1 pJ; ternary/binary weights make the product a sign flip of
-    a small integer), wider spikes an fp32 add (0.9 pJ); MACs are fp32 mul + add; neuron
-    MULs and ADDs are fp32.
-    """
-    if table == "45nm":
-        pj = (counts.sops * ENERGY_45NM["sop"] + counts.macs * ENERGY_45NM["mac"]
-              + counts.nop_mul * ENERGY_45NM["mul"] + counts.nop_add * ENERGY_45NM["add"])
-    elif table == "bitwidth":
-        sop_pj = sum(n * (HOROWITZ["int32_add"] if bits <= 8 else HOROWITZ["fp32_add"])
-                     for bits, n in counts.sops_by_bits.items())
-        pj = (sop_pj + counts.macs * (HOROWITZ["fp32_mul"] + HOROWITZ["fp32_add"])
-              + counts.nop_mul * HOROWITZ["fp32_mul"] + counts.nop_add * HOROWITZ["fp32_add"])
-    else:
-        raise ValueError(f"energy: table={table!r}; allowed: '45nm', 'bitwidth'")
-    return pj * 1e-12
-
-
-def energy_45nm(sops: float = 0.0, macs: float = 0.0, nop_mul: float = 0.0, nop_add: float = 0.0) -> float:
-    """SPEC E20 with the default table, in joules: ``SOPs 0.9 + MACs 4.6 + MUL 3.7 + ADD 0.9`` pJ."""
-    return energy(OpCounts(sops=sops, macs=macs, nop_mul=nop_mul, nop_add=nop_add))

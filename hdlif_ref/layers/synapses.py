@@ -93,7 +93,7 @@ class Conv2d(Module):
 
 
 class Linear(Module):
-    """Fully connected synapse on ``[..., F_in]`` (any leading dims: ``[N, F]`` or ``[T, N, F]``)."""
+    """Fully connected synapse on ``[N, F_in]`` (``[T, N, F_in]`` in step mode ``"m"``)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, weight_mode: str = "fp32",
                  rng: np.random.Generator | None = None, dtype=np.float32):

@@ -123,11 +123,15 @@ def resolve_config(overrides: dict[str, Any] | None = None, base: dict[str, Any]
     for key in ("seca", "spike_bits", "clip_norm", "data_dir"):
         if isinstance(config[key], str) and config[key].lower() == "none":
             config[key] = None
-    if config["K"] != "all" and isinstance(config["K"], int) and config["K"] > config["T"]:
+    config = {key: _check(key, value) for key, value in config.items()}  # every value, then combinations
+    if config["K"] != "all" and config["K"] > config["T"]:
         raise ValueError(f"config: K={config['K']} is larger than T={config['T']}")
-    if config["neuron"] == "lif" and config["parallel_fraction"]:
-        raise ValueError("config: parallel_fraction applies to neuron hdlif or membn, not lif")
-    return {key: _check(key, value) for key, value in config.items()}
+    if config["neuron"] not in ("hdlif", "membn") and config["parallel_fraction"]:
+        raise ValueError(f"config: parallel_fraction applies to neuron hdlif or membn, not {config['neuron']}")
+    if config["warmup_epochs"] >= config["epochs"] and config["warmup_epochs"]:
+        raise ValueError(f"config: warmup_epochs={config['warmup_epochs']} must be smaller than "
+                         f"epochs={config['epochs']}")
+    return config
 
 
 def load_config_file(path: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..datasets import DataLoader, get_dataset
+from ..datasets.registry import split_options
 from ..deploy.metrics import count_ops, energy, parameter_memory
 from ..layers.models import SpikingNet, digits_net, spiking_resnet, vgg_snn
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -46,19 +47,16 @@ class Data:
 def make_data(config: dict) -> Data:
     """Load both splits of the configured dataset."""
     name, root = config["dataset"], config["data_dir"]
-    options: dict[str, Any] = {}
-    if name == "digits":
-        options = dict(upsample=config["upsample"], train_fraction=config["train_fraction"], noise=config["noise"],
-                       seed=config["seed"])
-    elif name == "event-digits":
-        options = dict(T=config["T"], train_fraction=config["train_fraction"], noise=config["noise"],
-                       seed=config["seed"])
-    elif name == "cifar10-dvs":
-        options = dict(T=config["T"])
-    train = get_dataset(name, "train", root, **options)
-    test = get_dataset(name, "test", root, **{k: v for k, v in options.items() if k != "train_fraction"})
+    train_options, test_options = split_options(name, **data_settings(config))
+    train = get_dataset(name, "train", root, **train_options)
+    test = get_dataset(name, "test", root, **test_options)
     sample = train.data.shape[1:] if train.kind == "static" else train.data.shape[2:]
     return Data(train, test, int(sample[0]), int(sample[-1]), int(train.num_classes), train.kind)
+
+
+def data_settings(config: dict) -> dict:
+    """The run settings that decide the data (stored with a frozen model, so ``run`` reads the same split)."""
+    return {key: config[key] for key in ("T", "upsample", "train_fraction", "noise", "seed")}
 
 
 def make_model(config: dict, data: Data, rng: np.random.Generator) -> SpikingNet:
@@ -220,13 +218,14 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
             if stop_after_epochs is not None and run.epoch - first_epoch >= stop_after_epochs:
                 break
             metrics = run.train_one_epoch(progress)
-            metrics_log.write(metrics)
-            progress.end_epoch(run.epoch - 1, {k: metrics[k] for k in
-                                               ("train_loss", "train_accuracy", "test_accuracy", "train_seconds")})
             if run.best is None or metrics["test_accuracy"] > run.best:
                 run.best = metrics["test_accuracy"]
                 run.save(os.path.join(run_dir, "best.h5"))
             run.save(os.path.join(run_dir, "last.h5"))
+            # logged after last.h5: an interruption before it repeats the epoch on resume, unlogged
+            metrics_log.write(metrics)
+            progress.end_epoch(run.epoch - 1, {k: metrics[k] for k in
+                                               ("train_loss", "train_accuracy", "test_accuracy", "train_seconds")})
     finally:
         progress.close()
         metrics_log.close()

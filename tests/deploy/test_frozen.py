@@ -128,7 +128,16 @@ def restamp(path, change):
     SEALED.stamp_header(str(path))
 
 
+def _set_attrs(f, op, **updates):
+    """Rewrite one op's JSON attrs in place."""
+    attrs = json.loads(f[f"ops/{op}/attrs"][()])
+    attrs.update(updates)
+    f[f"ops/{op}/attrs"][()] = json.dumps(attrs)
+
+
 @pytest.mark.parametrize("change, message", [
+    (lambda f: _set_attrs(f, 4, kernel=[2]), r"avg_pool setting 'kernel' is \[2\]; expected a pair"),
+    (lambda f: _set_attrs(f, 1, neuron="lif", reset="sofft"), r"LIF reset 'sofft'; allowed: hard, soft"),
     (lambda f: f["ops/0/arrays"].__delitem__("weight"), r"/ops/0/arrays lists keys \['weight', 'scale', 'bias'\] but holds"),
     (lambda f: f.attrs.__setitem__("format", "hdlif-checkpoint"), "format attribute is 'hdlif-checkpoint'"),
     (lambda f: f.attrs.__delitem__("T"), "root attribute 'T' is missing"),
@@ -198,3 +207,46 @@ def test_run_accuracy_equals_eval_accuracy(tmp_path, capsys):
     run_out = capsys.readouterr().out
     pick = lambda text: [line.split()[-1] for line in text.splitlines() if line.startswith("accuracy ")][0]  # noqa
     assert pick(eval_out) == pick(run_out)
+
+
+def test_seca_and_tap_ops_are_checked_when_loading(tmp_path):
+    path = tmp_path / "m.h5"
+    save_frozen(freeze(digits_net(T=2, seca="II", rng=np.random.default_rng(0))), path)
+    kinds = [load_frozen(path).ops[i].kind for i in range(6)]
+    seca2 = kinds.index("seca2")
+    restamp(path, lambda f: _set_attrs(f, seca2, tap=99))
+    with pytest.raises(FrozenModelError, match="reads tap 99, which no earlier tap op defines"):
+        load_frozen(path)
+    save_frozen(freeze(digits_net(T=2, seca="I", rng=np.random.default_rng(0))), path)
+
+    def even_kernel(f):
+        del f["ops/1/arrays/weight"]
+        ds = f["ops/1/arrays"].create_dataset("weight", data=np.ones(4, np.float32))
+        ds.attrs["kind"] = "array"
+    restamp(path, even_kernel)
+    with pytest.raises(FrozenModelError, match="has 4 taps; SECA kernels have an odd size"):
+        load_frozen(path)
+
+
+def test_the_frozen_runner_does_not_import_autograd():
+    import subprocess
+    import sys
+    code = ("import sys, hdlif_ref.deploy.frozen_io; "
+            "print([m for m in sys.modules if m.startswith(('hdlif_ref.autograd', 'hdlif_ref.layers', "
+            "'hdlif_ref.neurons', 'hdlif_ref.training'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_run_reads_the_same_test_split_as_eval_with_noise_and_upsampling(tmp_path, capsys):
+    flags = ["--epochs", "1", "--train-fraction", "0.3", "--noise", "0.5", "--upsample", "--seed", "3", "--quiet"]
+    assert main(["train", *flags, "--out", str(tmp_path / "r")]) == 0
+    assert main(["eval", str(tmp_path / "r" / "last.h5")]) == 0
+    eval_out = capsys.readouterr().out
+    assert main(["deploy", str(tmp_path / "r" / "last.h5"), str(tmp_path / "m.h5")]) == 0
+    assert main(["run", str(tmp_path / "m.h5")]) == 0
+    run_out = capsys.readouterr().out
+    pick = lambda text: [line.split()[-1] for line in text.splitlines() if line.startswith("accuracy ")][0]  # noqa
+    assert pick(eval_out) == pick(run_out)
+    assert main(["run", str(tmp_path / "m.h5"), "--limit", "0"]) == 2
+    assert "--limit=0 must be >= 1" in capsys.readouterr().err

@@ -28,6 +28,10 @@ def test_resume_continues_exactly_as_the_uninterrupted_run(tmp_path):
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
     for key in a["model_state"]:
         np.testing.assert_array_equal(a["model_state"][key], b["model_state"][key], err_msg=key)
+    for index, state in a["optimizer_state"]["state"].items():
+        for name, value in state.items():
+            np.testing.assert_array_equal(value, b["optimizer_state"]["state"][index][name], err_msg=name)
+    assert a["rng_state"] == b["rng_state"]
     rows = read_metrics(part / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2]
 
@@ -58,6 +62,9 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     (dict(epochs=0), r"epochs=0 must be an integer >= 1"),
     (dict(frobnicate=1), r"unknown key\(s\) frobnicate; allowed: dataset"),
     (dict(neuron="lif", parallel_fraction=0.5), r"parallel_fraction applies to neuron hdlif or membn"),
+    (dict(neuron="parallel", parallel_fraction=0.5), r"not parallel"),
+    (dict(warmup_epochs=8, epochs=8), r"warmup_epochs=8 must be smaller than epochs=8"),
+    (dict(T="4"), r"T='4' must be an integer >= 1"),
 ])
 def test_config_errors_name_the_key_value_and_what_is_allowed(overrides, message):
     with pytest.raises(ValueError, match=message):
