@@ -48,6 +48,9 @@ def lower_thresholds(model, theta=0.3):
     for name, p in model.named_parameters():
         if name.endswith("theta"):
             p.data[...] = theta
+    for m in model.modules():  # and the n-bit spike steps with it (DC: theta / (2^n - 1))
+        if getattr(m, "quantizer", None) is not None:
+            m.quantizer.step.data[...] = theta / (2 ** m.spike_bits - 1)
 
 
 CONFIGS = [
@@ -250,3 +253,43 @@ def test_run_reads_the_same_test_split_as_eval_with_noise_and_upsampling(tmp_pat
     assert pick(eval_out) == pick(run_out)
     assert main(["run", str(tmp_path / "m.h5"), "--limit", "0"]) == 2
     assert "--limit=0 must be >= 1" in capsys.readouterr().err
+
+
+def calibrate_batch_norms(model, x):
+    """Set every running statistic to the batch statistics of ``x`` (one train-mode pass, momentum 1):
+    an untrained network in eval mode is otherwise silent past its first layers."""
+    norms = [m for m in model.modules() if hasattr(m, "momentum")]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1.0
+    model.train().set_step_mode("m").reset_state()
+    seq = np.ascontiguousarray(np.broadcast_to(x, (model.T,) + x.shape))
+    with no_grad():
+        model(Tensor(seq))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.set_step_mode("s").reset_state()
+
+
+@pytest.mark.parametrize("build", [
+    lambda: spiking_resnet(18, width=0.125, num_classes=4, T=2, neuron="hdlif", seca="II", spike_bits=3,
+                           weight_mode="binary", rng=np.random.default_rng(5)),
+    lambda: spiking_resnet(18, width=0.125, num_classes=4, T=2, neuron="lif", spike_bits=2,
+                           rng=np.random.default_rng(6)),
+    lambda: spiking_resnet(34, stem="imagenet", width=0.0625, num_classes=4, T=2, neuron="membn", per_channel=True,
+                           spike_bits=3, rng=np.random.default_rng(7)),
+    lambda: digits_net(T=3, neuron="membn", seca="II", spike_bits=3, parallel_fraction=0.5, per_channel=True,
+                       rng=np.random.default_rng(8)),
+], ids=["resnet-secaII-binary", "resnet-lif-2bit", "resnet34-imagenet-membn", "digits-membn-secaII-parallel"])
+def test_more_configurations_fold_exactly_in_float64(build):
+    """Configurations the trained-network tests do not cover, compared in float64 only (exact folds)."""
+    model = build()
+    lower_thresholds(model)
+    size = 32 if model.config.get("stem") == "imagenet" else (8 if model.config["builder"] == "digits_net" else 16)
+    x = np.random.default_rng(9).standard_normal((4, model.config["in_channels"], size, size))
+    model.to(np.float64)
+    calibrate_batch_norms(model, x)
+    assert last_layer_fires(model, x) > 0.01
+    reference = eval_logits(model, x)
+    logits = freeze(model, x.shape[1:], dtype=np.float64).run(x)
+    assert np.max(np.abs(logits - reference)) <= 1e-9 * np.max(np.abs(reference))
