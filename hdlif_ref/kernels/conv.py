@@ -15,7 +15,10 @@ zero-padded by ``(ph, pw)``. Per image ``n`` (docs/performance.md, "Convolution"
   has ``K = C_out*kh*kw`` instead of ``C_out``); otherwise ``dcol_g = W_g^T @ gy[n]_g``
   (into the same buffer) and ``_col2im_image`` adds the columns back into ``dx[n]``;
 * small planes: a block of images side by side in ``col`` keeps the GEMMs about
-  ``GEMM_COLUMNS`` wide (the output is then copied from the block's buffer).
+  ``GEMM_COLUMNS`` wide (the output is then copied from the block's buffer);
+* stride 1, 3-column kernels, at most ``DIRECT_MAX_OUT_CHANNELS`` output channels
+  (:func:`_use_direct`, shapes only): the forward and the stride-1 ``dx`` run the direct
+  kernel of :mod:`.conv_direct` instead (no ``col``); the weight gradient keeps im2col + GEMM.
 
 Numba owns the cores (one ``prange`` over images) and each thread calls BLAS
 (:mod:`._blas`, single-threaded for the duration): no hand-off between two thread
@@ -32,6 +35,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import conv_direct as _direct
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
@@ -43,6 +47,10 @@ WEIGHT_GRAD_GROUPS = 8
 #: Small planes are batched: a block of images side by side gives GEMMs of about this many
 #: columns (single-threaded BLAS runs near its peak from ~128-256 columns on).
 GEMM_COLUMNS = 256
+#: The direct kernel (:mod:`.conv_direct`) runs convolutions with at most this many output
+#: channels on planes of at least this many pixels (:func:`_use_direct`).
+DIRECT_MAX_OUT_CHANNELS = 32
+DIRECT_MIN_PLANE = 16
 
 
 @njit
@@ -212,17 +220,63 @@ def _channel_sums(g, out):
         out[o] = total
 
 
-def _images_per_gemm(n, plane):
-    """Images side by side in one GEMM: enough for ``GEMM_COLUMNS`` columns, while leaving at
-    least ``WEIGHT_GRAD_GROUPS`` blocks to share among the threads.
+def _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+    """True where the direct kernel (:mod:`.conv_direct`) applies and is the faster path.
 
-    It depends on the shapes only, never on the thread count, so neither does any result.
+    It applies to ``groups = 1``, stride 1, 3-column kernels with ``ph < kh``, ``pw < 3``. It is
+    the faster one (measured on this machine, docs/performance.md "Direct kernel") when the
+    convolution has at most ``DIRECT_MAX_OUT_CHANNELS`` output channels: im2col + GEMM's GEMM
+    then has that few rows, and BLAS packs the whole of ``col`` for little arithmetic. With 64
+    output channels the two are even; from 128 on the GEMM, near the BLAS peak, wins. Planes
+    below ``DIRECT_MIN_PLANE`` pixels keep im2col + GEMM (not measured). Shapes only: the choice
+    never depends on the thread count.
     """
-    return max(1, min(-(-GEMM_COLUMNS // max(plane, 1)), n // WEIGHT_GRAD_GROUPS))
+    (sh, sw), (ph, pw) = stride, padding
+    return (groups == 1 and sh == 1 and sw == 1 and kw == 3 and ph < kh and pw < kw
+            and c_out <= DIRECT_MAX_OUT_CHANNELS and height * width >= DIRECT_MIN_PLANE)
+
+
+def _images_per_block(n, columns, plane):
+    """Images side by side in one block: about ``columns`` positions, while leaving at least
+    ``WEIGHT_GRAD_GROUPS`` blocks to share among the threads. Shapes only, never the thread count."""
+    return max(1, min(-(-columns // max(plane, 1)), n // WEIGHT_GRAD_GROUPS))
+
+
+def _images_per_gemm(n, plane):
+    """Images side by side in one GEMM: enough for ``GEMM_COLUMNS`` columns (see :func:`_images_per_block`)."""
+    return _images_per_block(n, GEMM_COLUMNS, plane)
+
+
+def _convolve(x, weight, bias, stride, padding, groups, out):
+    """out = conv2d(x, weight) + bias into ``out: [N, C_out, Ho, Wo]`` (every array C-contiguous).
+
+    The direct kernel where :func:`_use_direct` says so, else im2col + GEMM.
+    """
+    n, c_in, height, width = x.shape
+    c_out, cg, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = out.shape[2], out.shape[3]
+    if _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+        nb = _images_per_block(n, _direct.DIRECT_COLUMNS, (height + ph) * (width + pw))
+        wp, block_stride, _, length = _direct.block_geometry(height, width, ph, pw, nb)
+        threads = numba.get_num_threads()
+        with numba.parallel_chunksize(1):
+            _direct._conv_direct_fwd(x.reshape(n, c_in, height * width), height, width, weight, bias, ph, pw,
+                                     ho, wo, nb, out.reshape(n, c_out, ho * wo),
+                                     np.zeros((threads, c_in, length), dtype=x.dtype),
+                                     np.empty((threads, c_out, nb * block_stride), dtype=x.dtype))
+        return
+    with blas_threads_for_kernels() as threads, numba.parallel_chunksize(1):
+        nb = _images_per_gemm(n, ho * wo)
+        cols = np.empty((threads, c_in * kh * kw, nb * ho * wo), dtype=x.dtype)
+        ys = np.empty((threads, c_out, nb * ho * wo) if nb > 1 else (0, 0, 0), dtype=x.dtype)
+        _conv_fwd(gemm_for(x.dtype), x.reshape(n, c_in, height * width), height, width,
+                  weight.reshape(c_out, cg * kh * kw), bias, kh, kw, sh, sw, ph, pw, ho, wo, groups, nb,
+                  out.reshape(n, c_out, ho * wo), cols, ys)
 
 
 def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
-    """Numba + BLAS ``conv2d_forward`` (see :func:`reference.conv.conv2d_forward`)."""
+    """Numba (+ BLAS) ``conv2d_forward`` (see :func:`reference.conv.conv2d_forward`)."""
     n, c_in, height, width = x.shape
     c_out, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
@@ -232,13 +286,7 @@ def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
     if out.size == 0:
         return out
     bias = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    with blas_threads_for_kernels() as threads, numba.parallel_chunksize(1):
-        nb = _images_per_gemm(n, ho * wo)
-        cols = np.empty((threads, c_in * kh * kw, nb * ho * wo), dtype=x.dtype)
-        ys = np.empty((threads, c_out, nb * ho * wo) if nb > 1 else (0, 0, 0), dtype=x.dtype)
-        _conv_fwd(gemm_for(x.dtype), x.reshape(n, c_in, height * width), height, width,
-                  weight.reshape(c_out, cg * kh * kw), bias, kh, kw, sh, sw, ph, pw, ho, wo, groups, nb,
-                  out.reshape(n, c_out, ho * wo), cols, ys)
+    _convolve(x, weight, bias, stride, padding, groups, out)
     return out
 
 
@@ -262,20 +310,15 @@ def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x,
     # stride 1: dx is the forward convolution of the gradient with the flipped, transposed kernel
     # (padding k - 1 - p), which needs no scatter-add and makes a better-shaped GEMM
     transposed = need_x and sh == 1 and sw == 1 and ph < kh and pw < kw
+    if transposed:
+        og = c_out // groups
+        flipped = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
+                                       .transpose(0, 2, 1, 3, 4)).reshape(c_in, og, kh, kw)
+        _convolve(grad_out, flipped, np.zeros(c_in, dtype=x.dtype), (1, 1), (kh - 1 - ph, kw - 1 - pw), groups, gx)
+        need_x = False
+        if not need_weight:
+            return gx, gw, gb
     with blas_threads_for_kernels() as threads, numba.parallel_chunksize(1):
-        if transposed:
-            og = c_out // groups
-            flipped = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
-                                           .transpose(0, 2, 1, 3, 4)).reshape(c_in, og * kh * kw)
-            nb = _images_per_gemm(n, height * width)
-            cols = np.empty((threads, c_out * kh * kw, nb * height * width), dtype=x.dtype)
-            ys = np.empty((threads, c_in, nb * height * width) if nb > 1 else (0, 0, 0), dtype=x.dtype)
-            _conv_fwd(gemm_for(x.dtype), g3, ho, wo, flipped, np.zeros(c_in, dtype=x.dtype), kh, kw, 1, 1,
-                      kh - 1 - ph, kw - 1 - pw, height, width, groups, nb,
-                      gx.reshape(n, c_in, height * width), cols, ys)
-            need_x = False
-            if not need_weight:
-                return gx, gw, gb
         nb = _images_per_gemm(n, ho * wo)
         parts = min(WEIGHT_GRAD_GROUPS, -(-n // nb))
         # without a weight gradient the loop still runs over the parts: give it their count
