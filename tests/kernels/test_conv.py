@@ -185,7 +185,8 @@ def test_numba_float32_within_the_rounding_bound(shape):
 @pytest.mark.parametrize("gemm_columns, parts", [(1, 8), (50, 2), (50, 3), (10**6, 1)])
 def test_blocking_does_not_change_the_result(monkeypatch, gemm_columns, parts):
     """One image per GEMM; blocks of 2 images (7 images: a short last block) in 2 or 3 parts;
-    the whole batch in one block."""
+    the whole batch in one block. (im2col + GEMM forced: these shapes would take the direct kernel.)"""
+    monkeypatch.setattr(conv_kernels, "DIRECT_MAX_OUT_CHANNELS", -1)
     monkeypatch.setattr(conv_kernels, "GEMM_COLUMNS", gemm_columns)
     monkeypatch.setattr(conv_kernels, "WEIGHT_GRAD_GROUPS", parts)
     args = _case(np.random.default_rng(7), np.float64, 7, 3, 5, 5, 5, 3, 1, 1, 1)
@@ -195,10 +196,13 @@ def test_blocking_does_not_change_the_result(monkeypatch, gemm_columns, parts):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
 
 
-def test_results_do_not_depend_on_the_thread_count():
+@pytest.mark.parametrize("shape", [
+    (21, 128, 96, 8, 8, 3, 1, 1, 1),  # im2col + GEMM, GEMMs large enough for a multi-threaded BLAS to split
+    (21, 24, 32, 8, 8, 3, 1, 1, 1),   # the direct kernel (forward and dx)
+])
+def test_results_do_not_depend_on_the_thread_count(shape):
     """Bit for bit: an image's work, and each partial weight gradient, is the same on 1 or all threads."""
-    # GEMMs large enough for a multi-threaded BLAS to split them (which would change the last bits)
-    x, w, b, g, stride, padding, groups = _case(np.random.default_rng(8), np.float32, 21, 128, 96, 8, 8, 3, 1, 1, 1)
+    x, w, b, g, stride, padding, groups = _case(np.random.default_rng(8), np.float32, *shape)
 
     def run():
         out = conv_kernels.conv2d_forward.numba_impl(x, w, b, stride, padding, groups)
@@ -279,6 +283,91 @@ def test_non_contiguous_inputs_and_gradients():
     ref = Tensor(np.ascontiguousarray(x), requires_grad=True)
     ops.conv2d(ref, Tensor(np.ascontiguousarray(w)), padding=1).sum().backward()
     np.testing.assert_allclose(xt.grad, ref.grad, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ the direct kernel (stride 1, 3 columns)
+@st.composite
+def direct_case(draw):
+    """Shapes the direct kernel takes (asserted): stride 1, kw = 3, ph < kh, pw < 3, few output
+    channels (also a multiple of 4 plus a remainder), planes from 4x4 (16 pixels) up."""
+    n = draw(st.integers(1, 5))
+    c_in, c_out = draw(st.integers(1, 5)), draw(st.integers(1, 9))  # C_in = 0: test_zero_size_batch_and_channels
+    kh = draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(2, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, 3 - 2 * pw, -(-16 // h)), 9))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    x = rng.standard_normal((n, c_in, h, w))
+    weight = rng.standard_normal((c_out, c_in, kh, 3))
+    bias = rng.standard_normal(c_out) if draw(st.booleans()) else None
+    return x, weight, bias, (1, 1), (ph, pw), 1
+
+
+def _takes_direct(x, weight, stride, padding, groups):
+    return conv_kernels._use_direct(x.shape[1], weight.shape[0], x.shape[2], x.shape[3], weight.shape[2],
+                                    weight.shape[3], stride, padding, groups)
+
+
+@settings(max_examples=30)
+@example(case=_fixed(3, 5, 9, 8, 8, 3, 1, 1, 1))   # 3x3 "same", 9 outputs = 2 blocks of 4 + 1
+@given(case=direct_case())
+def test_direct_kernel_matches_scipy_and_its_backward_the_twin(case):
+    """Forward against scipy.signal.correlate; dx (the direct kernel on the flipped weight, when
+    C_in <= 32) and dW against the NumPy twin, float64."""
+    x, w, b, stride, padding, groups = case
+    assert _takes_direct(x, w, stride, padding, groups)
+    out = conv_kernels.conv2d_forward.numba_impl(x, w, b, stride, padding, groups)
+    np.testing.assert_allclose(out, scipy_conv2d(x, w, b, stride, padding, groups), rtol=1e-12, atol=1e-12)
+    g = np.random.default_rng(1).standard_normal(out.shape)
+    got = conv_kernels.conv2d_backward.numba_impl(g, x, w, stride, padding, groups, True, True, True)
+    want = conv_kernels.conv2d_backward.numpy_impl(g, x, w, stride, padding, groups, True, True, True)
+    for u, v in zip(got, want):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding, kh", [((1, 1), 3), ((0, 2), 2)])
+def test_direct_kernel_gradcheck(padding, kh):
+    """dx by the direct kernel (the transposed convolution, padding k - 1 - p), dW and the bias, by
+    finite differences."""
+    rng = np.random.default_rng(11)
+    x = Tensor(rng.standard_normal((2, 3, 4, 5)), requires_grad=True)
+    w = Tensor(rng.standard_normal((5, 3, kh, 3)), requires_grad=True)
+    b = Tensor(rng.standard_normal(5), requires_grad=True)
+    assert _takes_direct(x.data, w.data, (1, 1), padding, 1)
+    assert _takes_direct(np.zeros((2, 5, 4 + 2 * padding[0] - kh + 1, 5 + 2 * padding[1] - 2)), np.zeros((3, 5, kh, 3)),
+                         (1, 1), (kh - 1 - padding[0], 2 - padding[1]), 1)  # dx's convolution
+    assert gradcheck(lambda x, w, b: ops.conv2d(x, w, b, padding=padding), [x, w, b])
+
+
+@pytest.mark.parametrize("columns", [1, 100, 10**6])
+def test_direct_blocks_do_not_change_the_result(monkeypatch, columns):
+    """One image per block; blocks of 2 images (7 images: a short last block, whose unused image
+    slots hold the previous block's images); the whole batch in one block. Inputs and bias are
+    large, so that a stray read of a stale image would show."""
+    from hdlif_ref.kernels import conv_direct
+
+    monkeypatch.setattr(conv_direct, "DIRECT_COLUMNS", columns)
+    monkeypatch.setattr(conv_kernels, "WEIGHT_GRAD_GROUPS", 1)
+    x, w, b, g, stride, padding, groups = _case(np.random.default_rng(12), np.float64, 7, 3, 6, 6, 5, 3, 1, 1, 1)
+    x = x + 1e6 * np.arange(1, 8)[:, None, None, None]
+    assert _takes_direct(x, w, stride, padding, groups)
+    (a, r), (ga, gr) = _both(x, w, b, g, stride, padding, groups)
+    np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-6)
+    np.testing.assert_allclose(ga[0], gr[0], rtol=1e-12, atol=1e-12)
+
+
+def test_direct_and_gemm_paths_agree(monkeypatch):
+    """The same convolution (float32, 8x8 planes, 16 -> 32 channels, W1's second layer) by both
+    paths, within the float32 rounding bound of each against float64."""
+    x, w, b, g, stride, padding, groups = _case(np.random.default_rng(13), np.float64, 9, 16, 32, 8, 8, 3, 1, 1, 1)
+    exact = conv_kernels.conv2d_forward.numpy_impl(x, w, b, stride, padding, groups)
+    scale = conv_kernels.conv2d_forward.numpy_impl(np.abs(x), np.abs(w), np.abs(b), stride, padding, groups)
+    assert _takes_direct(x, w, stride, padding, groups)
+    f32 = [a.astype(np.float32) for a in (x, w, b)]
+    for limit in (32, -1):  # the direct kernel, then im2col + GEMM
+        monkeypatch.setattr(conv_kernels, "DIRECT_MAX_OUT_CHANNELS", limit)
+        out = conv_kernels.conv2d_forward.numba_impl(*f32, stride, padding, groups)
+        assert np.all(np.abs(out - exact) <= (16 * 9 + 3) * U32 * scale)
 
 
 # ------------------------------------------------------------------ bad input
