@@ -43,9 +43,9 @@ ROWS: list[tuple[str, dict]] = [
 
 #: Common settings per dataset (every row overrides only what it changes).
 DATASETS: dict[str, dict] = {
-    "digits": dict(dataset="digits", T=4, train_fraction=0.25, noise=0.6, width=0.5, epochs=8, batch_size=32,
+    "digits": dict(dataset="digits", T=4, train_fraction=0.25, noise=0.6, width=0.5, epochs=12, batch_size=32,
                    lr=3e-3, weight_mode="ternary", spike_bits=None, K=1, eval_batch_size=512),
-    "event-digits": dict(dataset="event-digits", T=8, train_fraction=0.5, noise=0.05, width=0.5, epochs=5,
+    "event-digits": dict(dataset="event-digits", T=8, train_fraction=0.5, noise=0.05, width=0.5, epochs=20,
                          batch_size=32, lr=3e-3, weight_mode="ternary", spike_bits=None, K=1, eval_batch_size=512),
 }
 
