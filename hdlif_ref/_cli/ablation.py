@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     for name, rows in results.items():
         judged = comparisons(rows)
         lines += [f"## {name}", ""] + table(rows) + ["", "Against the paper's orderings:", ""]
-        lines += [line for line, _ in judged] + [""]
-        for line, verdict in judged:
-            verdicts.setdefault(line.split(":")[0][2:], []).append(f"{name}: {verdict}")
+        lines += [line for _, line, _ in judged] + [""]
+        for claim, _, verdict in judged:
+            verdicts.setdefault(claim, []).append(f"{name}: {verdict}")
     lines += ["## The paper's CIFAR-100 ablation (SPEC section 5)", ""] + paper_table() + [""]
     lines += ["## Summary: which orderings our small runs reproduce", "",
               "Criterion: two rows differ only when their means differ by more than the larger of their",

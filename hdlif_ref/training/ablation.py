@@ -137,8 +137,8 @@ def table(rows: list[RowResult]) -> list[str]:
 SAME_SIGN = "same direction, within noise"
 
 
-def comparisons(rows: list[RowResult]) -> list[tuple[str, str]]:
-    """The paper's orderings, each as ``(line, verdict)`` with our numbers.
+def comparisons(rows: list[RowResult]) -> list[tuple[str, str, str]]:
+    """The paper's orderings, each as ``(claim, line, verdict)`` with our numbers.
 
     Criterion (stated in the results): two rows differ only when their means differ by
     more than the larger of their standard deviations over the seeds. An ordering
@@ -148,7 +148,7 @@ def comparisons(rows: list[RowResult]) -> list[tuple[str, str]]:
     """
     by = {r.label: r for r in rows}
 
-    def claim(text: str, a: str, b: str, relation: str) -> tuple[str, str]:
+    def claim(text: str, a: str, b: str, relation: str) -> tuple[str, str, str]:
         ra, rb = by[a], by[b]
         d, noise = 100 * (ra.mean - rb.mean), 100 * max(ra.std, rb.std, 1e-9)
         if relation == "~":
@@ -156,7 +156,7 @@ def comparisons(rows: list[RowResult]) -> list[tuple[str, str]]:
         else:
             signed = d if relation == ">" else -d
             verdict = "reproduced" if signed > noise else (SAME_SIGN if signed > 0 else "not reproduced")
-        return f"- {text}: {a} - {b} = {d:+.2f} points (noise {noise:.2f}): **{verdict}**", verdict
+        return text, f"- {text}: {a} - {b} = {d:+.2f} points (noise {noise:.2f}): **{verdict}**", verdict
 
     return [
         claim("HD-LIF beats LIF under online training (paper: +8.41)", "HD-LIF, online K=1", "LIF, online", ">"),

@@ -16,6 +16,7 @@ def test_quick_ablation_writes_both_tables_and_the_comparison(tmp_path, capsys):
         assert text.count(f"| {label} |") >= 2  # one row per dataset (and the paper's table for some)
     assert text.count("reproduced**") + text.count("within noise**") == 2 * 8  # eight orderings per dataset
     assert "## Summary: which orderings our small runs reproduce" in text
+    assert "- HD-LIF beats LIF under online training (paper: +8.41): digits: " in text
     assert "`hdlif-ref ablation --quick`" in text
 
 
