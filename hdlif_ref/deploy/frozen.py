@@ -33,6 +33,7 @@ import numpy as np
 from ..kernels.channel_conv import conv1d_channels_forward
 from ..kernels.conv import conv2d_forward
 from ..kernels.hdlif import hdlif_forward
+from ..kernels.inference import scale_shift_, spike_levels_
 from ..kernels.lif import lif_forward
 from ..kernels.linear import linear_forward
 from ..kernels.parallel import parallel_hdlif_forward
@@ -127,10 +128,8 @@ class FrozenModel:
                                int(op.attrs["groups"]))
         else:
             y = linear_forward(flat, w, None)
-        y = y.reshape((T, n) + y.shape[1:])
-        y *= _per_step(op.arrays["scale"], y.ndim)  # y is ours: scale and shift in place
-        y += _per_step(op.arrays["bias"], y.ndim)
-        return y
+        # y is ours (a fresh kernel output): scale and shift it in place, in one pass
+        return scale_shift_(y.reshape((T, n) + y.shape[1:]), op.arrays["scale"], op.arrays["bias"])
 
     def _count_synapse(self, op: Op, flat: np.ndarray) -> None:
         a, out = op.attrs, op.arrays["weight"].shape[0]
@@ -160,8 +159,7 @@ class FrozenModel:
         if self.counts is not None:
             self.counts.add_neurons(kind, I.size)
         if op.attrs["bits"]:
-            step = np.asarray(op.attrs["step"], dtype=x.dtype)
-            s = np.clip(np.round(s / step), 0, 2 ** int(op.attrs["bits"]) - 1)  # integer spikes (E13)
+            s = spike_levels_(s, op.attrs["step"], 2 ** int(op.attrs["bits"]) - 1)  # integer spikes (E13)
         return s.reshape(x.shape)
 
     def _avg_pool(self, op: Op, x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""The frozen model's element-wise passes (kernels/inference.py): plain loops written here,
+Numba against the twin bit for bit, rounding ties and clip bounds, in-place contract, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import hdlif_ref
+from hdlif_ref.kernels import inference
+
+BACKENDS = ("numba", "numpy")
+
+
+def loop_scale_shift(y, scale, bias):
+    """``y[t, n, c, k] * scale[t or 0, c] + bias[t or 0, c]``, one element at a time."""
+    T, N, C = y.shape[:3]
+    flat = y.reshape(T, N, C, -1)
+    out = np.empty_like(flat)
+    s, b = np.reshape(scale, (-1, C)), np.reshape(bias, (-1, C))
+    for t in range(T):
+        ts = t if s.shape[0] > 1 else 0
+        for n in range(N):
+            for c in range(C):
+                for k in range(flat.shape[3]):
+                    prod = y.dtype.type(flat[t, n, c, k] * s[ts, c])  # rounded to y's dtype, then the sum
+                    out[t, n, c, k] = prod + b[ts, c]
+    return out.reshape(y.shape)
+
+
+def loop_levels(s, step, qmax):
+    """``clip(round(s / step), 0, qmax)`` with Python's ``round`` (half to even, as SPEC E13)."""
+    out = np.empty_like(s)
+    for i, v in np.ndenumerate(s):
+        q = float(round(float(s.dtype.type(v / s.dtype.type(step)))))
+        out[i] = min(max(q, 0.0), qmax)
+    return out
+
+
+@st.composite
+def affine_case(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    T, N, C = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    spatial = draw(st.sampled_from([(), (1,), (3,), (2, 3), (5, 5)]))
+    per_step = draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    y = rng.standard_normal((T, N, C) + spatial).astype(dtype)
+    shape = (T, C) if per_step else (C,)
+    return y, rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+
+
+@given(case=affine_case())
+def test_scale_shift_matches_loop_and_twin_bit_for_bit(case):
+    y, scale, bias = case
+    expected = loop_scale_shift(y, scale, bias)
+    for backend in BACKENDS:
+        work = y.copy()
+        with hdlif_ref.backend(backend):
+            out = inference.scale_shift_(work, scale, bias)
+        assert out is work, backend  # in place, returns its argument
+        np.testing.assert_array_equal(out, expected, err_msg=backend)
+
+
+def test_scale_shift_large_enough_for_both_threads():
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((4, 8, 16, 32, 32)).astype(np.float32)  # 2M elements: the parallel path
+    scale, bias = rng.standard_normal((4, 16)).astype(np.float32), rng.standard_normal((4, 16)).astype(np.float32)
+    with hdlif_ref.backend("numpy"):
+        expected = inference.scale_shift_(y.copy(), scale, bias)
+    np.testing.assert_array_equal(inference.scale_shift_.numba_impl(y.copy(), scale, bias), expected)
+
+
+@st.composite
+def levels_case(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    bits = draw(st.integers(1, 8))
+    step = draw(st.sampled_from([0.25, 0.5, 1.0, 0.1, 0.37]))
+    qmax = 2**bits - 1
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    n = draw(st.integers(0, 300))
+    # values on the rounding ties (k + 1/2) * step, on the levels, below 0 and above qmax, and random
+    ties = (rng.integers(-2, qmax + 3, n) + 0.5) * step
+    levels = rng.integers(-2, qmax + 3, n) * step
+    noise = rng.uniform(-2 * step, (qmax + 2) * step, n)
+    s = np.concatenate([ties, levels, noise, [0.0, -0.0, qmax * step, (qmax + 0.5) * step]]).astype(dtype)
+    shape = draw(st.sampled_from([(-1,), (1, -1), (-1, 1, 1)]))
+    return rng.permutation(s).reshape(shape), step, qmax
+
+
+@given(case=levels_case())
+def test_spike_levels_match_loop_and_twin_on_ties_and_bounds(case):
+    s, step, qmax = case
+    expected = loop_levels(s, step, qmax)
+    for backend in BACKENDS:
+        work = s.copy()
+        with hdlif_ref.backend(backend):
+            out = inference.spike_levels_(work, step, qmax)
+        assert out is work, backend
+        np.testing.assert_array_equal(out, expected, err_msg=backend)
+
+
+def test_spike_levels_round_half_to_even():
+    s = np.array([0.5, 1.5, 2.5, 3.5, -0.5, 15.5, 16.0, 14.5], dtype=np.float32)
+    for backend in BACKENDS:
+        with hdlif_ref.backend(backend):
+            out = inference.spike_levels_(s.copy(), 1.0, 15)
+        np.testing.assert_array_equal(out, [0, 2, 2, 4, 0, 15, 15, 14], err_msg=backend)
+
+
+def test_spike_levels_equal_the_quantizer_divided_by_its_step():
+    """The same E13 quantizer as the training kernel: ``Q(x) = step * level``."""
+    from hdlif_ref.kernels.spike_quantize import spike_quantize_forward
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 5, 100_000).astype(np.float32)
+    step, qmax = np.float32(0.3125), np.float32(15)  # 5/16: step * level (level <= 15) is exact
+    levels = inference.spike_levels_(x.copy(), step, qmax)
+    np.testing.assert_array_equal(step * levels, spike_quantize_forward(x, step, qmax))
+
+
+def test_errors_name_the_argument():
+    y = np.zeros((2, 3, 4, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"scale and bias must be \[C\] or \[T, C\] with T=2, C=4"):
+        inference.scale_shift_(y, np.ones(3, np.float32), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="y must be a writeable C-contiguous"):
+        inference.scale_shift_(y[:, :, :, ::2], np.ones(4, np.float32), np.ones(4, np.float32))
+    with pytest.raises(ValueError, match=r"y must be \[T, N, C, ...\]"):
+        inference.scale_shift_(np.zeros((2, 3), np.float32), np.ones(3, np.float32), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="s must be a writeable C-contiguous"):
+        inference.spike_levels_(np.zeros(4, dtype=np.int32), 1.0, 15)
