@@ -28,7 +28,32 @@ def measure(fn: Callable[[], object], repeats: int = 10, warmup: int = 2, inner:
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - start) / inner)
-    samples.sort()
+    return _summary(samples)
+
+
+def interleaved(fns: list[Callable[[], object]], repeats: int = 10, warmup: int = 2,
+                inner: int = 1) -> list[Timing]:
+    """Time several callables round by round, so that a change in the machine's speed hits all alike.
+
+    ``warmup`` calls of each, then ``repeats`` rounds; in each round every callable runs
+    ``inner`` times (one sample, per-call seconds), and the order reverses every round.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        order = list(range(len(fns))) if r % 2 == 0 else list(reversed(range(len(fns))))
+        for k in order:
+            start = time.perf_counter()
+            for _ in range(inner):
+                fns[k]()
+            samples[k].append((time.perf_counter() - start) / inner)
+    return [_summary(x) for x in samples]
+
+
+def _summary(samples: list[float]) -> Timing:
+    samples = sorted(samples)
     n = len(samples)
     median = samples[n // 2] if n % 2 else 0.5 * (samples[n // 2 - 1] + samples[n // 2])
     return Timing(median, samples[0], samples[-1], n)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks._timing import machine_description, measure
+from benchmarks._timing import interleaved, machine_description
 from hdlif_ref.autograd import Tensor, ops
 
 OPS_IN_CHAIN = 100
@@ -49,9 +49,7 @@ def run(repeats: int = 20) -> dict:
             chain_ours(x).backward()
             return x.grad
 
-        numpy_t = measure(lambda: chain_numpy(data), repeats=repeats, inner=inner)
-        ours_t = measure(ours, repeats=repeats, inner=inner)
-        hips_t = None
+        hips_grad = None
         if autograd is not None:
             def hips_loss(x):
                 y = x
@@ -60,13 +58,17 @@ def run(repeats: int = 20) -> dict:
                 return anp.sum(y)
             hips_grad = autograd.grad(hips_loss)
             np.testing.assert_allclose(hips_grad(data), ours(), rtol=1e-12)
-            hips_t = measure(lambda: hips_grad(data), repeats=repeats, inner=inner)
+        # the three side by side, round by round (a drift of the machine's speed hits all alike)
+        fns = [lambda: chain_numpy(data), ours] + ([lambda: hips_grad(data)] if hips_grad else [])
+        timings = interleaved(fns, repeats=repeats, inner=inner)
+        numpy_t, ours_t = timings[0], timings[1]
+        hips_t = timings[2] if hips_grad else None
         rows[label] = (numpy_t, ours_t, hips_t)
     return rows
 
 
 def main() -> None:
-    print(f"# autograd overhead: {OPS_IN_CHAIN}-op chain, forward + backward, median of 20 [min, max]")
+    print(f"# autograd overhead: {OPS_IN_CHAIN}-op chain, forward + backward, median of 20 interleaved rounds [min, max]")
     print(f"# {machine_description()}")
     print("| shape | NumPy fwd only | ours fwd+bwd | HIPS autograd fwd+bwd | ours per op (us) "
           "| HIPS per op (us) | ours / HIPS |")

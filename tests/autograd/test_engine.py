@@ -72,6 +72,36 @@ def test_backward_releases_saved_arrays():
     assert not alive, f"{len(alive)} saved arrays still alive after backward()"
 
 
+def test_graph_does_not_keep_intermediates_that_no_op_saved():
+    """A node links to a computed input by an Edge, not the tensor: an output that no op
+    saved is freed when the user drops it, before backward, and backward still works."""
+    x = leaf(np.linspace(-1, 1, 6))
+    a = x * 2.0  # Mul saves x (a leaf) and the constant
+    b = a + 1.0  # Add saves nothing
+    c = b + 0.5
+    loss = c.sum()
+    refs = {name: weakref.ref(t.data) for name, t in (("a", a), ("b", b), ("c", c))}
+    del a, b, c
+    gc.collect()
+    alive = [name for name, r in refs.items() if r() is not None]
+    assert not alive, f"the graph keeps {alive} alive"
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, np.full(6, 2.0))
+
+
+def test_graph_keeps_what_an_op_saved():
+    """The other side: an array an op saved for its backward stays alive until that backward."""
+    x = leaf(np.linspace(-1, 1, 6))
+    h = (x * 3.0).exp()  # Exp saves its output
+    ref = weakref.ref(h.data)
+    loss = (h * 1.0).sum()
+    del h
+    gc.collect()
+    assert ref() is not None
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 3.0 * np.exp(3.0 * np.linspace(-1, 1, 6)), rtol=1e-15)
+
+
 def test_retain_graph_keeps_saved_arrays_and_allows_a_second_backward():
     x, loss = _graph_with_saved_intermediates()
     refs = _saved_refs(loss)
