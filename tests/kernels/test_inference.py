@@ -20,12 +20,12 @@ def loop_scale_shift(y, scale, bias):
     out = np.empty_like(flat)
     s, b = np.reshape(scale, (-1, C)), np.reshape(bias, (-1, C))
     for t in range(T):
-        ts = t if s.shape[0] > 1 else 0
+        ts, tb = (t if s.shape[0] > 1 else 0), (t if b.shape[0] > 1 else 0)
         for n in range(N):
             for c in range(C):
                 for k in range(flat.shape[3]):
                     prod = y.dtype.type(flat[t, n, c, k] * s[ts, c])  # rounded to y's dtype, then the sum
-                    out[t, n, c, k] = prod + b[ts, c]
+                    out[t, n, c, k] = prod + b[tb, c]
     return out.reshape(y.shape)
 
 
@@ -43,11 +43,11 @@ def affine_case(draw):
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     T, N, C = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
     spatial = draw(st.sampled_from([(), (1,), (3,), (2, 3), (5, 5)]))
-    per_step = draw(st.booleans())
+    # each of scale and bias: every step ([C] or [1, C]) or per step ([T, C]), independently
+    scale_shape, bias_shape = (draw(st.sampled_from([(C,), (1, C), (T, C)])) for _ in range(2))
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     y = rng.standard_normal((T, N, C) + spatial).astype(dtype)
-    shape = (T, C) if per_step else (C,)
-    return y, rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    return y, rng.standard_normal(scale_shape).astype(dtype), rng.standard_normal(bias_shape).astype(dtype)
 
 
 @given(case=affine_case())
@@ -64,11 +64,12 @@ def test_scale_shift_matches_loop_and_twin_bit_for_bit(case):
 
 def test_scale_shift_large_enough_for_both_threads():
     rng = np.random.default_rng(3)
-    y = rng.standard_normal((4, 8, 16, 32, 32)).astype(np.float32)  # 2M elements: the parallel path
+    y = rng.standard_normal((4, 8, 16, 32, 32)).astype(np.float32)  # 512 Ki elements: the parallel path
     scale, bias = rng.standard_normal((4, 16)).astype(np.float32), rng.standard_normal((4, 16)).astype(np.float32)
     with hdlif_ref.backend("numpy"):
         expected = inference.scale_shift_(y.copy(), scale, bias)
-    np.testing.assert_array_equal(inference.scale_shift_.numba_impl(y.copy(), scale, bias), expected)
+    with hdlif_ref.backend("numba"):
+        np.testing.assert_array_equal(inference.scale_shift_(y.copy(), scale, bias), expected)
 
 
 @st.composite
@@ -119,13 +120,20 @@ def test_spike_levels_equal_the_quantizer_divided_by_its_step():
     np.testing.assert_array_equal(step * levels, spike_quantize_forward(x, step, qmax))
 
 
-def test_errors_name_the_argument():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_errors_name_the_argument(backend):
     y = np.zeros((2, 3, 4, 5), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"scale and bias must be \[C\] or \[T, C\] with T=2, C=4"):
-        inference.scale_shift_(y, np.ones(3, np.float32), np.ones(3, np.float32))
-    with pytest.raises(ValueError, match="y must be a writeable C-contiguous"):
-        inference.scale_shift_(y[:, :, :, ::2], np.ones(4, np.float32), np.ones(4, np.float32))
-    with pytest.raises(ValueError, match=r"y must be \[T, N, C, ...\]"):
-        inference.scale_shift_(np.zeros((2, 3), np.float32), np.ones(3, np.float32), np.ones(3, np.float32))
-    with pytest.raises(ValueError, match="s must be a writeable C-contiguous"):
-        inference.spike_levels_(np.zeros(4, dtype=np.int32), 1.0, 15)
+    with hdlif_ref.backend(backend):
+        with pytest.raises(ValueError, match=r"scale must be \[C\], \[1, C\] or \[T, C\] with T=2, C=4.*got \(3,\)"):
+            inference.scale_shift_(y, np.ones(3, np.float32), np.ones(4, np.float32))
+        with pytest.raises(ValueError, match=r"bias must be .* got \(3, 4\)"):
+            inference.scale_shift_(y, np.ones(4, np.float32), np.ones((3, 4), np.float32))
+        with pytest.raises(ValueError, match="y must be a writeable C-contiguous array.*not contiguous"):
+            inference.scale_shift_(y[:, :, :, ::2], np.ones(4, np.float32), np.ones(4, np.float32))
+        with pytest.raises(ValueError, match=r"y must be \[T, N, C, ...\]"):
+            inference.scale_shift_(np.zeros((2, 3), np.float32), np.ones(3, np.float32), np.ones(3, np.float32))
+        with pytest.raises(TypeError, match="s must be a float32 or float64 ndarray"):
+            inference.spike_levels_(np.zeros(4, dtype=np.int32), 1.0, 15)
+        with pytest.raises(ValueError, match="step must be > 0, got 0.0"):
+            inference.spike_levels_(np.zeros(4, dtype=np.float32), 0.0, 15)
+        assert np.all(y == 0)  # nothing was written
