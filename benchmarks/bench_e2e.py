@@ -42,7 +42,6 @@ import io
 import json
 import platform
 import pstats
-import statistics
 import time
 import tracemalloc
 from pathlib import Path
@@ -52,7 +51,7 @@ import numba
 import numpy as np
 
 from benchmarks import e2e_workloads as wl
-from benchmarks._timing import Timing, machine_description
+from benchmarks._timing import Timing, interleaved, machine_description
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
@@ -108,27 +107,10 @@ def pinned_threads(n: int):
 
 
 # ----------------------------------------------------------------------------- timing
-def _summary(samples: list[float]) -> Timing:
-    return Timing(statistics.median(samples), min(samples), max(samples), len(samples))
-
-
 def alternate(ours: Callable, theirs: Callable | None, repeats: int, warmup: int) -> tuple[Timing, Timing | None]:
     """Time both callables, interleaved; the order flips every round. Per-call seconds."""
-    for _ in range(warmup):
-        ours()
-        if theirs is not None:
-            theirs()
-    a: list[float] = []
-    b: list[float] = []
-    for i in range(repeats):
-        order = [(ours, a), (theirs, b)] if i % 2 == 0 else [(theirs, b), (ours, a)]
-        for fn, samples in order:
-            if fn is None:
-                continue
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-    return _summary(a), (_summary(b) if b else None)
+    timings = interleaved([ours] + ([theirs] if theirs is not None else []), repeats=repeats, warmup=warmup)
+    return timings[0], (timings[1] if theirs is not None else None)
 
 
 def _timing_dict(t: Timing | None, scale: float = 1.0) -> dict | None:
