@@ -54,6 +54,15 @@ DIRECT_MIN_PLANE = 16
 
 
 @njit
+def _inside(n_out, size, pad, k, stride):
+    """``(lo, hi)``: the outputs ``p`` in ``[0, n_out)`` whose input index ``p*stride - pad + k``
+    lies inside ``[0, size)`` are exactly ``lo <= p < hi`` (``lo == hi``: none)."""
+    lo = min(n_out, max(0, (pad - k + stride - 1) // stride))
+    hi = max(lo, min(n_out, (size - 1 + pad - k) // stride + 1))
+    return lo, hi
+
+
+@njit
 def _im2col_image(src, height, width, kh, kw, sh, sw, ph, pw, ho, wo, col, off):
     """col[(c*kh + i)*kw + j, off + p*wo + q] = xpad[c, p*sh + i, q*sw + j]   (src: [C, H*W]).
 
@@ -68,13 +77,9 @@ def _im2col_image(src, height, width, kh, kw, sh, sw, ph, pw, ho, wo, col, off):
     hw = height * width
     flat = sh == 1 and sw == 1 and wo == width
     for i in range(kh):
-        # output rows p whose input row p*sh - ph + i lies inside [0, height)
-        p_lo = min(ho, max(0, (ph - i + sh - 1) // sh))
-        p_hi = max(p_lo, min(ho, (height - 1 + ph - i) // sh + 1))
+        p_lo, p_hi = _inside(ho, height, ph, i, sh)  # output rows reading a real input row
         for j in range(kw):
-            # output columns q whose input column q*sw - pw + j lies inside [0, width)
-            q_lo = min(wo, max(0, (pw - j + sw - 1) // sw))
-            q_hi = max(q_lo, min(wo, (width - 1 + pw - j) // sw + 1))
+            q_lo, q_hi = _inside(wo, width, pw, j, sw)  # output columns reading a real input column
             edges = q_lo > 0 or q_hi < wo
             # the flat path's source and destination ranges; entries cut at the ends of
             # the plane are ones that read the left/right padding (zeroed by ``edges``)
@@ -121,11 +126,9 @@ def _col2im_image(col, off, height, width, kh, kw, sh, sw, ph, pw, ho, wo, dst):
     """
     dst[:, :] = 0.0
     for i in range(kh):
-        p_lo = min(ho, max(0, (ph - i + sh - 1) // sh))
-        p_hi = max(p_lo, min(ho, (height - 1 + ph - i) // sh + 1))
+        p_lo, p_hi = _inside(ho, height, ph, i, sh)
         for j in range(kw):
-            q_lo = min(wo, max(0, (pw - j + sw - 1) // sw))
-            q_hi = max(q_lo, min(wo, (width - 1 + pw - j) // sw + 1))
+            q_lo, q_hi = _inside(wo, width, pw, j, sw)
             for c in range(dst.shape[0]):
                 row = col[(c * kh + i) * kw + j, off:off + ho * wo]
                 x = dst[c]
