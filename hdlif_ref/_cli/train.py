@@ -14,6 +14,7 @@ HELP = {
     "neuron": "neuron kind (SPEC E1-E9)", "T": "time steps", "weight_mode": "synapse weights (SPEC E11-E12)",
     "spike_bits": "n-bit spikes (SPEC E13) or none", "parallel_fraction": "share of Parallel HD-LIF layers (E8)",
     "seca": "SECA attention (E14-E15): none, I, II", "per_channel": "per-channel lam/theta",
+    "bn_stats": "BN running statistics per time step (SPEC E16 DC) or shared (v0.1)",
     "method": "online (E16) or stbp (E17)", "K": "steps backpropagated per batch (online): an int or all",
     "update": "optimizer step per batch or per time step", "epochs": "epochs", "batch_size": "batch size",
     "optimizer": "optimizer", "lr": "learning rate", "momentum": "SGD momentum", "weight_decay": "weight decay",

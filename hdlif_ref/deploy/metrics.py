@@ -4,9 +4,10 @@ Conventions (docs/metrics.md):
 
 * **Memory (E18).** Every trainable parameter counts at 32 bits, except the weights
   of ``binary``/``ternary`` synapses, which count at 1/2 bits plus one float32 scale
-  ``a_c`` per output channel. Batch-norm running statistics are not counted: at
-  deployment they fold into the per-channel scale and bias that the BN affine
-  parameters (counted) already stand for.
+  ``a_c`` per output channel. A batch norm with shared running statistics counts its
+  affine parameters (at deployment it folds into a per-channel scale and bias of that
+  size); one with per-step statistics (SPEC E16 DC, the builders' default) counts the
+  per-step, per-channel scale and shift that deployment applies: ``2 T C`` float32.
 * **SOPs (E19).** For every synapse whose input is spikes, the number of (non-zero
   input element, synapse) pairs actually used, summed over the time steps, per
   sample. A convolution counts each input's real fan-out (fewer at the borders,
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..autograd import Tensor, no_grad
 from ..layers.module import Module
+from ..layers.norm import _BatchNorm
 from ..layers.synapses import Conv2d, Linear
 from ..neurons import HDLIF, LIF, MemBNHDLIF, ParallelHDLIF
 from .counts import (ENERGY_45NM, HOROWITZ, NOP_PER_NEURON, OpCounts, conv_fanout_1d,  # noqa: F401
@@ -56,6 +58,11 @@ def parameter_memory(model: Module) -> dict[str, Any]:
             continue
         mode = getattr(module, "weight_mode", "fp32")
         bits, count, layer_bytes = 32, 0, 0.0
+        if isinstance(module, _BatchNorm) and module.per_step:  # SPEC E16 DC: [T, C] scale and shift
+            count = 2 * module.T * module.num_features
+            rows.append((name or type(module).__name__, count, 32, count * 4.0))
+            total += count * 4.0
+            continue
         for pname, p in own:
             count += p.size
             if pname == "weight" and mode != "fp32":

@@ -10,7 +10,11 @@ Common options (docs/models.md):
   and the classifier always stay float32 (SPEC E12 DC);
 * ``spike_bits``: ``n``-bit spikes (E13) for every neuron layer, or ``None``;
 * ``seca``: ``None``, ``"I"`` (E14) or ``"II"`` (E15) after every synapse's batch norm;
-* ``T`` time steps, ``per_channel`` neuron parameters, ``rng`` for initialization.
+* ``T`` time steps, ``per_channel`` neuron parameters, ``rng`` for initialization;
+* ``bn_stats``: ``"per_step"`` (default, SPEC E16 DC: every synapse's batch norm keeps
+  running statistics ``[T, C]``, one row per time step, as Mem-BN's ``BN_t`` of E9) or
+  ``"shared"`` (one ``[C]`` set for all steps: what v0.1 built; kept so that its
+  checkpoints still load; a config without the key means ``"shared"``).
 
 Every builder returns a :class:`SpikingNet` whose ``config`` records the builder and
 its arguments, so :func:`build_model` can rebuild it from a checkpoint.
@@ -32,6 +36,8 @@ from .synapses import Conv2d, Linear, _check_weight_mode
 
 NEURONS = ("lif", "hdlif", "parallel", "membn")
 SECA_KINDS = (None, "I", "II")
+BN_STATS = ("per_step", "shared")
+BN_MOMENTUM = 0.1  # PyTorch's default, per update of a set of running statistics
 
 
 def parallel_layers(count: int, fraction: float) -> list[bool]:
@@ -52,7 +58,7 @@ class NeuronFactory:
     """Creates the network's neuron layers in depth order, applying the options above."""
 
     def __init__(self, neuron: str, T: int, parallel_fraction: float, spike_bits: int | None,
-                 per_channel: bool, seca: str | None, count: int):
+                 per_channel: bool, seca: str | None, count: int, bn_stats: str = "per_step"):
         if neuron not in NEURONS:
             raise ValueError(f"neuron={neuron!r}; allowed: {', '.join(NEURONS)}")
         if seca not in SECA_KINDS:
@@ -62,10 +68,25 @@ class NeuronFactory:
                              f"not neuron={neuron!r}")
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
             raise ValueError(f"T={T!r} must be a positive integer")
+        if bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats={bn_stats!r}; allowed: {', '.join(BN_STATS)}")
+        self.bn_stats = bn_stats
         self.neuron, self.T, self.spike_bits, self.per_channel, self.seca = neuron, int(T), spike_bits, per_channel, seca
         self.parallel = [True] * count if neuron == "parallel" else parallel_layers(count, parallel_fraction)
         self.index = 0
         self.last_tap: CurrentTap | None = None
+
+    def batch_norm(self, channels: int) -> BatchNorm2d:
+        """A synapse's batch norm: per-step running statistics ``[T, C]`` unless ``bn_stats="shared"`` (E16 DC).
+
+        Shared statistics take ``T`` updates per batch, a per-step row one: the per-step rows get
+        momentum ``1 - (1 - 0.1)^T``, so that they forget at the rate per batch that the shared
+        statistics did with PyTorch's 0.1 (with 0.1 a row still weighs its initial 0/1 by 31% after
+        11 batches: docs/spec-notes.md, E16, has the measurement).
+        """
+        if self.bn_stats == "shared":
+            return BatchNorm2d(channels, momentum=BN_MOMENTUM)
+        return BatchNorm2d(channels, momentum=1.0 - (1.0 - BN_MOMENTUM) ** self.T, per_step=True, T=self.T)
 
     def input_bits(self) -> int:
         """Bit width of the spikes these neurons emit (what the next synapse receives)."""
@@ -112,12 +133,13 @@ class NeuronFactory:
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int, padding: int, weight_mode: str, rng,
-            analog_input: bool = False, input_bits: int = 32) -> list[Module]:
+            factory: NeuronFactory, analog_input: bool = False) -> list[Module]:
+    """A synapse and its batch norm; the factory says what the input carries and how BN keeps statistics."""
     conv = Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False,
                   weight_mode="fp32" if analog_input else weight_mode, rng=rng)
     conv.input_is_spikes = not analog_input
-    conv.input_bits = input_bits
-    return [conv, BatchNorm2d(cout)]
+    conv.input_bits = 32 if analog_input else factory.input_bits()
+    return [conv, factory.batch_norm(cout)]
 
 
 class BasicBlock(Module):
@@ -125,15 +147,14 @@ class BasicBlock(Module):
 
     def __init__(self, cin: int, cout: int, stride: int, factory: NeuronFactory, weight_mode: str, rng):
         super().__init__()
-        bits = factory.input_bits()
-        parts = conv_bn(cin, cout, 3, stride, 1, weight_mode, rng, input_bits=bits)
+        parts = conv_bn(cin, cout, 3, stride, 1, weight_mode, rng, factory)
         seca = factory.attention(parts[-1], rng)
         self.branch1 = Sequential(*parts, *([seca] if seca else []), factory(cout))
-        parts = conv_bn(cout, cout, 3, 1, 1, weight_mode, rng, input_bits=bits)
+        parts = conv_bn(cout, cout, 3, 1, 1, weight_mode, rng, factory)
         seca = factory.attention(parts[-1], rng)
         self.branch2 = Sequential(*parts, *([seca] if seca else []))
         if stride != 1 or cin != cout:
-            self.shortcut = Sequential(*conv_bn(cin, cout, 1, stride, 0, weight_mode, rng, input_bits=bits))
+            self.shortcut = Sequential(*conv_bn(cin, cout, 1, stride, 0, weight_mode, rng, factory))
         else:
             self.shortcut = None
         self.neuron = factory(cout)
@@ -177,7 +198,8 @@ RESNET_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 19: (3, 3, 2)}
 def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, width: float = 1.0,
                    in_channels: int = 3, T: int = 4, neuron: str = "hdlif", parallel_fraction: float = 0.0,
                    weight_mode: str = "fp32", spike_bits: int | None = None, seca: str | None = None,
-                   per_channel: bool = False, rng: np.random.Generator | None = None) -> SpikingNet:
+                   per_channel: bool = False, bn_stats: str = "per_step",
+                   rng: np.random.Generator | None = None) -> SpikingNet:
     """Spiking ResNet-18/34 (stages of 64-512 channels) or ResNet-19 (128-512, as in TDBN).
 
     ``stem="cifar"``: 3x3 conv, stride 1. ``stem="imagenet"``: 7x7 conv stride 2, then
@@ -186,7 +208,8 @@ def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, 
     """
     config = dict(builder="spiking_resnet", depth=depth, stem=stem, num_classes=num_classes, width=width,
                   in_channels=in_channels, T=T, neuron=neuron, parallel_fraction=parallel_fraction,
-                  weight_mode=weight_mode, spike_bits=spike_bits, seca=seca, per_channel=per_channel)
+                  weight_mode=weight_mode, spike_bits=spike_bits, seca=seca, per_channel=per_channel,
+                  bn_stats=bn_stats)
     if depth not in RESNET_STAGES:
         raise ValueError(f"depth={depth!r}; allowed: 18, 19, 34")
     if stem not in ("cifar", "imagenet"):
@@ -200,12 +223,13 @@ def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, 
     channels = [max(1, int(round(c * width))) for c in base]
     stem_channels = channels[0]
     count = 1 + 2 * sum(stages) + (1 if depth == 19 else 0)
-    factory = NeuronFactory(neuron, T, parallel_fraction, spike_bits, per_channel, seca, count)
+    factory = NeuronFactory(neuron, T, parallel_fraction, spike_bits, per_channel, seca, count, bn_stats)
 
     if stem == "cifar":
-        layers: list[Module] = conv_bn(in_channels, stem_channels, 3, 1, 1, weight_mode, rng, analog_input=True)
+        layers: list[Module] = conv_bn(in_channels, stem_channels, 3, 1, 1, weight_mode, rng, factory,
+                                       analog_input=True)
     else:
-        layers = conv_bn(in_channels, stem_channels, 7, 2, 3, weight_mode, rng, analog_input=True)
+        layers = conv_bn(in_channels, stem_channels, 7, 2, 3, weight_mode, rng, factory, analog_input=True)
     attention = factory.attention(layers[-1], rng)
     layers += [attention] if attention else []
     layers.append(factory(stem_channels))
@@ -245,7 +269,7 @@ def _plain_net(cfg: tuple, config: dict, rng: np.random.Generator | None) -> Spi
     rng = np.random.default_rng() if rng is None else rng
     convs = [item for item in cfg if item != "A"]
     factory = NeuronFactory(c["neuron"], c["T"], c["parallel_fraction"], c["spike_bits"], c["per_channel"],
-                            c["seca"], len(convs))
+                            c["seca"], len(convs), c["bn_stats"])
     layers: list[Module] = []
     cin, first = c["in_channels"], True
     for item in cfg:
@@ -253,8 +277,7 @@ def _plain_net(cfg: tuple, config: dict, rng: np.random.Generator | None) -> Spi
             layers.append(AvgPool2d(2))
             continue
         cout = max(1, int(round(item * c["width"])))
-        layers += conv_bn(cin, cout, 3, 1, 1, c["weight_mode"], rng, analog_input=first,
-                          input_bits=factory.input_bits())
+        layers += conv_bn(cin, cout, 3, 1, 1, c["weight_mode"], rng, factory, analog_input=first)
         attention = factory.attention(layers[-1], rng)
         layers += [attention] if attention else []
         layers.append(factory(cout))
@@ -268,22 +291,22 @@ def _plain_net(cfg: tuple, config: dict, rng: np.random.Generator | None) -> Spi
 def vgg_snn(num_classes: int = 10, in_channels: int = 2, input_size: int = 48, width: float = 1.0, T: int = 10,
             neuron: str = "hdlif", parallel_fraction: float = 0.0, weight_mode: str = "fp32",
             spike_bits: int | None = None, seca: str | None = None, per_channel: bool = False,
-            rng: np.random.Generator | None = None) -> SpikingNet:
+            bn_stats: str = "per_step", rng: np.random.Generator | None = None) -> SpikingNet:
     """VGG-SNN for DVS-CIFAR10: 64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2-FC."""
     config = dict(builder="vgg_snn", num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                   width=width, T=T, neuron=neuron, parallel_fraction=parallel_fraction, weight_mode=weight_mode,
-                  spike_bits=spike_bits, seca=seca, per_channel=per_channel)
+                  spike_bits=spike_bits, seca=seca, per_channel=per_channel, bn_stats=bn_stats)
     return _plain_net(VGG_CFG, config, rng)
 
 
 def digits_net(num_classes: int = 10, in_channels: int = 1, input_size: int = 8, width: float = 1.0, T: int = 4,
                neuron: str = "hdlif", parallel_fraction: float = 0.0, weight_mode: str = "fp32",
                spike_bits: int | None = None, seca: str | None = None, per_channel: bool = False,
-               rng: np.random.Generator | None = None) -> SpikingNet:
+               bn_stats: str = "per_step", rng: np.random.Generator | None = None) -> SpikingNet:
     """A small conv SNN for 8x8 (or 16x16) inputs: 16C3-32C3-AP2-64C3-AP2-FC (channels times ``width``)."""
     config = dict(builder="digits_net", num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                   width=width, T=T, neuron=neuron, parallel_fraction=parallel_fraction, weight_mode=weight_mode,
-                  spike_bits=spike_bits, seca=seca, per_channel=per_channel)
+                  spike_bits=spike_bits, seca=seca, per_channel=per_channel, bn_stats=bn_stats)
     return _plain_net(DIGITS_CFG, config, rng)
 
 
@@ -293,6 +316,7 @@ BUILDERS = {"spiking_resnet": spiking_resnet, "vgg_snn": vgg_snn, "digits_net": 
 def build_model(config: dict[str, Any], rng: np.random.Generator | None = None) -> SpikingNet:
     """Rebuild a network from ``SpikingNet.config`` (e.g. read back from a checkpoint)."""
     config = dict(config)
+    config.setdefault("bn_stats", "shared")  # written before per-step statistics (E16 DC) existed
     name = config.pop("builder", None)
     if name not in BUILDERS:
         raise ValueError(f"model config names builder={name!r}; allowed: {', '.join(BUILDERS)}")

@@ -27,12 +27,23 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Parameter(Tensor):
-    """A leaf tensor that a module trains (``requires_grad=True`` by default)."""
+    """A leaf tensor that a module trains (``requires_grad=True`` by default).
 
-    __slots__ = ()
+    ``lower``: the smallest value of the parameter's domain, or ``None`` (unbounded). The
+    optimizers project onto it after every update (``w <- max(w, lower)``, as a Keras
+    constraint), so a parameter whose math needs ``w > 0`` (the spike step of E13, the
+    threshold) stays in its domain whatever the learning rate (docs/neurons.md, "Domains").
+    """
 
-    def __init__(self, data: Any, requires_grad: bool = True, dtype: Any = None):
+    __slots__ = ("lower",)
+
+    def __init__(self, data: Any, requires_grad: bool = True, dtype: Any = None, lower: float | None = None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
+        if lower is not None and not (isinstance(lower, (int, float, np.floating)) and np.isfinite(lower)):
+            raise ValueError(f"Parameter: lower={lower!r} must be a finite number or None")
+        if lower is not None and np.any(self.data < lower):
+            raise ValueError(f"Parameter: initial values {self.data.min()!r} below lower={lower!r}")
+        self.lower = None if lower is None else float(lower)
 
     def __repr__(self) -> str:
         return "Parameter" + super().__repr__()[len("Tensor"):]

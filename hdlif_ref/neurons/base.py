@@ -28,6 +28,11 @@ from .quantizer import SpikeQuantizer
 from .records import NeuronState
 
 
+#: The threshold's domain is ``theta >= THETA_FLOOR`` (> 0): a neuron must not fire at rest.
+#: The optimizers keep it there (``Parameter.lower``); the leak ``lam`` has no bound (SPEC E1 DC).
+THETA_FLOOR = 1e-3
+
+
 class SpikingNeuron(Module):
     """Base class of :class:`HDLIF`, :class:`LIF`, :class:`ParallelHDLIF`, :class:`MemBNHDLIF`."""
 
@@ -49,10 +54,13 @@ class SpikingNeuron(Module):
         self.dtype = dtype
         self.spike_bits = check_spike_bits(name, spike_bits)
         self.quantizer = None
+        theta = np.asarray(theta_init.data if isinstance(theta_init, Tensor) else theta_init, dtype=np.float64)
+        if theta.size == 0 or not np.all(np.isfinite(theta)) or theta.min() < THETA_FLOOR:
+            raise ValueError(f"{name}: theta_init={theta_init!r}; allowed: finite numbers >= {THETA_FLOOR} "
+                             f"(the threshold's domain, docs/neurons.md)")
         if self.spike_bits is not None:
-            theta0 = float(np.max(np.asarray(theta_init, dtype=np.float64)))
             self.quantizer = SpikeQuantizer(self.spike_bits, step_init=spike_step_init,
-                                            theta_init=theta0 if theta0 > 0 else 1.0, dtype=dtype)
+                                            theta_init=float(theta.max()), dtype=dtype)
         self.track_firing = False
         self.firing_counts = (0, 0)
         self._state = NeuronState()
@@ -63,8 +71,10 @@ class SpikingNeuron(Module):
         """``(T,)`` per layer, ``(T, C)`` per channel."""
         return (self.T, self.channels) if self.per_channel else (self.T,)
 
-    def _parameter(self, name: str, value: Any, shape: tuple[int, ...] | None = None) -> Parameter:
-        """A Parameter of ``shape`` (default :attr:`param_shape`) filled from a scalar or a broadcastable array."""
+    def _parameter(self, name: str, value: Any, shape: tuple[int, ...] | None = None,
+                   lower: float | None = None) -> Parameter:
+        """A Parameter of ``shape`` (default :attr:`param_shape`) filled from a scalar or a broadcastable array;
+        ``lower`` is its domain floor (``Parameter.lower``)."""
         shape = self.param_shape if shape is None else shape
         value = np.asarray(value.data if isinstance(value, Tensor) else value, dtype=np.float64)
         try:
@@ -72,7 +82,7 @@ class SpikingNeuron(Module):
         except ValueError:
             raise ValueError(f"{type(self).__name__}: {name} has shape {value.shape}, which does not fit the "
                              f"parameter shape {shape}") from None
-        return Parameter(np.array(data, dtype=self.dtype))
+        return Parameter(np.array(data, dtype=self.dtype), lower=lower)
 
     # ------------------------------------------------------------ state
     @property

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..autograd import Tensor
 from ._checks import check_positive
-from .base import SpikingNeuron
+from .base import THETA_FLOOR, SpikingNeuron
 from .functional import membn_hdlif_record, membn_hdlif_seq
 from .modules import HDLIF
 from .records import MemBNParams, MemBNRecord, NeuronState
@@ -61,7 +61,7 @@ class MemBNHDLIF(SpikingNeuron):
         self.eps = check_positive("MemBNHDLIF", "eps", eps)
         tc = (self.T, self.channels)
         self.lam = self._parameter("lam_init", lam_init)
-        self.theta = self._parameter("theta_init", theta_init)
+        self.theta = self._parameter("theta_init", theta_init, lower=THETA_FLOOR)
         self.alpha = self._parameter("alpha", 1.0)
         self.beta = self._parameter("beta", 0.0)
         self.bn_weight = self._parameter("bn_weight", 1.0, tc)

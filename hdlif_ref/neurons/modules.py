@@ -4,7 +4,9 @@
 modes, firing counts, spike quantizer) is in :class:`~.base.SpikingNeuron`.
 Parameters ``lam``, ``theta`` have shape ``[T]``, or ``[T, C]`` with
 ``per_channel=True`` (then ``channels=C`` is required; the channel is dim 1 of
-each step ``[N, C, ...]``). DC defaults: ``lam = 0.5``, ``theta = 1.0``, no clamping.
+each step ``[N, C, ...]``). DC defaults: ``lam = 0.5``, ``theta = 1.0``; ``lam`` is never
+clamped (SPEC E1 DC), ``theta`` is kept >= ``THETA_FLOOR`` by the optimizers (its domain,
+docs/neurons.md).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import RESETS, check_choice, check_positive
-from .base import SpikingNeuron
+from .base import THETA_FLOOR, SpikingNeuron
 from .functional import hdlif_record, hdlif_seq, lif_record, lif_seq, parallel_hdlif_seq
 from .records import HDLIFParams, HDLIFRecord, LIFParams, LIFRecord, NeuronState, ParallelHDLIFParams
 from .steps import hdlif_step, lif_step, parallel_hdlif_step
@@ -47,7 +49,7 @@ class HDLIF(SpikingNeuron):
                  dtype: Any = np.float32):
         super().__init__(T, channels, per_channel, spike_bits, theta_init, spike_step_init, dtype)
         self.lam = self._parameter("lam_init", lam_init)
-        self.theta = self._parameter("theta_init", theta_init)
+        self.theta = self._parameter("theta_init", theta_init, lower=THETA_FLOOR)
 
     def params(self) -> HDLIFParams:
         """The parameters as the record :func:`~.steps.hdlif_step` takes."""
@@ -80,7 +82,7 @@ class LIF(SpikingNeuron):
         self.reset_mode = check_choice("LIF", "reset", reset, RESETS)
         self.gamma = check_positive("LIF", "gamma", gamma)
         self.lam = self._parameter("lam_init", lam_init)
-        self.theta = self._parameter("theta_init", theta_init)
+        self.theta = self._parameter("theta_init", theta_init, lower=THETA_FLOOR)
 
     def params(self) -> LIFParams:
         return LIFParams(self.lam, self.theta, self.reset_mode, self.gamma)
@@ -109,7 +111,7 @@ class ParallelHDLIF(SpikingNeuron):
     def __init__(self, T: int, channels: int | None = None, per_channel: bool = False, theta_init: Any = 1.0,
                  spike_bits: int | None = None, spike_step_init: float | None = None, dtype: Any = np.float32):
         super().__init__(T, channels, per_channel, spike_bits, theta_init, spike_step_init, dtype)
-        self.theta = self._parameter("theta_init", theta_init)
+        self.theta = self._parameter("theta_init", theta_init, lower=THETA_FLOOR)
 
     def params(self) -> ParallelHDLIFParams:
         return ParallelHDLIFParams(self.theta)

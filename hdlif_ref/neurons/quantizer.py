@@ -35,6 +35,11 @@ def spike_quantize(x, step, bits: int) -> Tensor:
     return SpikeQuantize.apply(x, step, bits=bits)
 
 
+#: The spike step's domain is ``s > 0`` (E13 divides by it); the optimizers keep it at or above
+#: ``STEP_FLOOR_FRACTION`` times its initial value (``Parameter.lower``; docs/neurons.md, "Domains").
+STEP_FLOOR_FRACTION = 2.0 ** -10
+
+
 def default_step(bits: int, theta_init: float = 1.0) -> float:
     """Initial step (DC): ``theta_init / (2^n - 1)``, so the top level is one threshold of surplus."""
     return float(theta_init) / (2 ** bits - 1)
@@ -48,7 +53,9 @@ class SpikeQuantizer(Module):
     bits : int
         ``n`` in 1..16; the levels are ``0, s, 2s, ..., (2^n - 1) s``.
     step_init : float, optional
-        Initial step ``s``; default :func:`default_step` ``(bits, theta_init)``.
+        Initial step ``s``; default :func:`default_step` ``(bits, theta_init)``. The optimizers
+        keep ``s >= step_init * STEP_FLOOR_FRACTION`` (``2^-10``), so it stays > 0 at any
+        learning rate.
     theta_init : float
         The threshold the default step is derived from (DC: ``theta_init / (2^n - 1)``).
     dtype : float32 or float64
@@ -64,7 +71,7 @@ class SpikeQuantizer(Module):
             step_init = default_step(bits, check_positive("SpikeQuantizer", "theta_init", theta_init))
         step_init = check_positive("SpikeQuantizer", "step_init", step_init)
         self.bits = bits
-        self.step = Parameter(np.array(step_init, dtype=dtype))
+        self.step = Parameter(np.array(step_init, dtype=dtype), lower=step_init * STEP_FLOOR_FRACTION)
 
     @property
     def qmax(self) -> int:

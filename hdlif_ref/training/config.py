@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "parallel_fraction": 0.0,
     "seca": None,
     "per_channel": False,
+    "bn_stats": "per_step",
     # training
     "method": "online",
     "K": 1,
@@ -55,6 +56,7 @@ CHOICES: dict[str, tuple] = {
     "neuron": ("lif", "hdlif", "parallel", "membn"),
     "weight_mode": ("fp32", "binary", "ternary"),
     "seca": (None, "I", "II"),
+    "bn_stats": ("per_step", "shared"),
     "method": ("online", "stbp"),
     "update": ("batch", "step"),
     "optimizer": ("sgd", "adam", "adamw"),
@@ -132,6 +134,18 @@ def resolve_config(overrides: dict[str, Any] | None = None, base: dict[str, Any]
         raise ValueError(f"config: warmup_epochs={config['warmup_epochs']} must be smaller than "
                          f"epochs={config['epochs']}")
     return config
+
+
+def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """The config stored in a checkpoint, resolved; keys it predates keep the behaviour it was trained with.
+
+    ``bn_stats`` is absent from v0.1 checkpoints, whose batch norms kept one set of running
+    statistics for all steps: such a config means ``"shared"`` (the default for new runs is
+    ``"per_step"``, SPEC E16 DC).
+    """
+    if not isinstance(saved, dict):
+        raise ValueError(f"the saved config is a {type(saved).__name__}, not a table of keys")
+    return resolve_config(dict({"bn_stats": "shared"}, **saved))
 
 
 def load_config_file(path: str) -> dict[str, Any]:

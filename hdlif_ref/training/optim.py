@@ -4,7 +4,10 @@ The update equations are those of ``torch.optim`` (single-tensor form, ``maximiz
 ``amsgrad=False``), written out in each class docstring; ``docs/training.md`` lists them
 together. Every update writes ``param.data`` **in place**, so any other reference to a
 parameter's array (a module, a frozen copy's view) sees the new values. Parameters
-whose ``.grad is None`` are skipped, as in PyTorch.
+whose ``.grad is None`` are skipped, as in PyTorch. A parameter with a domain floor
+(``Parameter.lower``: the spike step and the threshold) is projected onto it after
+its update, ``w <- max(w, lower)``; torch.optim has no such step (it never fires at
+the values the cross-check tests use).
 
 State is kept per parameter, keyed by the parameter's index in the order of
 ``param_groups`` (as PyTorch's ``state_dict``), and ``state_dict()`` holds only
@@ -128,6 +131,9 @@ class Optimizer:
             if grad.dtype != p.data.dtype:
                 grad = grad.astype(p.data.dtype)
             self._update(p.data, grad, self.state.setdefault(index, {}), group)
+            lower = getattr(p, "lower", None)
+            if lower is not None:  # projection onto the parameter's domain (Parameter.lower)
+                np.maximum(p.data, lower, out=p.data)
         return loss
 
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:

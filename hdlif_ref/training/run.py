@@ -27,7 +27,7 @@ from ..datasets.registry import split_options
 from ..deploy.metrics import count_ops, energy, parameter_memory
 from ..layers.models import SpikingNet, digits_net, spiking_resnet, vgg_snn
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import resolve_config
+from .config import resolve_config, saved_config
 from .optim import SGD, Adam, AdamW, param_groups
 from .progress import MetricsLog, Progress
 from .schedules import ConstantSchedule, CosineSchedule, LinearWarmup, StepSchedule
@@ -64,7 +64,7 @@ def make_model(config: dict, data: Data, rng: np.random.Generator) -> SpikingNet
     common = dict(num_classes=data.num_classes, T=config["T"], neuron=config["neuron"],
                   parallel_fraction=config["parallel_fraction"], weight_mode=config["weight_mode"],
                   spike_bits=config["spike_bits"], seca=config["seca"], per_channel=config["per_channel"],
-                  width=config["width"], rng=rng)
+                  width=config["width"], bn_stats=config["bn_stats"], rng=rng)
     name = config["model"]
     if name == "digits_net":
         return digits_net(in_channels=data.in_channels, input_size=data.input_size, **common)
@@ -196,7 +196,7 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
         if not os.path.isfile(last):
             raise FileNotFoundError(f"cannot resume: {last!r} does not exist")
         saved = load_checkpoint(last)["config"]
-        config = resolve_config(saved)
+        config = saved_config(saved)
     else:
         config = resolve_config(config or {})
     os.makedirs(run_dir, exist_ok=True)
@@ -257,7 +257,7 @@ def load_trained(path: str, data_dir: str | None = None) -> tuple[dict, Data, Sp
     ``data_dir`` overrides the config's data directory (the files may have moved).
     """
     state = load_checkpoint(path)
-    config = resolve_config(state["config"])
+    config = saved_config(state["config"])
     if data_dir is not None:
         config["data_dir"] = data_dir
     data = make_data(config)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hdlif_ref.autograd import Tensor
 from hdlif_ref.deploy.metrics import (OpCounts, count_nops, count_ops, energy, energy_45nm, parameter_memory,
                                       synapse_ops)
-from hdlif_ref.layers import Conv2d, Linear
+from hdlif_ref.layers import BatchNorm2d, Conv2d, Linear
 from hdlif_ref.layers.models import digits_net, spiking_resnet
 
 
@@ -85,11 +85,23 @@ def test_e20_energy_arithmetic_of_the_papers_lif_row():
 
 @pytest.mark.parametrize("classes, fp32_mb, ternary_mb", [(10, 44.66, 2.82), (100, 44.84, 3.00)])
 def test_e18_resnet18_parameter_memory_matches_the_paper(classes, fp32_mb, ternary_mb):
-    fp32 = parameter_memory(spiking_resnet(18, num_classes=classes, rng=np.random.default_rng(0)))
-    ternary = parameter_memory(spiking_resnet(18, num_classes=classes, weight_mode="ternary",
+    """The paper's network keeps one set of BN statistics for all steps (``bn_stats="shared"``)."""
+    fp32 = parameter_memory(spiking_resnet(18, num_classes=classes, bn_stats="shared", rng=np.random.default_rng(0)))
+    ternary = parameter_memory(spiking_resnet(18, num_classes=classes, weight_mode="ternary", bn_stats="shared",
                                               rng=np.random.default_rng(0)))
     assert fp32["megabytes"] == pytest.approx(fp32_mb, rel=0.01)
     assert ternary["megabytes"] == pytest.approx(ternary_mb, rel=0.03)
+
+
+def test_e18_per_step_batch_norm_counts_its_deployed_per_step_scale_and_shift():
+    """SPEC E16 DC: per-step statistics deploy as a [T, C] scale and a [T, C] shift (2 T C float32)."""
+    T, C = 4, 8
+    shared = parameter_memory(BatchNorm2d(C))["bytes"]
+    per_step = parameter_memory(BatchNorm2d(C, per_step=True, T=T))["bytes"]
+    assert shared == 2 * C * 4 and per_step == 2 * T * C * 4
+    per_step_net = parameter_memory(digits_net(T=T, rng=np.random.default_rng(0)))["bytes"]
+    shared_net = parameter_memory(digits_net(T=T, bn_stats="shared", rng=np.random.default_rng(0)))["bytes"]
+    assert per_step_net - shared_net == 2 * (T - 1) * (16 + 32 + 64) * 4  # three conv-BN layers
 
 
 def test_e18_counts_bits_per_weight_mode():
