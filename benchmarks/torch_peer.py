@@ -149,27 +149,40 @@ class Synapse(_StepModule):
 
 
 class BatchNorm(_StepModule):
-    """BatchNorm2d with shared running statistics; multi-step: each step with its own batch statistics."""
+    """BatchNorm2d, each step normalized with its own batch statistics (SPEC E16 DC).
 
-    def __init__(self, num_features: int, momentum: float, eps: float):
+    Running statistics shared by all steps (``T=None``), or one row per step
+    (``[T, C]``, the builders' default): then single-step calls count steps and
+    :meth:`reset` rewinds, as our ``BatchNorm2d(per_step=True)``.
+    """
+
+    def __init__(self, num_features: int, momentum: float, eps: float, T: int | None = None):
         super().__init__()
+        rows = () if T is None else (T,)
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(rows + (num_features,)))
+        self.register_buffer("running_var", torch.ones(rows + (num_features,)))
+        self.momentum, self.eps, self.per_step, self.t = momentum, eps, T is not None, 0
 
-    def _norm(self, x):
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+    def reset(self):
+        self.t = 0
+
+    def _norm(self, x, t):
+        mean, var = (self.running_mean[t], self.running_var[t]) if self.per_step else (self.running_mean,
+                                                                                        self.running_var)
+        return F.batch_norm(x, mean, var, self.weight, self.bias,
                             training=self.training, momentum=self.momentum, eps=self.eps)
 
     def forward(self, x):
         if not self.multi_step:
-            return self._norm(x)
-        if not self.training:  # running statistics: the steps can share one call
+            y = self._norm(x, self.t)
+            self.t += 1
+            return y
+        if not self.training and not self.per_step:  # shared running statistics: the steps can share one call
             T, n = x.shape[:2]
-            return self._norm(x.reshape((T * n,) + x.shape[2:])).reshape(x.shape)
-        return torch.stack([self._norm(x_t) for x_t in x.unbind(0)])
+            return self._norm(x.reshape((T * n,) + x.shape[2:]), 0).reshape(x.shape)
+        return torch.stack([self._norm(x_t, t) for t, x_t in enumerate(x.unbind(0))])
 
 
 class Neuron(_StepModule):
@@ -241,7 +254,7 @@ class PeerNet(nn.Module):
 
     def reset(self):
         for m in self.modules():
-            if isinstance(m, Neuron):
+            if isinstance(m, (Neuron, BatchNorm)):
                 m.reset()
 
     def detach_state(self):
@@ -260,9 +273,7 @@ def _mirror_module(m: _module.Module) -> nn.Module:
     if isinstance(m, _synapses.Linear):
         return Synapse(m.weight.data, m.bias is not None, None, m.weight_mode)
     if isinstance(m, _norm.BatchNorm2d):
-        if m.per_step:
-            raise ValueError("torch peer: per-step batch norm statistics are not mirrored")
-        return BatchNorm(m.num_features, m.momentum, m.eps)
+        return BatchNorm(m.num_features, m.momentum, m.eps, m.T if m.per_step else None)
     if type(m) is _OurHDLIF:
         if m.per_channel:
             raise ValueError("torch peer: per-channel neuron parameters are not mirrored")

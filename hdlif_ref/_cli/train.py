@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import sys
 
 from ..training.config import CHOICES, DEFAULTS, load_config_file, resolve_config
+from ..training.trainer import NonFiniteError
 
 HELP = {
     "dataset": "dataset name", "data_dir": "directory of the real dataset files", "upsample": "digits at 16x16",
@@ -19,7 +21,8 @@ HELP = {
     "update": "optimizer step per batch or per time step", "epochs": "epochs", "batch_size": "batch size",
     "optimizer": "optimizer", "lr": "learning rate", "momentum": "SGD momentum", "weight_decay": "weight decay",
     "schedule": "learning-rate schedule", "warmup_epochs": "linear warm-up epochs",
-    "label_smoothing": "label smoothing", "clip_norm": "gradient-norm clipping or none", "seed": "random seed",
+    "label_smoothing": "label smoothing", "clip_norm": "gradient-norm clipping or none",
+    "on_nonfinite": "on a NaN/Inf loss or gradient: stop (exit 1, last good checkpoint kept) or skip-batch", "seed": "random seed",
     "eval_batch_size": "evaluation batch size",
 }
 
@@ -111,12 +114,17 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
         run_dir = args.resume
-        report = run_training(None, run_dir, resume=True, log=log, progress=progress)
+        config = None
     else:
         config = config_from_args(args)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = args.out or os.path.join("runs", f"{config['dataset']}-{config['neuron']}-{stamp}")
-        report = run_training(config, run_dir, log=log, progress=progress)
+    try:
+        report = run_training(config, run_dir, resume=bool(args.resume), log=log, progress=progress)
+    except NonFiniteError as error:
+        print(f"hdlif-ref train: stopped: {error}; the last good checkpoint is "
+              f"{os.path.join(run_dir, 'last.h5')} (--on-nonfinite skip-batch drops such batches)", file=sys.stderr)
+        return 1
     print(format_report(report, run_dir))
     return 0
 

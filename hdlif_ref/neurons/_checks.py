@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Tensor
+from ..autograd.ops._args import check_finite  # noqa: F401 - re-exported for the neuron modules
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 GRADIENTS = ("stbp", "online")
@@ -38,6 +39,7 @@ def check_seq_input(op: str, I: Any, min_ndim: int = 2) -> tuple[int, ...]:
                          f"with at least {min_ndim} dims")
     if shape[0] < 1:
         raise ValueError(f"{op}: I has T = {shape[0]} time steps (shape {shape}); T must be >= 1")
+    check_finite(op, "I", I)
     return shape
 
 
@@ -48,13 +50,15 @@ def check_step_input(op: str, I_t: Any, min_ndim: int = 1) -> tuple[int, ...]:
         layout = "[N, C, ...]" if min_ndim >= 2 else "[N, ...]"
         raise ValueError(f"{op}: I_t has shape {shape}; expected one time step {layout} "
                          f"with at least {min_ndim} dims")
+    check_finite(op, "I_t", I_t)
     return shape
 
 
 def check_param(op: str, name: str, p: Any, T: int, channels: int | None, step_shape: tuple[int, ...],
                 per_layer_ok: bool = True) -> None:
-    """``p`` is ``[T]`` (per layer) or ``[T, C]`` with ``C`` the channel dim (dim 1) of a step tensor."""
+    """``p`` is ``[T]`` (per layer) or ``[T, C]`` with ``C`` the channel dim (dim 1) of a step tensor, all finite."""
     shape = shape_of(as_float(op, name, p))
+    check_finite(op, name, p)
     if len(shape) == 1 and per_layer_ok:
         if shape[0] != T:
             raise ValueError(f"{op}: {name} has shape {shape} (T = {shape[0]}) but the input has T = {T} "

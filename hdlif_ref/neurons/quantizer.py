@@ -17,12 +17,13 @@ import numpy as np
 from ..autograd import Tensor
 from ..autograd.ops.spike_quantize import SpikeQuantize
 from ..layers.module import Module, Parameter
-from ._checks import as_float, check_positive, check_spike_bits, shape_of
+from ._checks import as_float, check_finite, check_positive, check_spike_bits, shape_of
 
 
 def spike_quantize(x, step, bits: int) -> Tensor:
     """``Q(x; step, bits)`` of SPEC E13 on any shape; ``step`` is a scalar tensor (shape ``()`` or ``(1,)``) > 0."""
     as_float("spike_quantize", "x", x)
+    check_finite("spike_quantize", "x", x)
     as_float("spike_quantize", "step", step)
     if shape_of(step) not in ((), (1,)):
         raise ValueError(f"spike_quantize: step has shape {shape_of(step)}; it must be a scalar (shape () or (1,))")

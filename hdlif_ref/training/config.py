@@ -10,6 +10,7 @@ returns a plain dict that is stored with every run and checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "warmup_epochs": 0,
     "label_smoothing": 0.0,
     "clip_norm": None,
+    "on_nonfinite": "stop",
     "seed": 0,
     "eval_batch_size": 256,
 }
@@ -57,55 +59,77 @@ CHOICES: dict[str, tuple] = {
     "weight_mode": ("fp32", "binary", "ternary"),
     "seca": (None, "I", "II"),
     "bn_stats": ("per_step", "shared"),
+    "on_nonfinite": ("stop", "skip-batch"),
     "method": ("online", "stbp"),
     "update": ("batch", "step"),
     "optimizer": ("sgd", "adam", "adamw"),
     "schedule": ("cosine", "step", "constant"),
 }
 
-_INTS = {"T": 1, "epochs": 1, "batch_size": 1, "seed": 0, "warmup_epochs": 0, "eval_batch_size": 1}
-_FLOATS = {"lr": (0.0, None), "momentum": (0.0, 1.0), "weight_decay": (0.0, None), "width": (0.0, None),
-           "parallel_fraction": (0.0, 1.0), "label_smoothing": (0.0, 1.0), "train_fraction": (0.0, 1.0),
-           "noise": (0.0, None)}
+# Domains. Integers: inclusive (low, high). Floats: (low, high, low_inclusive, high_inclusive);
+# every float must also be finite (NaN fails every comparison, so it is refused by name).
+_INTS = {"T": (1, 1024), "epochs": (1, 100_000), "batch_size": (1, 1 << 20), "seed": (0, 2 ** 63 - 1),
+         "warmup_epochs": (0, 100_000), "eval_batch_size": (1, 1 << 20)}
+_FLOATS = {"lr": (0.0, None, True, False), "momentum": (0.0, 1.0, True, True),
+           "weight_decay": (0.0, None, True, False), "width": (0.0, 64.0, False, True),
+           "parallel_fraction": (0.0, 1.0, True, True), "label_smoothing": (0.0, 1.0, True, False),
+           "train_fraction": (0.0, 1.0, False, True), "noise": (0.0, None, True, False)}
 _BOOLS = ("upsample", "augment", "per_channel")
+
+
+def flag(key: str) -> str:
+    """The command-line spelling of a config key."""
+    return "--" + key.replace("_", "-")
+
+
+def _refuse(key: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"config: {key}={value!r} ({flag(key)}); allowed: {allowed}")
+
+
+def _interval(low, high, low_in: bool, high_in: bool) -> str:
+    if high is None:
+        return f"a finite number {'>=' if low_in else '>'} {low:g}"
+    return f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
 
 
 def _check(key: str, value: Any) -> Any:
     if key in CHOICES:
         if value not in CHOICES[key]:
-            allowed = ", ".join("none" if c is None else str(c) for c in CHOICES[key])
-            raise ValueError(f"config: {key}={value!r}; allowed: {allowed}")
+            raise _refuse(key, value, ", ".join("none" if c is None else str(c) for c in CHOICES[key]))
         return value
     if key in _INTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < _INTS[key]:
-            raise ValueError(f"config: {key}={value!r} must be an integer >= {_INTS[key]}")
+        low, high = _INTS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _refuse(key, value, f"an integer in [{low}, {high}]")
         return value
     if key in _FLOATS:
-        low, high = _FLOATS[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
-                high is not None and value > high):
-            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-            raise ValueError(f"config: {key}={value!r} must be a number {bound}")
+        low, high, low_in, high_in = _FLOATS[key]
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+              and (value >= low if low_in else value > low)
+              and (high is None or (value <= high if high_in else value < high)))
+        if not ok:
+            raise _refuse(key, value, _interval(low, high, low_in, high_in))
         return float(value)
     if key in _BOOLS:
         if not isinstance(value, bool):
-            raise ValueError(f"config: {key}={value!r} must be true or false")
+            raise _refuse(key, value, "true or false")
         return value
     if key == "K":
-        if value != "all" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"config: K={value!r}; allowed: 'all' or an integer >= 1")
+        if value != "all" and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024):
+            raise _refuse(key, value, "'all' or an integer in [1, T]")
         return value
     if key == "spike_bits":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"config: spike_bits={value!r}; allowed: none or an integer >= 1")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16):
+            raise _refuse(key, value, "none or an integer in [1, 16]")
         return value
     if key == "clip_norm":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise ValueError(f"config: clip_norm={value!r}; allowed: none or a positive number")
-        return value
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise _refuse(key, value, "none or a finite number > 0")
+        return None if value is None else float(value)
     if key == "data_dir":
         if value is not None and not isinstance(value, str):
-            raise ValueError(f"config: data_dir={value!r} must be a path or none")
+            raise _refuse(key, value, "a path or none")
         return value
     raise AssertionError(f"no check for config key {key!r}")  # every key of DEFAULTS has one
 
@@ -127,12 +151,13 @@ def resolve_config(overrides: dict[str, Any] | None = None, base: dict[str, Any]
             config[key] = None
     config = {key: _check(key, value) for key, value in config.items()}  # every value, then combinations
     if config["K"] != "all" and config["K"] > config["T"]:
-        raise ValueError(f"config: K={config['K']} is larger than T={config['T']}")
+        raise ValueError(f"config: K={config['K']} (--K) is larger than T={config['T']} (--T)")
     if config["neuron"] not in ("hdlif", "membn") and config["parallel_fraction"]:
-        raise ValueError(f"config: parallel_fraction applies to neuron hdlif or membn, not {config['neuron']}")
+        raise ValueError(f"config: parallel_fraction (--parallel-fraction) applies to neuron hdlif or membn, "
+                         f"not {config['neuron']}")
     if config["warmup_epochs"] >= config["epochs"] and config["warmup_epochs"]:
-        raise ValueError(f"config: warmup_epochs={config['warmup_epochs']} must be smaller than "
-                         f"epochs={config['epochs']}")
+        raise ValueError(f"config: warmup_epochs={config['warmup_epochs']} (--warmup-epochs) must be smaller "
+                         f"than epochs={config['epochs']} (--epochs)")
     return config
 
 

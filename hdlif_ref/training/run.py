@@ -31,7 +31,7 @@ from .config import resolve_config, saved_config
 from .optim import SGD, Adam, AdamW, param_groups
 from .progress import MetricsLog, Progress
 from .schedules import ConstantSchedule, CosineSchedule, LinearWarmup, StepSchedule
-from .trainer import OnlineTrainer, STBPTrainer
+from .trainer import NonFiniteError, OnlineTrainer, STBPTrainer
 
 
 @dataclass
@@ -97,7 +97,8 @@ def make_schedule(config: dict, optimizer):
 
 
 def make_trainer(config: dict, model: SpikingNet, optimizer, rng: np.random.Generator):
-    common = dict(T=config["T"], label_smoothing=config["label_smoothing"], clip_norm=config["clip_norm"])
+    common = dict(T=config["T"], label_smoothing=config["label_smoothing"], clip_norm=config["clip_norm"],
+                  on_nonfinite=config["on_nonfinite"])
     if config["method"] == "stbp":
         return STBPTrainer(model, optimizer, **common)
     return OnlineTrainer(model, optimizer, steps=config["K"], update=config["update"], rng=rng, **common)
@@ -158,12 +159,17 @@ class Run:
             progress.start_epoch(self.epoch, len(self.train_loader))
         update = (lambda i, loss: progress.update(loss=loss)) if progress is not None else None
         lr = self.optimizer.param_groups[0]["lr"]
-        train = self.trainer.train_epoch(self.train_loader, update)
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports, by name
+                train = self.trainer.train_epoch(self.train_loader, update)
+        except NonFiniteError as error:
+            raise error.at(epoch=self.epoch + 1) from None
         self.steps += len(self.train_loader)
         test = self.trainer.evaluate(self.test_loader)
         self.schedule.step()
         self.epoch += 1
         return {"epoch": self.epoch, "lr": lr, "train_loss": train.loss, "train_accuracy": train.accuracy,
+                **({"skipped_batches": train.skipped} if train.skipped else {}),
                 "train_seconds": train.seconds, "test_loss": test.loss, "test_accuracy": test.accuracy,
                 "test_accuracy_by_steps": test.accuracy_by_steps, "firing_rates": test.firing_rates,
                 "eval_seconds": test.seconds, "peak_rss_mb": peak_rss_mb()}
@@ -206,6 +212,7 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
         log(f"resumed {run_dir} after epoch {run.epoch}")
     else:
         _write_json(os.path.join(run_dir, "config.json"), config)
+        run.save(os.path.join(run_dir, "last.h5"))  # epoch 0: a good checkpoint exists before the first step
     log(run.data.train.describe())
     log(f"model {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, "
         f"{config['spike_bits'] or 'real-valued'}-bit spikes, T={config['T']}), "

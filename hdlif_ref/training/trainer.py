@@ -14,6 +14,14 @@ Outputs per batch: per-step logits ``o_t`` ``[T, N, classes]``; the prediction i
   step (OTTT_O).
 * :class:`STBPTrainer` (E17): the whole sequence in multi-step mode with the graph
   kept (fused neuron kernels), ``L = mean_t CE(o_t, y)``, one backward.
+
+Non-finite values never pass silently: a loss or a gradient that is NaN or infinite
+is found before the optimizer step, a parameter or a buffer (running statistics) after it. ``on_nonfinite="stop"``
+(default) raises :class:`NonFiniteError` naming the batch, the parameter and its
+layer; ``"skip-batch"`` drops a batch whose loss or gradients are non-finite (no
+update, not counted in the epoch's metrics, counted in ``EpochResult.skipped``). A
+parameter or buffer made non-finite (by a step from finite gradients, or by the
+forward pass) always stops: that update cannot be taken back (docs/training.md, "Non-finite values").
 """
 from __future__ import annotations
 
@@ -24,10 +32,51 @@ from typing import Iterable
 import numpy as np
 
 from ..autograd import Tensor, no_grad, ops
+from ..autograd.ops._args import NonFiniteInputError
 from ..layers.module import Module
 from .optim import clip_grad_norm
 
 UPDATES = ("batch", "step")
+ON_NONFINITE = ("stop", "skip-batch")
+
+
+class NonFiniteError(FloatingPointError):
+    """Training met a NaN or an infinity: ``what`` (loss, gradient, parameter, buffer), where, and when.
+
+    ``str()`` is one line; :meth:`at` adds the batch, the epoch and the layer's class once
+    the callers know them.
+    """
+
+    def __init__(self, what: str, name: str | None = None, count: int = 1, size: int = 1,
+                 batch: int | None = None, epoch: int | None = None, lr: float | None = None, fatal: bool = False):
+        self.what, self.name, self.count, self.size = what, name, count, size
+        self.batch, self.epoch, self.lr = batch, epoch, lr
+        self.fatal = fatal  # a step already applied: skipping the batch cannot undo it
+        self.layer_type = ""
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        when = ", ".join(part for part in (f"epoch {self.epoch}" if self.epoch is not None else "",
+                                           f"batch {self.batch}" if self.batch is not None else "") if part)
+        what = self.what
+        if self.name is not None:
+            layer, _, own = self.name.rpartition(".")
+            kind = {"gradient": "gradient of parameter"}.get(self.what, self.what)
+            what = (f"{kind} {own!r} of layer {layer or '(model)'!r}{self.layer_type}, "
+                    f"{self.count} of {self.size} values,")
+        lr = f"; lr={self.lr:g}" if self.lr is not None else ""
+        return f"non-finite {what} at {when or 'this step'}{lr}"
+
+    def at(self, epoch: int | None = None, batch: int | None = None, model: Module | None = None) -> "NonFiniteError":
+        """The same error, located (1-based epoch and batch; the layer's class from ``model``)."""
+        self.epoch = epoch if epoch is not None else self.epoch
+        self.batch = batch if batch is not None else self.batch
+        if model is not None and self.name is not None:
+            layers = dict(model.named_modules())
+            layer = layers.get(self.name.rpartition(".")[0])
+            self.layer_type = f" ({type(layer).__name__})" if layer is not None else ""
+        self.args = (self._text(),)
+        return self
 
 
 @dataclass
@@ -40,11 +89,13 @@ class EpochResult:
     samples: int
     seconds: float
     firing_rates: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0  # batches dropped for a non-finite loss or gradient (on_nonfinite="skip-batch")
 
     def as_dict(self, prefix: str = "") -> dict:
         return {f"{prefix}loss": self.loss, f"{prefix}accuracy": self.accuracy,
                 f"{prefix}accuracy_by_steps": self.accuracy_by_steps, f"{prefix}seconds": self.seconds,
-                **({f"{prefix}firing_rates": self.firing_rates} if self.firing_rates else {})}
+                **({f"{prefix}firing_rates": self.firing_rates} if self.firing_rates else {}),
+                **({f"{prefix}skipped_batches": self.skipped} if self.skipped else {})}
 
 
 def step_input(x: np.ndarray, t: int, T: int) -> np.ndarray:
@@ -88,20 +139,50 @@ class Trainer:
     """Shared parts: the per-step loss, evaluation, firing rates. Subclasses implement ``train_batch``."""
 
     def __init__(self, model: Module, optimizer, T: int | None = None, label_smoothing: float = 0.0,
-                 clip_norm: float | None = None):
+                 clip_norm: float | None = None, on_nonfinite: str = "stop"):
         self.model, self.optimizer = model, optimizer
         self.T = int(T if T is not None else getattr(model, "T"))
         if self.T < 1:
             raise ValueError(f"T={self.T} must be a positive integer")
-        self.label_smoothing, self.clip_norm = float(label_smoothing), clip_norm
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite={on_nonfinite!r}; allowed: {', '.join(ON_NONFINITE)}")
+        self.label_smoothing, self.clip_norm, self.on_nonfinite = float(label_smoothing), clip_norm, on_nonfinite
+        self._names = {id(p): name for name, p in model.named_parameters()}
 
     def step_loss(self, logits: Tensor, labels: np.ndarray) -> Tensor:
-        return ops.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return self._finite(ops.cross_entropy(logits, labels, label_smoothing=self.label_smoothing))
+
+    def _finite(self, loss: Tensor) -> Tensor:
+        if not np.isfinite(loss.data).all():
+            raise NonFiniteError("loss", lr=self._lr())
+        return loss
+
+    def _lr(self) -> float | None:
+        groups = getattr(self.optimizer, "param_groups", None)
+        return float(groups[0]["lr"]) if groups else None
+
+    def _first_nonfinite(self, arrays) -> tuple[str, int, int] | None:
+        for p, a in arrays:
+            if a is not None and not np.isfinite(a).all():
+                return self._names.get(id(p), "?"), int((~np.isfinite(a)).sum()), int(a.size)
+        return None
 
     def _optimizer_step(self) -> None:
+        """Clip, check every gradient, step, check every parameter (:class:`NonFiniteError` names the first)."""
+        params = list(self.model.parameters())
+        bad = self._first_nonfinite((p, p.grad) for p in params)
+        if bad is not None:
+            raise NonFiniteError("gradient", *bad, lr=self._lr())
         if self.clip_norm is not None:
-            clip_grad_norm(list(self.model.parameters()), self.clip_norm)
+            clip_grad_norm(params, self.clip_norm)
         self.optimizer.step()
+        bad = self._first_nonfinite((p, p.data) for p in params)
+        if bad is not None:
+            raise NonFiniteError("parameter", *bad, lr=self._lr(), fatal=True)
+        for name, buffer in self.model.named_buffers():  # running statistics, updated by this batch's forward
+            if buffer.dtype.kind == "f" and not np.isfinite(buffer).all():
+                raise NonFiniteError("buffer", name, int((~np.isfinite(buffer)).sum()), int(buffer.size),
+                                     lr=self._lr(), fatal=True)
 
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
@@ -109,13 +190,27 @@ class Trainer:
     def train_epoch(self, batches: Iterable, progress=None) -> EpochResult:
         """One pass over ``(x, y)`` batches; ``progress(batch_index, loss)`` is called per batch if given."""
         self.model.train()
-        counter, start = _Counter(self.T), time.perf_counter()
+        counter, start, skipped = _Counter(self.T), time.perf_counter(), 0
         for i, (x, y) in enumerate(batches):
-            loss, logits = self.train_batch(x, y)
+            try:
+                try:
+                    loss, logits = self.train_batch(x, y)
+                except NonFiniteInputError as error:  # an activation overflowed: finite parameters, too large
+                    raise NonFiniteError(f"{error.name} of a {error.op} layer, {error.count} of {error.size} "
+                                         f"values,", lr=self._lr()) from None
+            except NonFiniteError as error:
+                if self.on_nonfinite == "stop" or error.fatal:
+                    raise error.at(batch=i + 1, model=self.model)
+                self.optimizer.zero_grad()
+                self.model.reset_state()
+                skipped += 1
+                continue
             counter.add(logits, np.asarray(y), loss)
             if progress is not None:
                 progress(i, loss)
-        return counter.result(time.perf_counter() - start)
+        result = counter.result(time.perf_counter() - start)
+        result.skipped = skipped
+        return result
 
     def evaluate(self, batches: Iterable) -> EpochResult:
         """Eval mode, multi-step, no graph: loss, accuracy from the first t steps, firing rate per neuron layer."""
@@ -208,8 +303,8 @@ class STBPTrainer(Trainer):
         out = model(Tensor(np.ascontiguousarray(sequence_input(x, T))))  # [T, N, classes]
         n, classes = out.shape[1], out.shape[2]
         # mean over T*N rows = mean over t of the per-step mean CE (every step has N rows)
-        loss = ops.cross_entropy(ops.reshape(out, (T * n, classes)), np.tile(y, T),
-                                 label_smoothing=self.label_smoothing)
+        loss = self._finite(ops.cross_entropy(ops.reshape(out, (T * n, classes)), np.tile(y, T),
+                                              label_smoothing=self.label_smoothing))
         loss.backward()
         self._optimizer_step()
         model.reset_state()

@@ -1,7 +1,7 @@
 """An independent PyTorch implementation of the digits network agrees with ours (float64).
 
 The PyTorch side is written from SPEC E1-E2 directly (conv, BN with per-step batch
-statistics, HD-LIF with ``H(0) = 1``, classifier) and loaded with our weights.
+statistics and per-step running statistics, HD-LIF with ``H(0) = 1``, classifier) and loaded with our weights.
 One online step (E16, every step backpropagated) and one STBP step (E17) must give
 the same logits and every parameter gradient to 1e-6 relative. Skipped without torch.
 """
@@ -41,7 +41,8 @@ class TorchDigitsNet:
         p, h = self.p, x
         for i, (conv, bn, neuron, pool) in enumerate(self.layers):
             h = F.conv2d(h, p[f"{conv}.weight"], padding=1)
-            h = F.batch_norm(h, p[f"{bn}.running_mean"].detach(), p[f"{bn}.running_var"].detach(),
+            # running statistics per step (SPEC E16 DC): row t; training mode normalizes with the batch's
+            h = F.batch_norm(h, p[f"{bn}.running_mean"][t].detach().clone(), p[f"{bn}.running_var"][t].detach().clone(),
                              p[f"{bn}.weight"], p[f"{bn}.bias"], training=True, momentum=0.1, eps=1e-5)
             u_prev = torch.zeros_like(h) if self.u[i] is None else self.u[i]
             if detach:

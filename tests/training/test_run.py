@@ -56,15 +56,16 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(neuron="izh"), r"neuron='izh'; allowed: lif, hdlif, parallel, membn"),
-    (dict(K=9), r"K=9 is larger than T=4"),
-    (dict(lr=-1), r"lr=-1 must be a number >= 0.0"),
-    (dict(epochs=0), r"epochs=0 must be an integer >= 1"),
+    (dict(neuron="izh"), r"neuron='izh' \(--neuron\); allowed: lif, hdlif, parallel, membn"),
+    (dict(K=9), r"K=9 \(--K\) is larger than T=4 \(--T\)"),
+    (dict(lr=-1), r"lr=-1 \(--lr\); allowed: a finite number >= 0"),
+    (dict(epochs=0), r"epochs=0 \(--epochs\); allowed: an integer in \[1, 100000\]"),
     (dict(frobnicate=1), r"unknown key\(s\) frobnicate; allowed: dataset"),
-    (dict(neuron="lif", parallel_fraction=0.5), r"parallel_fraction applies to neuron hdlif or membn"),
+    (dict(neuron="lif", parallel_fraction=0.5), r"parallel_fraction \(--parallel-fraction\) applies to neuron "
+                                                r"hdlif or membn"),
     (dict(neuron="parallel", parallel_fraction=0.5), r"not parallel"),
-    (dict(warmup_epochs=8, epochs=8), r"warmup_epochs=8 must be smaller than epochs=8"),
-    (dict(T="4"), r"T='4' must be an integer >= 1"),
+    (dict(warmup_epochs=8, epochs=8), r"warmup_epochs=8 \(--warmup-epochs\) must be smaller than epochs=8"),
+    (dict(T="4"), r"T='4' \(--T\); allowed: an integer in \[1, 1024\]"),
 ])
 def test_config_errors_name_the_key_value_and_what_is_allowed(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -25,6 +25,32 @@ def shape_of(op: str, name: str, x) -> tuple[int, ...]:
     raise TypeError(f"{op}: {name} must be a Tensor or a float ndarray, got {type(x).__name__}")
 
 
+class NonFiniteInputError(ValueError):
+    """An op or layer was given NaN or Inf (:func:`check_finite`); ``op``, ``name``, ``count``, ``size`` say which."""
+
+    def __init__(self, message: str, op: str, name: str, count: int, size: int):
+        super().__init__(message)
+        self.op, self.name, self.count, self.size = op, name, count, size
+
+
+def check_finite(op: str, name: str, x) -> None:
+    """:class:`NonFiniteInputError` (a ``ValueError``) if ``x`` holds a NaN or an infinity, naming the first one.
+
+    One vectorized pass per call (``np.isfinite(...).all()``), never inside a kernel's loop:
+    a NaN fails every comparison with a threshold, so without this check a neuron would
+    silently swallow it and emit no spike (docs/training.md, "Non-finite values").
+    """
+    data = x.data if isinstance(x, Tensor) else x
+    if data.dtype.kind != "f" or np.isfinite(data).all():
+        return
+    bad = ~np.isfinite(data)
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    count = int(bad.sum())
+    raise NonFiniteInputError(f"{op}: {name} holds {count} non-finite value(s) (NaN or Inf) of {data.size}, "
+                              f"the first {float(data[first])} at index {first}; inputs must be finite",
+                              op, name, count, int(data.size))
+
+
 def check_ndim(op: str, name: str, shape: tuple[int, ...], allowed: tuple[int, ...], layout: str) -> None:
     if len(shape) not in allowed:
         dims = " or ".join(str(a) for a in allowed)
