@@ -35,6 +35,7 @@ import secrets
 import signal
 import stat
 import threading
+import time
 from typing import Any, Callable, Union
 
 import h5py
@@ -44,6 +45,10 @@ __all__ = ["FileWriteError", "atomic_write", "h5_file_image", "open_h5"]
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
 #: ``.<basename>.<pid>-<8 random characters>.tmp``: the temporary files of :func:`atomic_write`.
 TEMP_PATTERN = re.compile(r"^\.(?P<base>.+)\.(?P<pid>[0-9]{1,10})-[a-z0-9_]{8}\.tmp$")
+#: ``.<basename>.<8 random characters>.tmp``: what hdlif-ref <= 0.1 wrote (``mkstemp``, no process id);
+#: stale when untouched for :data:`LEGACY_TEMP_AGE` seconds.
+LEGACY_TEMP_PATTERN = re.compile(r"^\.(?P<base>.+)\.[a-z0-9_]{8}\.tmp$")
+LEGACY_TEMP_AGE = 600.0
 _in_flight: set[str] = set()  # temporary files this process is writing now (never removed as stale)
 _in_flight_lock = threading.Lock()
 _image_names = itertools.count()
@@ -65,9 +70,10 @@ class FileWriteError(OSError):
     def __init__(self, path: str, reason: str, errno: int | None = None):
         super().__init__(errno, reason, path)
         self.path, self.reason = path, reason
+        self.kept = os.path.isfile(path)  # a previous file is there, untouched
 
     def __str__(self) -> str:
-        return f"cannot write {self.path!r}: {self.reason} (any previous file there is unchanged)"
+        return f"cannot write {self.path!r}: {self.reason}" + (" (the previous file is unchanged)" if self.kept else "")
 
     def __reduce__(self):
         return (type(self), (self.path, self.reason, self.errno))
@@ -157,29 +163,39 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
 
     A temporary file names its writer's process id; it is stale when no process has that id
     (checked with ``kill(pid, 0)``) or when it is this process and no write of it is under
-    way. Returns the names removed. Failures are ignored: this is housekeeping.
+    way. A temporary file of the older pattern without a process id (:data:`LEGACY_TEMP_PATTERN`)
+    is stale when it has not been modified for :data:`LEGACY_TEMP_AGE` seconds. Returns the
+    names removed. Failures are ignored: this is housekeeping.
     """
     removed = []
     try:
         names = os.listdir(directory)
     except OSError:
         return removed
-    own = os.getpid()
+    own, now = os.getpid(), time.time()
     for name in names:
         match = TEMP_PATTERN.match(name)
-        if not match:
+        legacy = match is None and LEGACY_TEMP_PATTERN.match(name) is not None
+        if not match and not legacy:
             continue
         full = os.path.join(os.fspath(directory), name)
         try:
-            if not stat.S_ISREG(os.lstat(full).st_mode):
-                continue
+            info = os.lstat(full)
         except OSError:
             continue
-        pid = int(match.group("pid"))
+        if not stat.S_ISREG(info.st_mode):
+            continue
         with _in_flight_lock:
             busy = full in _in_flight or os.path.abspath(full) in _in_flight
-        if busy or (pid != own and _process_exists(pid)):
+        if busy:
             continue
+        if legacy:
+            if now - info.st_mtime < LEGACY_TEMP_AGE:
+                continue
+        else:
+            pid = int(match.group("pid"))
+            if pid != own and _process_exists(pid):
+                continue
         try:
             os.remove(full)
             removed.append(name)

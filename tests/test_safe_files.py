@@ -80,7 +80,7 @@ def test_every_failure_leaves_the_previous_file_and_no_temp(tmp_path, failure):
     if expected is FileWriteError:
         message = str(info.value)
         assert len(message.splitlines()) == 1
-        assert repr(str(path)) in message and "No space left on device" in message and "unchanged" in message
+        assert repr(str(path)) in message and "No space left on device" in message and "the previous file is unchanged" in message
         assert info.value.filename == str(path) and info.value.errno == 28
 
 
@@ -177,6 +177,14 @@ def test_temps_of_running_writers_and_foreign_files_are_kept(tmp_path):
     os.mkdir(tmp_path / ".d.999999998-abcdefgh.tmp")  # a directory is never removed
     assert remove_stale_temps(tmp_path) == [dead]
     assert listing(tmp_path) == sorted([alive, ".d.999999998-abcdefgh.tmp"] + foreign)
+
+
+def test_temps_of_the_older_pattern_are_stale_after_ten_minutes(tmp_path):
+    old, young = tmp_path / ".best.h5.ek9erxb1.tmp", tmp_path / ".last.h5.fsouzkav.tmp"
+    for p in (old, young):
+        p.write_bytes(b"")
+    os.utime(old, (0, os.stat(old).st_mtime - 601))
+    assert remove_stale_temps(tmp_path) == [old.name] and listing(tmp_path) == [young.name]
 
 
 def test_own_temps_are_stale_only_when_no_write_is_under_way(tmp_path):
