@@ -80,12 +80,11 @@ def run(args: argparse.Namespace) -> int:
         "",
     ]
     text = "\n".join(lines) + "\n"
+    from .._safe_files import atomic_write
+
     directory = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(directory, exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, args.out)
+    atomic_write(args.out, text, binary=False)
     print(text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
