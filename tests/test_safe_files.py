@@ -300,3 +300,22 @@ def test_what_is_not_an_hdf5_file_is_the_callers_error(tmp_path, make, message):
     with pytest.raises(MyError, match=message) as info:
         open_h5(path, error=MyError, what="golden file")
     assert str(info.value).startswith(f"golden file {str(path)!r}: ")
+
+
+@pytest.mark.parametrize("module, allowed", [("_safe_files.py", {"numpy", "h5py"}), ("_domains.py", {"numpy"})])
+def test_the_basement_modules_import_only_the_standard_library_numpy_and_h5py(module, allowed):
+    """Every floor may import them (docs/design.md), so they import nothing of the package."""
+    import ast
+
+    tree = ast.parse((ROOT / "hdlif_ref" / module).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{module} imports .{node.module}"
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            assert top in allowed or top in sys.stdlib_module_names, f"{module} imports {name}"

@@ -42,6 +42,12 @@ def read_aedat2(path) -> np.ndarray:
     big-endian uint32, address then timestamp (microseconds). Addresses are
     decoded by :func:`decode_aedat2_address`, without any flip or transposition
     (see :func:`~.cifar10_dvs.to_spikingjelly_orientation` for that).
+
+    Truncation: the format has no length field and no checksum. A file cut inside its
+    header, inside a record (a data length not a multiple of 8) or right after its header
+    (no record at all) is refused; a file cut exactly at a record boundary cannot be told
+    from a shorter recording and reads as one (docs/security.md: check the archive's
+    checksums, or keep the recordings as ``.npz``, whose members carry a CRC-32).
     """
     path = Path(path)
     data = read_file_bytes(path)
@@ -59,6 +65,9 @@ def read_aedat2(path) -> np.ndarray:
     if not version.startswith("2."):
         raise DatasetFormatError(f"{path}: AEDAT version {version!r}; only 2.0 is supported")
     body = len(data) - pos
+    if body == 0:
+        raise DatasetFormatError(f"{path}: no event record after the header; an empty recording, or a file cut "
+                                 "right after its header")
     if body % 8:
         raise DatasetFormatError(f"{path}: {body} data bytes after the header is not a multiple of the "
                                  "8-byte (address, timestamp) record; the file is truncated")
