@@ -184,8 +184,13 @@ def describe_os_error(exc: OSError, command: str | None, arguments: list[tuple[s
     from ._safe_files import FileWriteError
 
     filename = exc.filename if isinstance(exc.filename, str) else None
+    # the argument whose path holds the file (the deepest), else the one whose path lies under it (the closest):
+    # creating the directory of --out fails on that directory
     matches = [(label, value) for label, value in arguments if filename is not None and _inside(filename, value)]
     label, value = max(matches, key=lambda m: len(os.path.abspath(m[1]))) if matches else (None, None)
+    if label is None and filename is not None:
+        above = [(label, value) for label, value in arguments if _inside(value, filename)]
+        label, value = min(above, key=lambda m: len(os.path.abspath(m[1]))) if above else (None, None)
     same = value is not None and os.path.abspath(filename) == os.path.abspath(value)
     if isinstance(exc, FileWriteError):
         kept = " (the previous file is unchanged)" if exc.kept else ""
@@ -195,6 +200,8 @@ def describe_os_error(exc: OSError, command: str | None, arguments: list[tuple[s
         if exc.errno == errno.ENOTDIR:
             culprit = _first_non_directory(filename)
             reason = f"{culprit!r} is a file, not a directory" if culprit else reason
+        elif exc.errno == errno.EEXIST and os.path.exists(filename) and not os.path.isdir(filename):
+            reason = "is a file, not a directory"  # os.makedirs on an existing file
         detail = reason if same else f"{filename!r}: {reason}"
     else:
         detail = str(exc)

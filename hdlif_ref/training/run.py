@@ -12,6 +12,7 @@ every checkpoint, so ``resume`` continues exactly as the uninterrupted run would
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -247,7 +248,7 @@ def _resume_checkpoint(run_dir: str, log: Callable[[str], None]) -> str:
     if os.path.isfile(best):
         log(f"{last} is missing (the run stopped before writing it); resuming from {best}")
         return best
-    raise FileNotFoundError(f"cannot resume: {last!r} does not exist (nor does best.h5)")
+    raise FileNotFoundError(errno.ENOENT, f"cannot resume: {last!r} does not exist (nor does best.h5)", run_dir)
 
 
 def _last_metric(run_dir: str, key: str):

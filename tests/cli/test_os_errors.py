@@ -92,3 +92,22 @@ def test_golden_under_a_file_size_limit_is_one_line_and_leaves_nothing(tmp_path,
     assert os.listdir(tmp_path) == (["g.h5"] if previous else [])
     if previous:
         assert path.read_bytes() == b"previous golden file"
+
+
+def test_train_out_on_a_file_and_resume_of_an_empty_directory_name_their_flags(tmp_path, capsys):
+    (tmp_path / "FILE").write_text("")
+    assert main(["train", "--out", str(tmp_path / "FILE"), "--epochs", "1", "--quiet"]) == 2
+    assert one_line(capsys) == f"hdlif-ref train: --out {str(tmp_path / 'FILE')!r}: is a file, not a directory"
+    (tmp_path / "run").mkdir()
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 2
+    assert one_line(capsys).startswith(f"hdlif-ref train: --resume {str(tmp_path / 'run')!r}: cannot resume: ")
+
+
+def test_ablation_checks_its_output_before_running(tmp_path, capsys):
+    (tmp_path / "FILE").write_text("")
+    out = tmp_path / "FILE" / "sub" / "results.md"
+    assert main(["ablation", "--quick", "--datasets", "digits", "--out", str(out)]) == 2
+    assert one_line(capsys) == (f"hdlif-ref ablation: --out {str(out)!r}: {str(tmp_path / 'FILE' / 'sub')!r}: "
+                                f"{str(tmp_path / 'FILE')!r} is a file, not a directory")
+    assert main(["ablation", "--quick", "--datasets", "digits", "--out", str(tmp_path)]) == 2
+    assert "is a directory" in one_line(capsys)
