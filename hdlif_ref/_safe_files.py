@@ -109,11 +109,12 @@ def atomic_write(path: str | os.PathLike, write: Content, *, binary: bool = True
     directory, base = os.path.split(target)
     _check_destination(path, target, directory)
     tmp, fd = _create_temp(path, directory, base)
-    with _in_flight_lock:
-        _in_flight.add(tmp)
-    restore = _ignore_sigxfsz()
+    restore = lambda: None  # noqa: E731
     try:
         try:
+            with _in_flight_lock:
+                _in_flight.add(tmp)
+            restore = _ignore_sigxfsz()
             if data is None:
                 os.close(fd)
                 fd = -1

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from .._safe_files import atomic_write
 
