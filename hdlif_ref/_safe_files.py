@@ -154,7 +154,8 @@ def h5_file_image(fill: Callable[[h5py.File], None], **file_options: Any) -> byt
     try:
         fill(f)
         f.flush()
-        return bytes(f.userblock_size) + bytes(f.id.get_file_image())
+        image = f.id.get_file_image()
+        return bytes(f.userblock_size) + image if f.userblock_size else image
     finally:
         f.close()
 

@@ -109,7 +109,14 @@ class Sealed:
         # v110+: checksummed HDF5 metadata; the user block holds our header
         image = h5_file_image(fill_all, libver=("v110", "latest"), userblock_size=HEADER_BYTES)
         body = memoryview(image)[HEADER_BYTES:]
-        atomic_write(path, self.header(len(image), hashlib.sha256(body).hexdigest()) + body)
+        header = self.header(len(image), hashlib.sha256(body).hexdigest())
+
+        def write(tmp: str) -> None:  # header and body written in turn: no third copy of a large file
+            with open(tmp, "wb") as fh:
+                fh.write(header)
+                fh.write(body)
+
+        atomic_write(path, write)
 
     def write_tree(self, parent: h5py.Group, name: str, obj: Any) -> None:
         """Store a tree (normalize it first with :meth:`normalize`)."""
