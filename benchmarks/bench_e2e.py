@@ -52,6 +52,7 @@ import numpy as np
 
 from benchmarks import e2e_workloads as wl
 from benchmarks._timing import Timing, interleaved, machine_description
+from hdlif_ref._safe_files import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
@@ -353,7 +354,7 @@ def table(results: dict) -> str:
 
 def write_json(results: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write(path, json.dumps(results, indent=2) + "\n", binary=False)
 
 
 def update_docs(text: str, path: Path = DOCS) -> bool:
@@ -362,5 +363,5 @@ def update_docs(text: str, path: Path = DOCS) -> bool:
     begin, end = doc.find(DOC_BEGIN), doc.find(DOC_END)
     if begin < 0 or end < begin:
         return False
-    path.write_text(doc[:begin + len(DOC_BEGIN)] + "\n" + text + "\n" + doc[end:])
+    atomic_write(path, doc[:begin + len(DOC_BEGIN)] + "\n" + text + "\n" + doc[end:], binary=False)
     return True

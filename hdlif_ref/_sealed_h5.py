@@ -15,8 +15,14 @@ Shared by training checkpoints (``training/checkpoint.py``) and frozen models
   ``str(key)``; ``list``/``tuple`` groups (attribute ``length``) name theirs ``0, 1,
   ...``; leaves are datasets (``array``, numpy ``scalar``, ``int``, ``float``, ``bool``,
   ``str``, ``none``).
-* **Atomic writes.** A temporary file in the same directory, fsynced, then
-  ``os.replace``: on any failure the previous file is untouched.
+* **Atomic writes.** The file is built in memory (:func:`~._safe_files.h5_file_image`),
+  its header stamped, and the bytes written by :func:`~._safe_files.atomic_write`: on any
+  failure the previous file is untouched and an OS error is one
+  :class:`~._safe_files.FileWriteError` line.
+* **Reading** goes through :func:`~._safe_files.open_h5`, which refuses links, virtual
+  datasets and external storage that would make HDF5 read another file: the checksum
+  says the bytes are the ones the writer stamped (integrity), not who wrote them, and
+  anyone can re-stamp a file (docs/security.md).
 """
 from __future__ import annotations
 
@@ -24,11 +30,12 @@ import hashlib
 import json
 import numbers
 import os
-import tempfile
 from typing import Any, Callable
 
 import h5py
 import numpy as np
+
+from ._safe_files import atomic_write, h5_file_image, open_h5
 
 HEADER_BYTES = 512  # HDF5 user-block size: a power of two >= 512
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -44,13 +51,18 @@ class Sealed:
         self.magic = fmt.encode() + b"\n"
 
     # ------------------------------------------------------------------ header
+    def header(self, size: int, digest: str) -> bytes:
+        """The 512-byte header for a file of ``size`` bytes whose bytes after the header hash to ``digest``."""
+        text = self.magic + f"format_version {self.version}\nbytes {size}\nsha256 {digest}\n".encode()
+        return text.ljust(HEADER_BYTES, b"\0")
+
     def stamp_header(self, path: str) -> None:
-        """Write the header (length and SHA-256 of the bytes after it) into the user block, then fsync."""
+        """Write the header (length and SHA-256 of the bytes after it) into the user block of a file on
+        disk, then fsync (tests use it to simulate other writers, as anyone can)."""
         with open(path, "r+b") as f:
             size, digest = _hash_after_header(f)
-            text = self.magic + f"format_version {self.version}\nbytes {size}\nsha256 {digest}\n".encode()
             f.seek(0)
-            f.write(text.ljust(HEADER_BYTES, b"\0"))
+            f.write(self.header(size, digest))
             f.flush()
             os.fsync(f.fileno())
 
@@ -84,30 +96,27 @@ class Sealed:
 
     # ------------------------------------------------------------------ writing
     def write(self, path: str | os.PathLike, fill: Callable[[h5py.File], None]) -> None:
-        """Create ``path`` atomically: ``fill(f)`` writes the content; format attributes and header are added."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-        except OSError as e:
-            raise self.error(f"cannot write {self.noun} {path!r}: {e}") from e
-        os.close(fd)
-        try:
-            # v110+: checksummed HDF5 metadata; the user block holds our header
-            with h5py.File(tmp, "w", libver=("v110", "latest"), userblock_size=HEADER_BYTES) as f:
-                f.attrs["format"] = self.fmt
-                f.attrs["format_version"] = np.int64(self.version)
-                fill(f)
-            self.stamp_header(tmp)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException as e:
-            _remove_quietly(tmp)
-            if isinstance(e, OSError):
-                raise self.error(f"cannot write {self.noun} {path!r} (any previous file there is unchanged): "
-                                 f"{type(e).__name__}: {e}") from e
-            raise
-        _fsync_directory(directory)
+        """Create ``path`` atomically: ``fill(f)`` writes the content; format attributes and header are added.
+
+        The file is built in memory, so an exception of ``fill`` leaves nothing on disk; an OS
+        error while writing is a :class:`~._safe_files.FileWriteError` naming the path.
+        """
+        def fill_all(f: h5py.File) -> None:
+            f.attrs["format"] = self.fmt
+            f.attrs["format_version"] = np.int64(self.version)
+            fill(f)
+
+        # v110+: checksummed HDF5 metadata; the user block holds our header
+        image = h5_file_image(fill_all, libver=("v110", "latest"), userblock_size=HEADER_BYTES)
+        body = memoryview(image)[HEADER_BYTES:]
+        header = self.header(len(image), hashlib.sha256(body).hexdigest())
+
+        def write(tmp: str) -> None:  # header and body written in turn: no third copy of a large file
+            with open(tmp, "wb") as fh:
+                fh.write(header)
+                fh.write(body)
+
+        atomic_write(path, write)
 
     def write_tree(self, parent: h5py.Group, name: str, obj: Any) -> None:
         """Store a tree (normalize it first with :meth:`normalize`)."""
@@ -187,9 +196,12 @@ class Sealed:
         path = os.fspath(path)
         if not os.path.exists(path):
             raise self.error(f"{self.noun} {path!r}: no such file")
+        if not os.path.isfile(path):
+            what = "a directory" if os.path.isdir(path) else "not a regular file"
+            raise self.error(f"{self.noun} {path!r} is {what}; expected a file written by hdlif-ref")
         try:
             self.check_header(path)
-            with h5py.File(path, "r") as f:
+            with open_h5(path, error=self.error, what=self.noun) as f:
                 fmt = text(f.attrs.get("format"))
                 if fmt != self.fmt:
                     raise self.error(f"{self.noun} {path!r}: format attribute is {fmt!r}, expected {self.fmt!r}")
@@ -263,30 +275,3 @@ def _hash_after_header(f: Any) -> tuple[int, str]:
     for block in iter(lambda: f.read(_CHUNK), b""):
         h.update(block)
     return size, h.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable (POSIX); skipped where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -3,12 +3,17 @@
 Every command is a function ``cmd_<name>(args) -> int`` registered in
 :data:`COMMANDS` with the function that adds its arguments. Errors a user can
 cause (bad flags, missing files, bad values) print one line and exit with code 2;
-``--debug`` shows the traceback instead.
+an operating-system error names the argument whose path it came from
+(``hdlif-ref train: --out 'f/sub': ...``); ``--debug`` shows the traceback instead.
+A closed output pipe (``hdlif-ref info | head -1``) ends the command quietly with
+exit code 141 (128 + SIGPIPE, as a shell reports a writer whose reader went away).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import platform
 import sys
 from typing import Callable, Sequence
@@ -133,9 +138,87 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hdlif-ref {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.command_parsers = {}  # name -> its parser: main() names the argument an OS error came from
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(subs.add_parser(name, help=help_text, description=help_text))
+        parser.command_parsers[name] = sub = subs.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
     return parser
+
+
+def _path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(label, value)`` of every string argument given to the command: ``--out`` or a positional's metavar."""
+    sub = getattr(parser, "command_parsers", {}).get(getattr(args, "command", None))
+    found = []
+    for action in (sub._actions if sub is not None else []):
+        value = getattr(args, action.dest, None) if action.dest != "help" else None
+        if isinstance(value, str) and value:
+            label = max(action.option_strings, key=len) if action.option_strings else (
+                action.metavar if isinstance(action.metavar, str) else action.dest)
+            found.append((label, value))
+    return found
+
+
+def _inside(path: str, value: str) -> bool:
+    p, v = os.path.abspath(path), os.path.abspath(value)
+    return p == v or p.startswith(v.rstrip(os.sep) + os.sep)
+
+
+def _first_non_directory(path: str) -> str | None:
+    """The first component of ``path`` that exists and is not a directory (the cause of ENOTDIR)."""
+    probe = os.path.abspath(path)
+    parents = []
+    while True:
+        parents.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    for p in reversed(parents):
+        if os.path.exists(p) and not os.path.isdir(p):
+            return p
+    return None
+
+
+def describe_os_error(exc: OSError, command: str | None, arguments: list[tuple[str, str]]) -> str:
+    """One line for an OS error: the argument whose path it concerns (if any), the path, the reason."""
+    from ._safe_files import FileWriteError
+
+    filename = exc.filename if isinstance(exc.filename, str) else None
+    # the argument whose path holds the file (the deepest), else the one whose path lies under it (the closest):
+    # creating the directory of --out fails on that directory
+    matches = [(label, value) for label, value in arguments if filename is not None and _inside(filename, value)]
+    label, value = max(matches, key=lambda m: len(os.path.abspath(m[1]))) if matches else (None, None)
+    if label is None and filename is not None:
+        above = [(label, value) for label, value in arguments if _inside(value, filename)]
+        label, value = min(above, key=lambda m: len(os.path.abspath(m[1]))) if above else (None, None)
+    same = value is not None and os.path.abspath(filename) == os.path.abspath(value)
+    if isinstance(exc, FileWriteError):
+        kept = " (the previous file is unchanged)" if exc.kept else ""
+        detail = f"cannot write: {exc.reason}{kept}" if same else str(exc)
+    elif filename is not None and exc.strerror:
+        reason = exc.strerror
+        if exc.errno == errno.ENOTDIR:
+            culprit = _first_non_directory(filename)
+            reason = f"{culprit!r} is a file, not a directory" if culprit else reason
+        elif exc.errno == errno.EEXIST and os.path.exists(filename) and not os.path.isdir(filename):
+            reason = "is a file, not a directory"  # os.makedirs on an existing file
+        detail = reason if same else f"{filename!r}: {reason}"
+    else:
+        detail = str(exc)
+    if label is None:
+        return f"hdlif-ref: error: {detail}"
+    prefix = f"hdlif-ref {command}: " if command else "hdlif-ref: "
+    return f"{prefix}{label} {value!r}: {detail}"
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (captured output): nothing to flush later
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,18 +226,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 2
-        return COMMANDS[args.command][2](args)
+        code = COMMANDS[args.command][2](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
     except SystemExit as exc:  # --help and --version exit through argparse
         return int(exc.code or 0)
+    except BrokenPipeError:  # the reader of our output went away (| head): not an error of ours
+        _quiet_stdout()
+        return 141
     except (CLIError, ValueError, OSError, ImportError) as exc:  # what a user can cause; bugs keep their traceback
         if debug:
             raise
-        message = str(exc) if isinstance(exc, CLIError) else f"hdlif-ref: error: {exc}"
+        if isinstance(exc, CLIError):
+            message = str(exc)
+        elif isinstance(exc, OSError) and not isinstance(exc, ImportError):
+            command = getattr(args, "command", None)
+            message = describe_os_error(exc, command, _path_arguments(parser, args) if args else [])
+        else:
+            message = f"hdlif-ref: error: {exc}"
         print(message, file=sys.stderr)
         return 2
 

@@ -23,6 +23,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in DATASETS]
     if unknown or not names:
         raise ValueError(f"--datasets {args.datasets!r}; allowed: {', '.join(DATASETS)}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # fail before the runs, not after
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a directory; give the markdown file to write")
     start = time.perf_counter()
     results = run_ablation(quick=args.quick, datasets=names)
     minutes = (time.perf_counter() - start) / 60
@@ -80,12 +83,9 @@ def run(args: argparse.Namespace) -> int:
         "",
     ]
     text = "\n".join(lines) + "\n"
-    directory = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(directory, exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, args.out)
+    from .._safe_files import atomic_write
+
+    atomic_write(args.out, text, binary=False)
     print(text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -25,6 +25,14 @@ allocation is larger than the bytes actually in the file. Every other global
 raises :class:`UnsafePickleError` *before* anything is called, and ``BUILD``
 (set an object's state) is allowed only on the array and dtype stand-ins.
 
+Shape of the result (issue 18): containers may share references, so a few kilobytes can
+describe a list nested 40 deep whose expansion (what ``np.asarray`` does) never ends
+(``d = [d, d]``). The result is walked once per container, and its nesting depth
+(``max_depth``, default 4: a CIFAR batch is a dict of lists, depth 2) and its number of
+container slots (``max_items``, default 2,000,000: CIFAR-100's training file has about
+150,000) are bounded; the message names the path of the offending field. Readers then check
+each container's type, length and element types before NumPy sees it.
+
 The pure-Python unpickler (``pickle._Unpickler``) is used on purpose: the C
 one sizes its memo table from the index in a ``LONG_BINPUT`` opcode, so one
 flipped byte could make it allocate and clear gigabytes; the Python one keeps
@@ -46,7 +54,8 @@ from .errors import DatasetFormatError, UnsafePickleError
 
 _NUMERIC_KINDS = "biuf"
 _MAX_NDIM = 32
-_MAX_DEPTH = 64
+MAX_DEPTH = 4
+MAX_ITEMS = 2_000_000
 
 
 class _NDArrayClass:
@@ -248,38 +257,80 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler, see
         raise UnsafePickleError(f"{self._source}: refusing a persistent id in a dataset pickle")
 
 
-def _resolve(obj: Any, memo: dict[int, Any], depth: int) -> Any:
-    """Replace array stand-ins by their arrays inside dicts, lists and tuples (each container once)."""
-    if depth > _MAX_DEPTH:
-        raise DatasetFormatError(f"pickle nests containers deeper than {_MAX_DEPTH} levels")
-    key = id(obj)
-    if key in memo:
-        return memo[key]
-    if isinstance(obj, _ArrayStub):
-        if obj.array is None:
-            raise DatasetFormatError("a pickled array has no data (missing BUILD)")
-        out = obj.array
-    elif isinstance(obj, _DtypeStub):
-        out = obj.resolve()
-    elif type(obj) is dict:
-        memo[key] = obj
-        for k in list(obj):
-            obj[k] = _resolve(obj[k], memo, depth + 1)
-        return obj
-    elif type(obj) is list:
-        memo[key] = obj
-        for i, item in enumerate(obj):
-            obj[i] = _resolve(item, memo, depth + 1)
-        return obj
-    elif type(obj) is tuple:
-        out = tuple(_resolve(item, memo, depth + 1) for item in obj)
-    else:
-        out = obj
-    memo[key] = out
-    return out
+class _Walk:
+    """Replaces array stand-ins by their arrays inside dicts, lists and tuples (each container once),
+    bounding the nesting depth and the number of container slots; messages name the path.
+
+    A container shared by several parents is walked once, but its height (its own levels of
+    nesting) is remembered, so that a second, deeper reference is held to the same depth bound;
+    a container that contains itself is refused.
+    """
+
+    def __init__(self, source: str, max_depth: int, max_items: int):
+        self.source, self.max_depth, self.max_items = source, max_depth, max_items
+        self.memo: dict[int, tuple[Any, int]] = {}  # id -> (resolved object, height)
+        self.open: set[int] = set()  # containers being walked (a reference to one of them is a cycle)
+        self.items = 0
+
+    def fail(self, where: str, message: str):
+        raise DatasetFormatError(f"{self.source}: {where or 'the top-level object'} {message}")
+
+    def resolve(self, obj: Any, where: str, depth: int) -> tuple[Any, int]:
+        """``(resolved, height)``: height 0 for a leaf, 1 + the children's largest for a container."""
+        key = id(obj)
+        if key in self.open:
+            self.fail(where, "contains itself; a dataset pickle is a tree of containers")
+        if key in self.memo:
+            out, height = self.memo[key]
+            if depth + height > self.max_depth:
+                self.too_deep(where)
+            return out, height
+        if isinstance(obj, _ArrayStub):
+            if obj.array is None:
+                self.fail(where, "is a pickled array without data (missing BUILD)")
+            self.memo[key] = (obj.array, 0)
+            return obj.array, 0
+        if isinstance(obj, _DtypeStub):
+            self.memo[key] = (obj.resolve(), 0)
+            return self.memo[key]
+        if type(obj) not in (dict, list, tuple):
+            return obj, 0
+        if depth >= self.max_depth:
+            self.too_deep(where)
+        self.items += len(obj)
+        if self.items > self.max_items:
+            self.fail(where, f"brings the pickle to more than {self.max_items} container items; a dataset "
+                             f"pickle needs fewer")
+        self.open.add(key)
+        height = 0
+        if type(obj) is dict:
+            for k in list(obj):
+                obj[k], h = self.resolve(obj[k], f"{where}[{k!r:.40}]", depth + 1)
+                height = max(height, h)
+            out = obj
+        elif type(obj) is list:
+            for i, item in enumerate(obj):
+                obj[i], h = self.resolve(item, f"{where}[{i}]", depth + 1)
+                height = max(height, h)
+            out = obj
+        else:
+            items = []
+            for i, item in enumerate(obj):
+                value, h = self.resolve(item, f"{where}[{i}]", depth + 1)
+                items.append(value)
+                height = max(height, h)
+            out = tuple(items)
+        self.open.discard(key)
+        self.memo[key] = (out, height + 1)
+        return out, height + 1
+
+    def too_deep(self, where: str):
+        self.fail(where, f"nests containers deeper than {self.max_depth} levels; a dataset pickle is a dict of "
+                         f"lists and arrays")
 
 
-def restricted_loads(data: bytes, source: str = "pickle") -> Any:
+def restricted_loads(data: bytes, source: str = "pickle", max_depth: int = MAX_DEPTH,
+                     max_items: int = MAX_ITEMS) -> Any:
     """Unpickle ``data`` allowing only containers, bytes, numbers and NumPy arrays.
 
     Parameters
@@ -288,6 +339,9 @@ def restricted_loads(data: bytes, source: str = "pickle") -> Any:
         The whole pickle (a file read with its size as the bound).
     source : str
         Shown in error messages (usually the file path).
+    max_depth, max_items : int
+        Bounds on the result's nesting depth (the top-level object is at depth 0) and on
+        the number of slots of all its containers (see the module docstring).
 
     Returns
     -------
@@ -299,11 +353,12 @@ def restricted_loads(data: bytes, source: str = "pickle") -> Any:
     UnsafePickleError
         A global outside :data:`ALLOWED_GLOBALS` (nothing was called).
     DatasetFormatError
-        Any other damage: truncation, bad opcodes, bad array state.
+        Any other damage: truncation, bad opcodes, bad array state, nesting deeper than
+        ``max_depth`` or more than ``max_items`` container slots.
     """
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), source).load()
-        return _resolve(obj, {}, 0)
+        return _Walk(source, max_depth, max_items).resolve(obj, "", 0)[0]
     except DatasetFormatError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,

@@ -92,10 +92,22 @@ def _get(d: dict, key: str, path: Path):
 
 
 def _label_array(values, n: int, num_classes: int, what: str) -> np.ndarray:
-    try:
-        labels = np.asarray(values)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise DatasetFormatError(f"{what}: labels are not a list of integers ({exc})") from None
+    """Labels as int64 ``[n]``: a list's type, length and every element's type are checked before NumPy
+    sees it (``np.asarray`` of a list nested deep with shared references never ends: issue 18)."""
+    if isinstance(values, list):
+        if len(values) != n:
+            raise DatasetFormatError(f"{what}: expected a list of {n} integer labels, got {len(values)} items")
+        for i, v in enumerate(values):
+            if type(v) is not int:  # bool is not a label, nor is a list, a float or an array
+                raise DatasetFormatError(f"{what}: item [{i}] is a {type(v).__name__}; a label is an int")
+        try:
+            labels = np.array(values, dtype=np.int64)
+        except OverflowError:
+            raise DatasetFormatError(f"{what}: a label does not fit in 64 bits") from None
+    elif isinstance(values, np.ndarray):
+        labels = values
+    else:
+        raise DatasetFormatError(f"{what}: labels are a {type(values).__name__}; expected a list of {n} integers")
     if labels.dtype.kind not in "iu" or labels.shape != (n,):
         raise DatasetFormatError(f"{what}: expected {n} integer labels, got {labels.dtype} of shape {labels.shape}")
     labels = labels.astype(np.int64)
@@ -165,7 +177,7 @@ def _names_from_pickle(path: Path, key: str, count: int) -> list[str]:
     if not isinstance(meta, dict):
         raise DatasetFormatError(f"{path}: the meta file pickles a dict, got {type(meta).__name__}")
     names = _get(meta, key, path)
-    if not isinstance(names, list) or len(names) != count or not all(isinstance(s, (bytes, str)) for s in names):
+    if type(names) is not list or len(names) != count or not all(type(s) in (bytes, str) for s in names):
         raise DatasetFormatError(f"{path}: {key!r} must be a list of {count} names")
     return [s.decode("utf-8", "replace") if isinstance(s, bytes) else s for s in names]
 

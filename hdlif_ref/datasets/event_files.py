@@ -42,6 +42,12 @@ def read_aedat2(path) -> np.ndarray:
     big-endian uint32, address then timestamp (microseconds). Addresses are
     decoded by :func:`decode_aedat2_address`, without any flip or transposition
     (see :func:`~.cifar10_dvs.to_spikingjelly_orientation` for that).
+
+    Truncation: the format has no length field and no checksum. A file cut inside its
+    header, inside a record (a data length not a multiple of 8) or right after its header
+    (no record at all) is refused; a file cut exactly at a record boundary cannot be told
+    from a shorter recording and reads as one (docs/security.md: check the archive's
+    checksums, or keep the recordings as ``.npz``, whose members carry a CRC-32).
     """
     path = Path(path)
     data = read_file_bytes(path)
@@ -59,6 +65,9 @@ def read_aedat2(path) -> np.ndarray:
     if not version.startswith("2."):
         raise DatasetFormatError(f"{path}: AEDAT version {version!r}; only 2.0 is supported")
     body = len(data) - pos
+    if body == 0:
+        raise DatasetFormatError(f"{path}: no event record after the header; an empty recording, or a file cut "
+                                 "right after its header")
     if body % 8:
         raise DatasetFormatError(f"{path}: {body} data bytes after the header is not a multiple of the "
                                  "8-byte (address, timestamp) record; the file is truncated")
@@ -110,13 +119,20 @@ def read_npz_events(path) -> np.ndarray:
 
 
 def read_hdf5_events(path) -> np.ndarray:
-    """Read an HDF5 event file: 1-D integer datasets ``t, x, y, p`` in the group ``events`` or at the root."""
+    """Read an HDF5 event file: 1-D integer datasets ``t, x, y, p`` in the group ``events`` or at the root.
+
+    Opened through :func:`~hdlif_ref._safe_files.open_h5`: a file with an external or
+    dangling link, a virtual dataset or external raw storage anywhere in it is refused
+    (:class:`~.errors.DatasetFormatError`) before a value is read (docs/security.md).
+    """
     import h5py
+
+    from .._safe_files import open_h5
 
     path = Path(path)
     bound = _MAX_EXPANSION * path.stat().st_size + _SLACK
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5(path, error=DatasetFormatError, what="HDF5 event file") as f:
             group = f["events"] if "events" in f and isinstance(f["events"], h5py.Group) else f
             missing = [k for k in EVENT_KEYS if not isinstance(group.get(k), h5py.Dataset)]
             if missing:
@@ -160,6 +176,12 @@ def read_events(path) -> np.ndarray:
 
 
 def write_events_npz(path, events: np.ndarray) -> None:
-    """Write a stream as ``.npz`` with keys ``t, x, y, p`` (the layout :func:`read_npz_events` reads)."""
-    np.savez(path, t=events["t"], x=events["x"], y=events["y"], p=events["p"])
+    """Write a stream as ``.npz`` with keys ``t, x, y, p`` (the layout :func:`read_npz_events` reads), atomically."""
+    from .._safe_files import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
+            np.savez(fh, t=events["t"], x=events["x"], y=events["y"], p=events["p"])
+
+    atomic_write(path, write)
 

@@ -15,7 +15,9 @@ Synapse weights are stored by mode: ``fp32``: ``weight`` float32; ``ternary``:
 ``weight_codes`` uint8, the codes packed 2 bits each (``pack_ternary``), with
 ``codes_shape`` in the attrs; ``binary``: ``weight_codes`` uint8 from ``np.packbits``
 of ``code > 0``. Every other array is float32. Reading checks every op's kind,
-arrays, dtypes and shapes; any problem is a :class:`FrozenModelError`.
+arrays, dtypes, shapes and the domain of every value (:mod:`hdlif_ref._domains`: all
+finite, ``theta > 0``, spike ``step > 0``); any problem is a :class:`FrozenModelError`.
+Writing runs the same checks first, so ``deploy`` never writes what ``run`` refuses.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._domains import domain_problem
 from .._sealed_h5 import Sealed, text
 from .._version import __version__
 from ..kernels.weight_codes import pack_ternary, unpack_ternary
@@ -56,8 +59,13 @@ def _op_tree(op: Op) -> dict:
 
 
 def save_frozen(model: FrozenModel, path: str | os.PathLike) -> None:
-    """Write ``model`` to ``path`` atomically (the previous file survives any failure); arrays as float32."""
+    """Write ``model`` to ``path`` atomically (the previous file survives any failure); arrays as float32.
+
+    What :func:`load_frozen` would refuse (a value outside its domain, an inconsistent op) is
+    refused here, before anything is written: :class:`FrozenModelError`.
+    """
     ops = SEALED.normalize([_op_tree(op) for op in model.ops], "ops")
+    _Checker(os.fspath(path), int(model.T), writing=True).ops(ops, "/ops")
 
     def fill(f) -> None:
         f.attrs["hdlif_ref_version"] = __version__
@@ -98,12 +106,14 @@ def _parse(f, path: str, size: int) -> FrozenModel:
 class _Checker:
     """Turns the stored tree back into ops, refusing anything inconsistent."""
 
-    def __init__(self, path: str, T: int):
+    def __init__(self, path: str, T: int, writing: bool = False):
         self.path, self.T = path, T
         self.taps: set[int] = set()  # tap ids seen so far, in run order
+        self.prefix = (f"cannot write frozen model {path!r}, it would not load" if writing
+                       else f"frozen model {path!r}")
 
     def fail(self, where: str, message: str):
-        raise FrozenModelError(f"frozen model {self.path!r}: {where}: {message}")
+        raise FrozenModelError(f"{self.prefix}: {where}: {message}")
 
     def ops(self, tree: Any, where: str) -> list[Op]:
         if not isinstance(tree, list):
@@ -128,6 +138,10 @@ class _Checker:
         check = getattr(self, "_" + kind, None)
         if check is not None:  # global_avg_pool and flatten have nothing to check
             check(op, where)
+        for name, a in op.arrays.items():  # the domains of docs/security.md, as for checkpoints
+            problem = domain_problem(name, a) if isinstance(a, np.ndarray) else None
+            if problem:
+                self.fail(where, f"array {problem}")
         return op
 
     def _array(self, op: Op, where: str, name: str, ndims: tuple[int, ...], dtype=np.float32) -> np.ndarray:
@@ -191,9 +205,15 @@ class _Checker:
             a = self._array(op, where, name, (2,))
             if a.shape[0] != self.T:
                 self.fail(where, f"array {name!r} has {a.shape[0]} steps; the model has T={self.T}")
-        bits = op.attrs.get("bits", 0)
-        if not isinstance(bits, int) or bits < 0 or (bits and not op.attrs.get("step", 0) > 0):
-            self.fail(where, f"spike bits {bits!r} / step {op.attrs.get('step')!r} are invalid")
+        bits, step = op.attrs.get("bits", 0), op.attrs.get("step", 0)
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 0:
+            self.fail(where, f"spike bits {bits!r}; expected an integer >= 0")
+        if bits:
+            if isinstance(step, bool) or not isinstance(step, (int, float)):
+                self.fail(where, f"spike step {step!r} is not a number")
+            problem = domain_problem("step", float(step))
+            if problem:
+                self.fail(where, f"spike {problem}")
         if kind == "lif" and op.attrs.get("reset") not in ("hard", "soft"):
             self.fail(where, f"LIF reset {op.attrs.get('reset')!r}; allowed: hard, soft")
 

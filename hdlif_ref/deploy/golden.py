@@ -33,7 +33,6 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,7 +226,9 @@ def read_golden(path: str | os.PathLike, isolate: bool = True, timeout: float = 
 def _check_signature(path: str) -> None:
     """Refuse what is not an HDF5 file before the HDF5 library sees it (its superblock sits at 0 or 512 * 2^k)."""
     if not os.path.isfile(path):
-        raise GoldenFileError(f"golden file {path!r}: no such file")
+        what = ("is a directory, not a golden file" if os.path.isdir(path) else
+                "is not a regular file" if os.path.exists(path) else "no such file")
+        raise GoldenFileError(f"golden file {path!r}: {what}")
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         offset = 0
@@ -271,11 +272,10 @@ def _child_main(path: str) -> None:  # runs in the child interpreter
 def _read_checked(path: str) -> list[GoldenCase]:
     import h5py
 
+    from .._safe_files import open_h5
+
     where = f"golden file {path!r}"
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise GoldenFileError(f"{where}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+    f = open_h5(path, error=GoldenFileError, what="golden file")  # refuses links and storage outside the file
     try:
         with f:
             root = dict(_attrs(f, where))
@@ -408,8 +408,7 @@ def write_golden(path: str | os.PathLike, seed: int = 0) -> list[GoldenCase]:
 
     The cases (:func:`._golden_cases.make_cases`) are a deterministic function of ``seed``.
     """
-    import h5py
-
+    from .._safe_files import atomic_write, h5_file_image
     from .._version import __version__
 
     path = os.fspath(path)
@@ -420,26 +419,18 @@ def write_golden(path: str | os.PathLike, seed: int = 0) -> list[GoldenCase]:
         fields = {f"inputs/{k}": v for k, v in inputs.items()}
         fields.update(recompute(kind, inputs, attrs))
         cases.append(GoldenCase(name, kind, int(inputs["I"].shape[0]), attrs, fields))
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OSError(f"cannot write golden file {path!r}: {exc.strerror or exc} ({directory})") from None
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"], f.attrs["version"], f.attrs["dtype"] = FORMAT, np.int64(VERSION), "float64"
-            f.attrs["generator"], f.attrs["seed"] = f"hdlif-ref {__version__}", np.int64(seed)
-            for case in cases:
-                g = f.create_group(f"cases/{case.name}")
-                g.attrs["kind"], g.attrs["T"] = case.kind, np.int64(case.T)
-                for key, value in case.attrs.items():
-                    g.attrs[key] = value
-                for field, value in case.fields.items():
-                    g.create_dataset(field, data=np.asarray(value, dtype=np.float64))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    def fill(f) -> None:
+        f.attrs["format"], f.attrs["version"], f.attrs["dtype"] = FORMAT, np.int64(VERSION), "float64"
+        f.attrs["generator"], f.attrs["seed"] = f"hdlif-ref {__version__}", np.int64(seed)
+        for case in cases:
+            g = f.create_group(f"cases/{case.name}")
+            g.attrs["kind"], g.attrs["T"] = case.kind, np.int64(case.T)
+            for key, value in case.attrs.items():
+                g.attrs[key] = value
+            for field, value in case.fields.items():
+                g.create_dataset(field, data=np.asarray(value, dtype=np.float64))
+
+    # built in memory, then one atomic write: a failed write is one FileWriteError line (issue 18)
+    atomic_write(path, h5_file_image(fill))
     return cases

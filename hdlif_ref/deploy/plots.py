@@ -29,9 +29,11 @@ def _figure(rows: int, cols: int = 1, width: float = 8.0, row_height: float = 2.
 
 
 def _save(fig, path: str) -> str:
+    from .._safe_files import atomic_write
+
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, format="png")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path
 
 

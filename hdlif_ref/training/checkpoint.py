@@ -22,8 +22,11 @@ types: every node has an attribute ``kind``; ``dict`` groups list their keys (st
 or int, in order) as JSON in ``keys`` and name their children by ``str(key)``;
 ``list``/``tuple`` groups (attribute ``length``) name theirs ``0, 1, ...``; leaves are
 datasets (``array``, numpy ``scalar``, Python ``int``/``float``/``bool``/``str``, ``none``).
-Every problem reading a file is a :class:`CheckpointError`. The header, trees and
-atomic write live in :mod:`hdlif_ref._sealed_h5`, shared with frozen models.
+Every problem reading a file is a :class:`CheckpointError`; a failure writing one is a
+:class:`~hdlif_ref._safe_files.FileWriteError` (an ``OSError``). The header, trees and
+atomic write live in :mod:`hdlif_ref._sealed_h5`, shared with frozen models. A file is
+opened only when nothing in it reaches outside it (no external links, virtual datasets or
+external storage; docs/security.md): the SHA-256 header is a checksum, not a signature.
 """
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ _TREES = {"model_state": "model", "optimizer_state": "optimizer", "scheduler_sta
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read (missing, not HDF5, truncated, corrupt, other format or
-    version, missing part) or written (I/O failure). The message names the file and the cause."""
+    version, missing part, a link or storage outside the file). The message names the file and
+    the cause."""
 
 
 SEALED = Sealed(FORMAT, FORMAT_VERSION, "checkpoint", CheckpointError)
@@ -58,11 +62,12 @@ SEALED = Sealed(FORMAT, FORMAT_VERSION, "checkpoint", CheckpointError)
 def save_checkpoint(path: str | os.PathLike, *, model_state: dict, optimizer_state: dict | None = None,
                     scheduler_state: dict | None = None, extra: Any = None, epoch: int = 0, step: int = 0,
                     rng_state: Any = None, config: Any = None, best_metric: float | None = None) -> None:
-    """Write a checkpoint to ``path`` atomically: a temporary file in the same directory,
-    flushed and fsynced, then ``os.replace``-d over ``path``.
+    """Write a checkpoint to ``path`` atomically: built in memory, written to a temporary file
+    in the same directory, fsynced, then ``os.replace``-d over ``path``.
 
     If anything fails, ``path`` is left as it was (an older checkpoint stays valid)
-    and the temporary file is removed; an I/O failure raises ``CheckpointError``.
+    and the temporary file is removed; an I/O failure raises
+    :class:`~hdlif_ref._safe_files.FileWriteError`, one line naming the path and the reason.
 
     Parameters
     ----------

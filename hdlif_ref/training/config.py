@@ -176,6 +176,8 @@ def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
 def load_config_file(path: str) -> dict[str, Any]:
     """Read a TOML (``.toml``) or JSON (``.json``) file of config keys (flat table)."""
     if not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise ValueError(f"config file {path!r} is a directory; give a .toml or .json file")
         raise FileNotFoundError(f"config file {path!r} does not exist")
     ext = os.path.splitext(path)[1].lower()
     with open(path, "rb") as fh:

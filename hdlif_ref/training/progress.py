@@ -2,8 +2,9 @@
 
 ``Progress`` shows a tqdm bar per epoch when tqdm is importable and the stream is
 a terminal, and otherwise prints one plain line per epoch; tqdm is optional and
-its absence is never an error. ``MetricsLog`` appends one JSON object per epoch
-to a file, flushed line by line, so a crashed run keeps every finished epoch.
+its absence is never an error. ``MetricsLog`` adds one JSON object per epoch to
+a JSON-lines file, rewriting it atomically each time, so a crashed run keeps every
+finished epoch and the file is never half-written.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import math
 import os
 import sys
 from typing import Any, TextIO
+
+from .._safe_files import atomic_write
 
 import numpy as np
 
@@ -131,35 +134,52 @@ def _plain(value: Any) -> Any:
 
 
 class MetricsLog:
-    """A JSON-lines file: ``write(record)`` appends one JSON object and flushes it.
+    """A JSON-lines file: ``write(record)`` adds one JSON object and rewrites the file atomically.
 
     Numpy scalars and arrays become numbers and lists; non-finite floats (a
-    diverged loss) become ``null`` so every line is standard JSON. The file is
-    opened for appending, so a resumed run continues the same log.
+    diverged loss) become ``null`` so every line is standard JSON. The records
+    already in the file are kept, so a resumed run continues the same log; with
+    ``after_epoch`` the records of later epochs are dropped (a run resumed from an
+    earlier checkpoint repeats them). An unfinished last line (a crash of an older
+    writer mid-line) is dropped.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, after_epoch: int | None = None):
         self.path = os.fspath(path)
-        self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
+        self._lines: list[str] | None = []
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            lines = [line for line in lines[:-1] if line.strip()]  # the last piece has no newline yet
+            if after_epoch is not None:
+                lines = [line for n, line in enumerate(lines, start=1)
+                         if not _epoch_of(line, self.path, n) > after_epoch]
+            self._lines = lines
 
     def write(self, record: dict[str, Any]) -> None:
         if not isinstance(record, dict):
             raise TypeError(f"MetricsLog.write: record must be a dict, got {type(record).__name__}")
-        if self._file is None:
+        if self._lines is None:
             raise ValueError(f"MetricsLog.write: the log {self.path!r} is closed")
-        self._file.write(json.dumps(_plain(record), allow_nan=False) + "\n")
-        self._file.flush()
+        self._lines.append(json.dumps(_plain(record), allow_nan=False))
+        atomic_write(self.path, "".join(line + "\n" for line in self._lines), binary=False)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._lines = None
 
     def __enter__(self) -> "MetricsLog":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _epoch_of(line: str, path: str, number: int) -> float:
+    try:
+        epoch = json.loads(line).get("epoch")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise ValueError(f"metrics log {path!r} line {number} is not a JSON object: {e}") from None
+    return epoch if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else -math.inf
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ every checkpoint, so ``resume`` continues exactly as the uninterrupted run would
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._safe_files import atomic_write
 from ..datasets import DataLoader, get_dataset
 from ..datasets.registry import split_options
 from ..deploy.metrics import count_ops, energy, parameter_memory
@@ -32,6 +34,7 @@ from .optim import SGD, Adam, AdamW, param_groups
 from .progress import MetricsLog, Progress
 from .schedules import ConstantSchedule, CosineSchedule, LinearWarmup, StepSchedule
 from .trainer import NonFiniteError, OnlineTrainer, STBPTrainer
+from .validate import validate_finite_tree, validate_state
 
 
 @dataclass
@@ -146,6 +149,8 @@ class Run:
 
     def restore(self, path: str) -> None:
         state = load_checkpoint(path)
+        validate_state(self.model, state["model_state"], f"checkpoint {path!r}")
+        validate_finite_tree(state["optimizer_state"], "the optimizer state", f"checkpoint {path!r}")
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.schedule.load_state_dict(state["scheduler_state"])
@@ -192,15 +197,14 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
                  stop_after_epochs: int | None = None) -> dict:
     """Train (or resume) a run in ``run_dir``; returns the final report.
 
-    With ``resume=True`` the config and state come from ``run_dir``'s ``last.h5``;
-    training continues up to the config's ``epochs``. ``stop_after_epochs`` ends this
-    call early (after that many epochs of it), as an interruption would; ``resume``
-    then continues the run.
+    With ``resume=True`` the config and state come from ``run_dir``'s ``last.h5`` (or,
+    when it is missing, ``best.h5``: a run killed after its first ``best.h5`` and before
+    its first ``last.h5``; the log says so); training continues up to the config's
+    ``epochs``. ``stop_after_epochs`` ends this call early (after that many epochs of it),
+    as an interruption would; ``resume`` then continues the run.
     """
     if resume:
-        last = os.path.join(run_dir, "last.h5")
-        if not os.path.isfile(last):
-            raise FileNotFoundError(f"cannot resume: {last!r} does not exist")
+        last = _resume_checkpoint(run_dir, log)
         saved = load_checkpoint(last)["config"]
         config = saved_config(saved)
     else:
@@ -208,7 +212,7 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
     os.makedirs(run_dir, exist_ok=True)
     run = Run(config)
     if resume:
-        run.restore(os.path.join(run_dir, "last.h5"))
+        run.restore(last)
         log(f"resumed {run_dir} after epoch {run.epoch}")
     else:
         _write_json(os.path.join(run_dir, "config.json"), config)
@@ -217,7 +221,7 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
     log(f"model {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, "
         f"{config['spike_bits'] or 'real-valued'}-bit spikes, T={config['T']}), "
         f"{config['method']} training" + (f" K={config['K']}" if config["method"] == "online" else ""))
-    metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
+    metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), after_epoch=run.epoch if resume else None)
     progress = progress if progress is not None else Progress(config["epochs"])
     start, first_epoch = time.perf_counter(), run.epoch
     try:
@@ -243,6 +247,17 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
     return report
 
 
+def _resume_checkpoint(run_dir: str, log: Callable[[str], None]) -> str:
+    """``run_dir/last.h5``, or ``best.h5`` when ``last.h5`` is missing (said in the log)."""
+    last, best = os.path.join(run_dir, "last.h5"), os.path.join(run_dir, "best.h5")
+    if os.path.isfile(last):
+        return last
+    if os.path.isfile(best):
+        log(f"{last} is missing (the run stopped before writing it); resuming from {best}")
+        return best
+    raise FileNotFoundError(errno.ENOENT, f"cannot resume: {last!r} does not exist (nor does best.h5)", run_dir)
+
+
 def _last_metric(run_dir: str, key: str):
     from .progress import read_metrics
 
@@ -251,11 +266,7 @@ def _last_metric(run_dir: str, key: str):
 
 
 def _write_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", binary=False)
 
 
 def load_trained(path: str, data_dir: str | None = None) -> tuple[dict, Data, SpikingNet]:
@@ -269,8 +280,6 @@ def load_trained(path: str, data_dir: str | None = None) -> tuple[dict, Data, Sp
         config["data_dir"] = data_dir
     data = make_data(config)
     model = make_model(config, data, np.random.default_rng(0))
-    try:
-        model.load_state_dict(state["model_state"])
-    except ValueError as exc:
-        raise ValueError(f"checkpoint {path!r} does not fit the network its config describes: {exc}") from None
+    validate_state(model, state["model_state"], f"checkpoint {path!r}")  # names, dtypes, shapes, domains
+    model.load_state_dict(state["model_state"])
     return config, data, model

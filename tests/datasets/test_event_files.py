@@ -47,6 +47,7 @@ def test_aedat2_records_are_big_endian_address_then_timestamp(tmp_path):
     ((b"# no version line",), b"", "no '#!AER-DAT2.0'"),
     ((b"#!AER-DAT3.1",), b"", "version"),
     ((b"#!AER-DAT2.0",), b"\0" * 12, "multiple of the 8-byte"),
+    ((b"#!AER-DAT2.0", b"# cut right after the header"), b"", "no event record after the header"),
 ])
 def test_aedat2_bad_header_or_truncation(tmp_path, header, body, message):
     path = tmp_path / "bad.aedat"
@@ -117,3 +118,12 @@ def test_hdf5_missing_dataset_and_not_hdf5(tmp_path):
 def test_unknown_suffix(tmp_path):
     with pytest.raises(ValueError, match=".aedat, .npz, .h5, .hdf5"):
         read_events(tmp_path / "x.csv")
+
+
+def test_aedat2_cut_at_a_record_boundary_reads_as_a_shorter_recording(tmp_path):
+    """The documented limit (docs/security.md): AEDAT 2.0 has no length, so this cut cannot be detected."""
+    x, y, t, p = random_events(np.random.default_rng(5), 50)
+    whole = aedat2_bytes(x, y, t, p)
+    path = tmp_path / "cut.aedat"
+    path.write_bytes(whole[:len(whole) - 8 * 20])
+    _check_same(read_aedat2(path), x[:30], y[:30], t[:30], p[:30])

@@ -131,3 +131,111 @@ def test_bytearray8_length_field_never_sizes_an_allocation(monkeypatch):
     assert calls == []
     ok = pickle.dumps(bytearray(b"abc"), protocol=5)
     assert restricted_loads(ok) == bytearray(b"abc")
+
+
+# ----------------------------------------------------------------------------- bombs (issue 18, item 2)
+def shared_nest(depth: int) -> list:
+    """``d = [d, d]`` ``depth`` times: a few kilobytes of pickle, 2**depth leaves when expanded."""
+    d: list = []
+    for _ in range(depth):
+        d = [d, d]
+    return d
+
+
+def bomb_batch(where: str, depth: int = 40) -> bytes:
+    entry = {b"batch_label": b"x", b"labels": [3, 7], b"data": np.zeros((2, 3072), np.uint8),
+             b"filenames": [b"a.png", b"b.png"]}
+    entry[where.encode()] = shared_nest(depth)
+    return pickle.dumps(entry, protocol=2)
+
+
+def test_the_bomb_is_small():
+    assert len(bomb_batch("labels")) < 8000
+
+
+@pytest.mark.parametrize("depth", [5, 40])
+def test_deep_shared_nesting_is_refused_by_the_unpickler_naming_the_field(depth):
+    with pytest.raises(DatasetFormatError, match=r"bomb: \[b'labels'\]\[0\]\[0\]\[0\] nests containers deeper "
+                                                 r"than 4 levels"):
+        restricted_loads(bomb_batch("labels", depth), source="bomb")
+
+
+def test_a_shared_container_met_again_deeper_is_held_to_the_same_bound():
+    inner = [[1]]  # height 2
+    obj = {"a": inner, "b": [[inner]]}  # first at depth 1 (fine), then at depth 3: levels 3, 4 > 4 allowed
+    with pytest.raises(DatasetFormatError, match=r"\['b'\]\[0\]\[0\] nests containers deeper than 4"):
+        restricted_loads(pickle.dumps(obj, protocol=2))
+    assert restricted_loads(pickle.dumps({"a": inner, "b": [inner]}, protocol=2))["b"] == [[[1]]]
+
+
+def test_a_container_that_contains_itself_is_refused():
+    loop: list = [1]
+    loop.append(loop)
+    with pytest.raises(DatasetFormatError, match=r"\[1\] contains itself"):
+        restricted_loads(pickle.dumps(loop, protocol=2), max_depth=64)
+
+
+def test_the_number_of_container_items_is_bounded():
+    blob = pickle.dumps({"labels": list(range(1000))}, protocol=2)
+    with pytest.raises(DatasetFormatError, match=r"\['labels'\] brings the pickle to more than 500 container items"):
+        restricted_loads(blob, max_items=500)
+    assert len(restricted_loads(blob)["labels"]) == 1000
+
+
+BOMB_READERS = {
+    # field of the bomb -> code run on a directory holding it, in a child process
+    "labels": "read_cifar_python_batch(root / 'cifar-10-batches-py' / 'data_batch_1')",
+    "data": "read_cifar_python_batch(root / 'cifar-10-batches-py' / 'data_batch_1')",
+    "label_names": "_names_from_pickle(root / 'cifar-10-batches-py' / 'batches.meta', 'label_names', 10)",
+    "fine_labels": "cifar100('test', root, check_counts=False)",
+    "shallow_labels": "read_cifar_python_batch(root / 'cifar-10-batches-py' / 'data_batch_1')",
+}
+
+
+@pytest.mark.parametrize("field", list(BOMB_READERS))
+def test_every_reader_of_pickled_data_refuses_the_bomb_in_under_a_second(tmp_path, field):
+    """Issue 18: a 6.7 KB CIFAR batch whose labels are ``d = [d, d]`` nested 40 deep hung the reader
+    (``np.asarray`` before any shape check; depth 22 took 1.35 s, doubling per level). Run in a child
+    process with a time limit, so a regression fails instead of hanging the suite."""
+    import sys
+    import textwrap
+
+    py = tmp_path / "cifar-10-batches-py"
+    py.mkdir()
+    if field == "shallow_labels":  # within the depth bound: 10,000 references to one list of 10,000 ints
+        inner = [1] * 10_000
+        blob = pickle.dumps({b"labels": [inner] * 10_000, b"data": np.zeros((10_000, 3072), np.uint8)}, protocol=2)
+    elif field == "label_names":
+        blob = pickle.dumps({b"label_names": shared_nest(40)}, protocol=2)
+    elif field == "fine_labels":
+        c100 = tmp_path / "cifar-100-python"
+        c100.mkdir()
+        (c100 / "train").write_bytes(b"")
+        blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"coarse_labels": [1, 2],
+                             b"fine_labels": shared_nest(40)}, protocol=2)
+        (c100 / "test").write_bytes(blob)
+    else:
+        blob = bomb_batch(field)
+    (py / ("batches.meta" if field == "label_names" else "data_batch_1")).write_bytes(blob)
+    code = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from hdlif_ref.datasets import DatasetFormatError
+        from hdlif_ref.datasets.cifar import read_cifar_python_batch, _names_from_pickle, cifar100
+        root = Path({str(tmp_path)!r})
+        start = time.perf_counter()
+        try:
+            {BOMB_READERS[field]}
+        except DatasetFormatError as e:
+            print(f"{{time.perf_counter() - start:.3f}}")
+            print(e)
+        else:
+            print("accepted")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seconds, message = done.stdout.strip().split("\n", 1)
+    assert float(seconds) < 1.0, (seconds, message)
+    expected = "label_names" if field == "label_names" else "labels" if field == "shallow_labels" else field
+    assert expected in message and "\n" not in message, message

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hdlif_ref._safe_files import FileWriteError
 from hdlif_ref.layers import Parameter
 from hdlif_ref.training import checkpoint
 from hdlif_ref.training import (FORMAT, FORMAT_VERSION, Adam, CheckpointError, CosineSchedule, LinearWarmup,
@@ -268,7 +269,7 @@ def test_a_failed_rename_leaves_the_old_checkpoint_and_no_temp_file(tmp_path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(CheckpointError, match="unchanged.*No space left"):
+    with pytest.raises(FileWriteError, match="No space left.*previous file is unchanged"):
         save_checkpoint(path, **training_parts(seed=2))
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["last.h5"]

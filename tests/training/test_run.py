@@ -97,3 +97,39 @@ def test_event_dataset_runs_with_frames_and_stbp(tmp_path):
     assert 0.0 <= report["test_accuracy"] <= 1.0
     run = Run(resolve_config(dict(TINY, dataset="event-digits", T=4)))
     assert run.model.config["in_channels"] == 2 and run.model.config["input_size"] == 16
+
+
+def test_resume_falls_back_to_best_when_last_is_missing_and_says_so(tmp_path):
+    """Issue 18: a kill after ``best.h5`` but before the first ``last.h5`` made ``--resume`` refuse
+    although a complete checkpoint was there."""
+    run_training(dict(TINY), str(tmp_path), log=quiet, stop_after_epochs=1)
+    os.remove(tmp_path / "last.h5")  # as if killed between the two writes of epoch 1
+    lines = []
+    run_training(None, str(tmp_path), resume=True, log=lines.append)
+    assert any("last.h5 is missing" in line and "resuming from" in line and line.endswith("best.h5")
+               for line in lines), lines
+    assert load_checkpoint(tmp_path / "last.h5")["epoch"] == 2
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+def test_resume_from_an_earlier_checkpoint_drops_the_log_rows_it_repeats(tmp_path):
+    import shutil
+
+    run_training(dict(TINY), str(tmp_path), log=quiet, stop_after_epochs=1)
+    shutil.copy(tmp_path / "last.h5", tmp_path / "epoch1.h5")
+    run_training(None, str(tmp_path), resume=True, log=quiet)  # finishes epoch 2
+    os.replace(tmp_path / "epoch1.h5", tmp_path / "best.h5")  # the best checkpoint is from epoch 1
+    os.remove(tmp_path / "last.h5")
+    run_training(None, str(tmp_path), resume=True, log=quiet)  # repeats epoch 2
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+def test_temp_checkpoints_of_a_killed_run_do_not_outlive_a_resume(tmp_path):
+    run_training(dict(TINY), str(tmp_path), log=quiet, stop_after_epochs=1)
+    dead = tmp_path / ".last.h5.999999999-abcdefgh.tmp"  # a writer that no longer runs
+    legacy = tmp_path / ".best.h5.k2j4l1x9.tmp"  # the pattern of hdlif-ref 0.1, untouched for an hour
+    for p in (dead, legacy):
+        p.write_bytes(b"half a checkpoint")
+    os.utime(legacy, (0, os.stat(legacy).st_mtime - 3600))
+    run_training(None, str(tmp_path), resume=True, log=quiet)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
