@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from hdlif_ref.deploy.convert import freeze
-from hdlif_ref.layers.models import digits_net, spiking_resnet
+from hdlif_ref.models import digits_net, spiking_resnet
 from hdlif_ref.training.optim import SGD
 from hdlif_ref.training.trainer import OnlineTrainer, STBPTrainer
 

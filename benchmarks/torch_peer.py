@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdlif_ref.layers import basic as _basic
-from hdlif_ref.layers import module as _module
+from hdlif_ref import module as _module
 from hdlif_ref.layers import norm as _norm
 from hdlif_ref.layers import pool as _pool
 from hdlif_ref.layers import synapses as _synapses
-from hdlif_ref.layers.models import BasicBlock, SpikingNet
+from hdlif_ref.models import BasicBlock, SpikingNet
 from hdlif_ref.neurons import HDLIF as _OurHDLIF
 
 

@@ -18,11 +18,8 @@ import platform
 import sys
 from typing import Callable, Sequence
 
+from ._cli import CLIError
 from ._version import __version__
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):

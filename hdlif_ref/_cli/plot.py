@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..cli import CLIError
+from . import CLIError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

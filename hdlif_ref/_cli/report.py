@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_arch(args: argparse.Namespace, **overrides):
-    from ..layers.models import digits_net, spiking_resnet, vgg_snn
+    from ..models import digits_net, spiking_resnet, vgg_snn
 
     shape, classes = DATASET_SHAPES[args.dataset]
     options = dict(num_classes=classes, T=args.T, neuron=args.neuron, weight_mode=args.weight_mode,

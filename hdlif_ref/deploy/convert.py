@@ -25,8 +25,8 @@ import numpy as np
 
 from ..kernels.weight_codes import binary_codes, ternary_codes
 from ..layers.basic import Dropout, Flatten, Identity
-from ..layers.module import Module, Sequential
-from ..layers.models import BasicBlock, SpikingNet
+from ..module import Module, Sequential
+from ..models import BasicBlock, SpikingNet
 from ..layers.norm import BatchNorm1d, BatchNorm2d
 from ..layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from ..layers.seca import SECA1, SECA2, CurrentTap

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Tensor, no_grad
-from ..layers.module import Module
+from ..module import Module
 from ..layers.norm import _BatchNorm
 from ..layers.synapses import Conv2d, Linear
 from ..neurons import HDLIF, LIF, MemBNHDLIF, ParallelHDLIF

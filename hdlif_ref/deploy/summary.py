@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor, no_grad
-from ..layers.module import Module
+from ..module import Module
 from .metrics import NOP_COST, count_nops, parameter_memory
 
 

@@ -226,7 +226,7 @@ NOPS_TOLERANCE = 0.03
 
 
 def check_e18(rng):
-    from ..layers.models import spiking_resnet
+    from ..models import spiking_resnet
     from .metrics import parameter_memory
 
     paper = {("fp32", 10): 44.66, ("fp32", 100): 44.84, ("ternary", 10): 2.82, ("ternary", 100): 3.00}
@@ -265,7 +265,7 @@ def brute_force_sops(x: np.ndarray, conv) -> int:
 
 
 def check_e19(rng):
-    from ..layers.models import spiking_resnet
+    from ..models import spiking_resnet
     from ..layers.synapses import Conv2d
     from .metrics import count_nops, synapse_ops
 

@@ -1,11 +1,11 @@
-"""Modules and layers: the Module system, synapses, pooling, batch norm, SECA.
+"""Layers: synapses (conv, linear, binary/ternary weights), pooling, batch norm, SECA.
 
-Model builders live in :mod:`hdlif_ref.layers.models` and are not imported here,
-so that :mod:`hdlif_ref.neurons` (which builds on :class:`Module`) and the
-builders (which build on the neurons) never import each other in a cycle.
+``Module``, ``Parameter`` and ``Sequential`` live one floor below, in
+:mod:`hdlif_ref.module` (re-exported here for convenience); the model builders one
+floor above, in :mod:`hdlif_ref.models` (docs/design.md).
 """
+from ..module import Module, Parameter, Sequential
 from .basic import Dropout, Flatten, Identity
-from .module import Module, Parameter, Sequential
 from .norm import BatchNorm1d, BatchNorm2d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .seca import SECA1, SECA2, CurrentTap, eca_kernel_size

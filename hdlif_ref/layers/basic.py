@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor, ops
-from .module import Module
+from ..module import Module
 
 
 class Identity(Module):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..autograd import Tensor, ops
 from ._steps import check_input
-from .module import Module, Parameter
+from ..module import Module, Parameter
 
 
 class _BatchNorm(Module):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..autograd import Tensor, ops
 from ._steps import check_input, fold, unfold
-from .module import Module
+from ..module import Module
 
 
 class _Pool2d(Module):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..autograd import Tensor, ops
 from ._steps import check_input, fold, unfold
-from .module import Module, Parameter
+from ..module import Module, Parameter
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from ..autograd import Tensor, ops
 from ..autograd.ops import WEIGHT_MODES, quantize_weight
 from ._steps import check_input, fold, unfold
-from .module import Module, Parameter
+from ..module import Module, Parameter
 
 
 def _positive_int(layer: str, name: str, value, minimum: int = 1) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Tensor
-from ..layers.module import Module, Parameter
+from ..module import Module, Parameter
 from ._checks import FLOATS, check_spike_bits, check_T
 from .quantizer import SpikeQuantizer
 from .records import NeuronState

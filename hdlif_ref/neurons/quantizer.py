@@ -16,7 +16,7 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..autograd.ops.spike_quantize import SpikeQuantize
-from ..layers.module import Module, Parameter
+from ..module import Module, Parameter
 from ._checks import as_float, check_finite, check_positive, check_spike_bits, shape_of
 
 

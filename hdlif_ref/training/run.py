@@ -27,7 +27,7 @@ from .._safe_files import atomic_write
 from ..datasets import DataLoader, get_dataset
 from ..datasets.registry import split_options
 from ..deploy.metrics import count_ops, energy, parameter_memory
-from ..layers.models import SpikingNet, digits_net, spiking_resnet, vgg_snn
+from ..models import SpikingNet, digits_net, spiking_resnet, vgg_snn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import resolve_config, saved_config
 from .optim import SGD, Adam, AdamW, param_groups

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..autograd import Tensor, no_grad, ops
 from ..autograd.ops._args import NonFiniteInputError
-from ..layers.module import Module
+from ..module import Module
 from .optim import clip_grad_norm
 
 UPDATES = ("batch", "step")

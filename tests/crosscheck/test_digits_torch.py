@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from hdlif_ref.autograd import Tensor, ops  # noqa: E402
-from hdlif_ref.layers.models import digits_net  # noqa: E402
+from hdlif_ref.models import digits_net  # noqa: E402
 from hdlif_ref.training.trainer import OnlineTrainer, STBPTrainer  # noqa: E402
 
 T = 4

@@ -10,7 +10,7 @@ from hdlif_ref.cli import main
 from hdlif_ref.datasets import DataLoader, get_dataset
 from hdlif_ref.deploy.convert import freeze
 from hdlif_ref.deploy.frozen_io import SEALED, FrozenModelError, load_frozen, save_frozen
-from hdlif_ref.layers.models import digits_net, spiking_resnet
+from hdlif_ref.models import digits_net, spiking_resnet
 from hdlif_ref.neurons import HDLIF, LIF, MemBNHDLIF, ParallelHDLIF
 from hdlif_ref.training import Adam, param_groups
 from hdlif_ref.training.trainer import OnlineTrainer

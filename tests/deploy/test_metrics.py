@@ -8,7 +8,7 @@ from hdlif_ref.autograd import Tensor
 from hdlif_ref.deploy.metrics import (OpCounts, count_nops, count_ops, energy, energy_45nm, parameter_memory,
                                       synapse_ops)
 from hdlif_ref.layers import BatchNorm2d, Conv2d, Linear
-from hdlif_ref.layers.models import digits_net, spiking_resnet
+from hdlif_ref.models import digits_net, spiking_resnet
 
 
 def brute_force_conv_sops(x, conv):

@@ -6,7 +6,7 @@ import pytest
 
 from hdlif_ref.autograd import Tensor, ops
 from hdlif_ref.autograd.ops.neuron import HDLIFSeq, HDLIFStep
-from hdlif_ref.layers.module import Sequential
+from hdlif_ref.module import Sequential
 from hdlif_ref.neurons import (HDLIF, LIF, HDLIFParams, MemBNHDLIF, NeuronState, ParallelHDLIF, hdlif_seq,
                                hdlif_step, lif_seq, membn_hdlif_seq, parallel_hdlif_seq)
 

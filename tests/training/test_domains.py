@@ -10,8 +10,8 @@ import pytest
 
 from hdlif_ref.autograd import Tensor
 from hdlif_ref.datasets import DataLoader, get_dataset
-from hdlif_ref.layers.models import digits_net
-from hdlif_ref.layers.module import Parameter
+from hdlif_ref.models import digits_net
+from hdlif_ref.module import Parameter
 from hdlif_ref.neurons import HDLIF, LIF, MemBNHDLIF, ParallelHDLIF, SpikeQuantizer
 from hdlif_ref.neurons.base import THETA_FLOOR
 from hdlif_ref.neurons.quantizer import STEP_FLOOR_FRACTION

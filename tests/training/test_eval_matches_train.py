@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from hdlif_ref.autograd import Tensor, no_grad
 from hdlif_ref.datasets import get_dataset
-from hdlif_ref.layers.models import digits_net, spiking_resnet, vgg_snn
+from hdlif_ref.models import digits_net, spiking_resnet, vgg_snn
 from hdlif_ref.layers.norm import _BatchNorm
 from hdlif_ref.neurons import MemBNHDLIF
 from hdlif_ref.training.optim import Adam

@@ -6,7 +6,7 @@ import pytest
 
 from hdlif_ref.datasets import DataLoader
 from hdlif_ref.datasets.base import ArrayDataset
-from hdlif_ref.layers.models import digits_net
+from hdlif_ref.models import digits_net
 from hdlif_ref.training import Adam, param_groups
 from hdlif_ref.training.trainer import OnlineTrainer
 

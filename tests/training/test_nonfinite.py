@@ -10,7 +10,7 @@ import pytest
 from hdlif_ref.autograd import Tensor
 from hdlif_ref.cli import main
 from hdlif_ref.layers import AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d
-from hdlif_ref.layers.models import digits_net
+from hdlif_ref.models import digits_net
 from hdlif_ref.neurons import (HDLIF, LIF, MemBNHDLIF, ParallelHDLIF, hdlif_seq, hdlif_step, lif_seq,
                                membn_hdlif_seq, parallel_hdlif_seq, spike_quantize)
 from hdlif_ref.neurons.records import HDLIFParams, NeuronState

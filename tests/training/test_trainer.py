@@ -9,7 +9,7 @@ import pytest
 
 from hdlif_ref.autograd import Function, Tensor, no_grad, ops
 from hdlif_ref.layers import Flatten, Linear, Module, Sequential
-from hdlif_ref.layers.models import digits_net
+from hdlif_ref.models import digits_net
 from hdlif_ref.neurons import HDLIF
 from hdlif_ref.training import SGD
 from hdlif_ref.training.trainer import OnlineTrainer, STBPTrainer

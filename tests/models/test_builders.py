@@ -4,7 +4,7 @@ import pytest
 
 from hdlif_ref.autograd import Tensor
 from hdlif_ref.layers import SECA1, SECA2, Conv2d, Linear
-from hdlif_ref.layers.models import build_model, digits_net, parallel_layers, spiking_resnet, vgg_snn
+from hdlif_ref.models import build_model, digits_net, parallel_layers, spiking_resnet, vgg_snn
 from hdlif_ref.neurons import HDLIF, LIF, MemBNHDLIF, ParallelHDLIF
 
 

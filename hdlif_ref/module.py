@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..autograd import Tensor
+from .autograd import Tensor
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -27,12 +27,12 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..neurons import HDLIF, LIF, MemBNHDLIF, ParallelHDLIF
-from .basic import Flatten
-from .module import Module, Sequential
-from .norm import BatchNorm2d
-from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
-from .seca import SECA1, SECA2, CurrentTap
-from .synapses import Conv2d, Linear, _check_weight_mode
+from ..layers.basic import Flatten
+from ..module import Module, Sequential
+from ..layers.norm import BatchNorm2d
+from ..layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from ..layers.seca import SECA1, SECA2, CurrentTap
+from ..layers.synapses import Conv2d, Linear, _check_weight_mode
 
 NEURONS = ("lif", "hdlif", "parallel", "membn")
 SECA_KINDS = (None, "I", "II")
