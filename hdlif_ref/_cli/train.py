@@ -6,7 +6,7 @@ import datetime
 import os
 import sys
 
-from ..training.config import CHOICES, DEFAULTS, load_config_file, resolve_config
+from ..training.config import CHOICES, DEFAULTS, flag, load_config_file, resolve_config
 from ..training.trainer import NonFiniteError
 
 HELP = {
@@ -65,25 +65,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Mem-BN (SPEC E9) on the HD-LIF neurons (same as --neuron membn / hdlif)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     for key, default in DEFAULTS.items():
-        flag = "--" + key.replace("_", "-")
+        option = flag(key)
         kwargs = dict(dest=key, default=argparse.SUPPRESS, help=f"{HELP[key]} (default: {default})")
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, **kwargs)
         elif key in CHOICES:
-            parser.add_argument(flag, type=_choice(key), metavar="{" + ",".join(
+            parser.add_argument(option, type=_choice(key), metavar="{" + ",".join(
                 "none" if c is None else str(c) for c in CHOICES[key]) + "}", **kwargs)
         elif key == "K":
-            parser.add_argument(flag, type=_int_or("all"), **kwargs)
+            parser.add_argument(option, type=_int_or("all"), **kwargs)
         elif key == "spike_bits":
-            parser.add_argument(flag, type=_int_or("none"), **kwargs)
+            parser.add_argument(option, type=_int_or("none"), **kwargs)
         elif key == "clip_norm":
-            parser.add_argument(flag, type=_float_or_none, **kwargs)
+            parser.add_argument(option, type=_float_or_none, **kwargs)
         elif key == "data_dir":
-            parser.add_argument(flag, **kwargs)
+            parser.add_argument(option, **kwargs)
         elif isinstance(default, int):
-            parser.add_argument(flag, type=int, **kwargs)
+            parser.add_argument(option, type=int, **kwargs)
         else:
-            parser.add_argument(flag, type=float, **kwargs)
+            parser.add_argument(option, type=float, **kwargs)
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
@@ -107,20 +107,22 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         progress = Progress(1, bars=False)
         progress.write = lambda line: None  # type: ignore[method-assign]
+    epochs = None
     if args.resume:
-        given = [key for key in DEFAULTS if hasattr(args, key)] + [
-            flag for flag, value in (("--config", args.config), ("--out", args.out), ("--membn", args.membn))
+        given = [flag(key) for key in DEFAULTS if hasattr(args, key) and key != "epochs"] + [
+            name for name, value in (("--config", args.config), ("--out", args.out), ("--membn", args.membn))
             if value is not None]
         if given:
-            raise ValueError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
+            raise ValueError(f"--resume continues a run with its saved config (only --epochs may extend it); "
+                             f"drop {', '.join(given)}")
         run_dir = args.resume
-        config = None
+        config, epochs = None, getattr(args, "epochs", None)
     else:
         config = config_from_args(args)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = args.out or os.path.join("runs", f"{config['dataset']}-{config['neuron']}-{stamp}")
     try:
-        report = run_training(config, run_dir, resume=bool(args.resume), log=log, progress=progress)
+        report = run_training(config, run_dir, resume=bool(args.resume), log=log, progress=progress, epochs=epochs)
     except NonFiniteError as error:
         print(f"hdlif-ref train: stopped: {error}; the last good checkpoint is "
               f"{os.path.join(run_dir, 'last.h5')} (--on-nonfinite skip-batch drops such batches)", file=sys.stderr)

@@ -31,9 +31,9 @@ from ..models import SpikingNet, digits_net, spiking_resnet, vgg_snn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import resolve_config, saved_config
 from .optim import SGD, Adam, AdamW, param_groups
-from .progress import MetricsLog, Progress
+from .progress import Progress
 from .schedules import ConstantSchedule, CosineSchedule, LinearWarmup, StepSchedule
-from .trainer import NonFiniteError, OnlineTrainer, STBPTrainer
+from .trainer import OnlineTrainer, STBPTrainer
 from .validate import validate_finite_tree, validate_state
 
 
@@ -147,8 +147,12 @@ class Run:
                                    "trainer": self.trainer_rng.bit_generator.state},
                         config=self.config, best_metric=self.best)
 
-    def restore(self, path: str) -> None:
+    def restore(self, path: str, extend: bool = False) -> None:
+        """Continue from the checkpoint at ``path``; ``extend``: the config asks for more epochs than the
+        checkpoint's schedule planned, so the schedule is re-planned for the new total from the step it reached."""
         state = load_checkpoint(path)
+        if extend:
+            state["scheduler_state"] = _replanned(state["scheduler_state"], self.schedule.state_dict())
         validate_state(self.model, state["model_state"], f"checkpoint {path!r}")
         validate_finite_tree(state["optimizer_state"], "the optimizer state", f"checkpoint {path!r}")
         self.model.load_state_dict(state["model_state"])
@@ -158,26 +162,17 @@ class Run:
         self.trainer_rng.bit_generator.state = state["rng_state"]["trainer"]
         self.epoch, self.steps, self.best = state["epoch"], state["step"], state["best_metric"]
 
-    def train_one_epoch(self, progress: Progress | None = None) -> dict:
-        """One epoch of training, then evaluation; returns the epoch's metrics."""
-        if progress is not None:
-            progress.start_epoch(self.epoch, len(self.train_loader))
-        update = (lambda i, loss: progress.update(loss=loss)) if progress is not None else None
-        lr = self.optimizer.param_groups[0]["lr"]
-        try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports, by name
-                train = self.trainer.train_epoch(self.train_loader, update)
-        except NonFiniteError as error:
-            raise error.at(epoch=self.epoch + 1) from None
-        self.steps += len(self.train_loader)
-        test = self.trainer.evaluate(self.test_loader)
-        self.schedule.step()
-        self.epoch += 1
-        return {"epoch": self.epoch, "lr": lr, "train_loss": train.loss, "train_accuracy": train.accuracy,
-                **({"skipped_batches": train.skipped} if train.skipped else {}),
-                "train_seconds": train.seconds, "test_loss": test.loss, "test_accuracy": test.accuracy,
-                "test_accuracy_by_steps": test.accuracy_by_steps, "firing_rates": test.firing_rates,
-                "eval_seconds": test.seconds, "peak_rss_mb": peak_rss_mb()}
+    def fit(self, run_dir: str, progress: Progress | None = None, stop_after_epochs: int | None = None) -> None:
+        """Train up to the config's epochs with :meth:`Trainer.fit`, checkpoints and metrics in ``run_dir``."""
+        def track(trainer, metrics: dict) -> None:  # what Run.save writes: epoch, batches so far, best accuracy
+            self.epoch = metrics["epoch"]
+            self.steps += len(self.train_loader)
+            self.best = metrics["test_accuracy"] if self.best is None else max(self.best, metrics["test_accuracy"])
+            metrics["peak_rss_mb"] = peak_rss_mb()
+
+        self.trainer.fit(self.train_loader, self.test_loader, self.config["epochs"], callbacks=[track],
+                         schedule=self.schedule, progress=progress, out=run_dir, save=self.save,
+                         start_epoch=self.epoch, best=self.best, stop_after_epochs=stop_after_epochs)
 
 
 def deployment_report(model: SpikingNet, data: Data, samples: int = 64) -> dict:
@@ -194,25 +189,33 @@ def deployment_report(model: SpikingNet, data: Data, samples: int = 64) -> dict:
 
 def run_training(config: dict | None = None, run_dir: str = "runs/default", resume: bool = False,
                  progress: Progress | None = None, log: Callable[[str], None] = print,
-                 stop_after_epochs: int | None = None) -> dict:
+                 stop_after_epochs: int | None = None, epochs: int | None = None) -> dict:
     """Train (or resume) a run in ``run_dir``; returns the final report.
 
     With ``resume=True`` the config and state come from ``run_dir``'s ``last.h5`` (or,
     when it is missing, ``best.h5``: a run killed after its first ``best.h5`` and before
     its first ``last.h5``; the log says so); training continues up to the config's
-    ``epochs``. ``stop_after_epochs`` ends this call early (after that many epochs of it),
-    as an interruption would; ``resume`` then continues the run.
+    ``epochs`` (or ``epochs``, which extends a finished run: ``--resume RUN --epochs N``).
+    ``stop_after_epochs`` ends this call early (after that many epochs of it), as an
+    interruption would; ``resume`` then continues the run.
     """
+    if epochs is not None and not resume:
+        raise ValueError("run_training: epochs= extends a resumed run; give a new run's epochs in its config")
     if resume:
         last = _resume_checkpoint(run_dir, log)
-        saved = load_checkpoint(last)["config"]
-        config = saved_config(saved)
+        state = load_checkpoint(last)
+        config = saved_config(state["config"])
+        if epochs is not None:
+            if epochs < state["epoch"]:
+                raise ValueError(f"--epochs {epochs}: the run in {run_dir!r} has already trained {state['epoch']} "
+                                 f"epochs; give at least that many")
+            config = resolve_config({"epochs": int(epochs)}, config)
     else:
         config = resolve_config(config or {})
     os.makedirs(run_dir, exist_ok=True)
     run = Run(config)
     if resume:
-        run.restore(last)
+        run.restore(last, extend=epochs is not None)
         log(f"resumed {run_dir} after epoch {run.epoch}")
     else:
         _write_json(os.path.join(run_dir, "config.json"), config)
@@ -221,30 +224,27 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
     log(f"model {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, "
         f"{config['spike_bits'] or 'real-valued'}-bit spikes, T={config['T']}), "
         f"{config['method']} training" + (f" K={config['K']}" if config["method"] == "online" else ""))
-    metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), after_epoch=run.epoch if resume else None)
     progress = progress if progress is not None else Progress(config["epochs"])
-    start, first_epoch = time.perf_counter(), run.epoch
+    start = time.perf_counter()
     try:
-        while run.epoch < config["epochs"]:
-            if stop_after_epochs is not None and run.epoch - first_epoch >= stop_after_epochs:
-                break
-            metrics = run.train_one_epoch(progress)
-            if run.best is None or metrics["test_accuracy"] > run.best:
-                run.best = metrics["test_accuracy"]
-                run.save(os.path.join(run_dir, "best.h5"))
-            run.save(os.path.join(run_dir, "last.h5"))
-            # logged after last.h5: an interruption before it repeats the epoch on resume, unlogged
-            metrics_log.write(metrics)
-            progress.end_epoch(run.epoch - 1, {k: metrics[k] for k in
-                                               ("train_loss", "train_accuracy", "test_accuracy", "train_seconds")})
+        run.fit(run_dir, progress, stop_after_epochs)
     finally:
         progress.close()
-        metrics_log.close()
     report = {"test_accuracy": _last_metric(run_dir, "test_accuracy"), "best_test_accuracy": run.best,
               "epochs": run.epoch, "seconds": time.perf_counter() - start,
               **deployment_report(run.model, run.data)}
     _write_json(os.path.join(run_dir, "report.json"), report)
     return report
+
+
+def _replanned(saved: dict, fresh: dict) -> dict:
+    """``fresh``'s plan (settings such as ``T_max``) with ``saved``'s progress (step reached, base rates)."""
+    if not isinstance(saved, dict) or saved.get("kind") != fresh.get("kind"):
+        return saved  # a different schedule: load_state_dict says so
+    merged = dict(fresh, last_step=saved.get("last_step"), base_lrs=saved.get("base_lrs"))
+    if "after" in fresh and isinstance(saved.get("after"), dict):
+        merged["after"] = _replanned(saved["after"], fresh["after"])
+    return merged
 
 
 def _resume_checkpoint(run_dir: str, log: Callable[[str], None]) -> str:

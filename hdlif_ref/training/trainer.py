@@ -25,9 +25,10 @@ forward pass) always stops: that update cannot be taken back (docs/training.md, 
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -211,6 +212,96 @@ class Trainer:
         result = counter.result(time.perf_counter() - start)
         result.skipped = skipped
         return result
+
+    def fit(self, train: Iterable, test: Iterable | None = None, epochs: int = 1, *,
+            callbacks: Sequence[Callable[["Trainer", dict], Any]] = (), schedule=None, progress=None,
+            out: str | os.PathLike | None = None, save: Callable[[str], None] | None = None,
+            start_epoch: int = 0, best: float | None = None, stop_after_epochs: int | None = None) -> list[dict]:
+        """Train epochs ``start_epoch + 1 .. epochs``; returns one metrics dict per epoch (Keras' ``fit``).
+
+        The loop of ``hdlif-ref train`` (which calls it): per epoch, :meth:`train_epoch` on
+        ``train`` (any iterable of ``(x, y)`` batches, e.g. a :class:`~hdlif_ref.datasets.DataLoader`),
+        :meth:`evaluate` on ``test`` if given, ``schedule.step()`` if given, then each
+        ``callback(trainer, metrics)`` (a callback returning ``True`` stops after this epoch),
+        then, with ``out``: ``best.h5`` when the test accuracy (train accuracy without
+        ``test``) improves, ``last.h5``, and a line in ``metrics.jsonl``. ``save(path)``
+        writes a checkpoint (default: model and optimizer state, epoch, best metric).
+        ``progress``: a :class:`~hdlif_ref.training.progress.Progress`, or ``True`` for a
+        bar on a terminal (plain lines otherwise). A non-finite value raises
+        :class:`NonFiniteError` located by epoch and batch (checkpoints of earlier epochs stay).
+        """
+        from .checkpoint import save_checkpoint
+        from .progress import MetricsLog, Progress
+
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+            raise ValueError(f"fit: epochs={epochs!r} must be an integer >= 1")
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, (int, np.integer)) or start_epoch < 0:
+            raise ValueError(f"fit: start_epoch={start_epoch!r} must be an integer >= 0")
+        own_progress = progress is True
+        if own_progress:
+            progress = Progress(int(epochs))
+        history: list[dict] = []
+        log = None
+        if out is not None:
+            os.makedirs(out, exist_ok=True)
+            log = MetricsLog(os.path.join(out, "metrics.jsonl"), after_epoch=start_epoch)
+        epoch = int(start_epoch)
+
+        def default_save(path: str) -> None:
+            save_checkpoint(path, model_state=self.model.state_dict(), epoch=epoch, best_metric=best,
+                            optimizer_state=self.optimizer.state_dict() if hasattr(self.optimizer, "state_dict")
+                            else None, config=getattr(self.model, "config", None))
+        save = save or default_save
+        try:
+            while epoch < epochs and (stop_after_epochs is None or epoch - start_epoch < stop_after_epochs):
+                metrics = self._fit_epoch(train, test, epoch, schedule, progress)
+                epoch = metrics["epoch"]
+                stop = any(callback(self, metrics) is True for callback in callbacks)
+                score = metrics["test_accuracy"] if test is not None else metrics["train_accuracy"]
+                improved = best is None or score > best
+                best = score if improved else best
+                if out is not None:
+                    if improved:
+                        save(os.path.join(out, "best.h5"))
+                    save(os.path.join(out, "last.h5"))
+                    log.write(metrics)  # after last.h5: an interruption before it repeats the epoch on resume
+                if progress is not None:
+                    progress.end_epoch(epoch - 1, {k: metrics[k] for k in ("train_loss", "train_accuracy",
+                                                                           "test_accuracy", "train_seconds")
+                                                   if k in metrics})
+                history.append(metrics)
+                if stop:
+                    break
+        finally:
+            if own_progress:
+                progress.close()
+            if log is not None:
+                log.close()
+        return history
+
+    def _fit_epoch(self, train, test, epoch: int, schedule, progress) -> dict:
+        """One epoch of :meth:`fit` (``epoch`` done so far); its metrics, ``"epoch"`` 1-based."""
+        if progress is not None:
+            progress.start_epoch(epoch, len(train) if hasattr(train, "__len__") else None)
+        update = (lambda i, loss: progress.update(loss=loss)) if progress is not None else None
+        groups = getattr(self.optimizer, "param_groups", None)
+        lr = groups[0]["lr"] if groups else None
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports, by name
+                result = self.train_epoch(train, update)
+        except NonFiniteError as error:
+            raise error.at(epoch=epoch + 1) from None
+        metrics = {"epoch": epoch + 1, "lr": lr, "train_loss": result.loss, "train_accuracy": result.accuracy,
+                   **({"skipped_batches": result.skipped} if result.skipped else {}),
+                   "train_seconds": result.seconds}
+        if test is not None:
+            evaluated = self.evaluate(test)
+            metrics.update({"test_loss": evaluated.loss, "test_accuracy": evaluated.accuracy,
+                            "test_accuracy_by_steps": evaluated.accuracy_by_steps,
+                            "firing_rates": evaluated.firing_rates, "eval_seconds": evaluated.seconds})
+        if schedule is not None:
+            schedule.step()
+        return metrics
 
     def evaluate(self, batches: Iterable) -> EpochResult:
         """Eval mode, multi-step, no graph: loss, accuracy from the first t steps, firing rate per neuron layer."""

@@ -54,7 +54,20 @@ def test_resume_through_the_cli(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     assert load_checkpoint(out / "last.h5")["epoch"] == 2
     assert main(["train", "--resume", str(out), "--lr", "0.1"]) == 2
-    assert "drop lr" in capsys.readouterr().err
+    assert "drop --lr" in capsys.readouterr().err  # the flag, not the config key
+
+
+def test_resume_with_epochs_extends_a_finished_run(tmp_path, capsys):
+    from hdlif_ref.training.progress import read_metrics
+    from hdlif_ref.training.run import run_training
+
+    out = tmp_path / "run"
+    run_training(dict(epochs=1, train_fraction=0.2, width=0.5), str(out), log=lambda line: None)
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert load_checkpoint(out / "last.h5")["epoch"] == 2
+    assert [row["epoch"] for row in read_metrics(out / "metrics.jsonl")] == [1, 2]
+    assert main(["train", "--resume", str(out), "--epochs", "1", "--quiet"]) == 2
+    assert "--epochs 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
