@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         from ..training.run import deployment_report, load_trained
 
         config, data, model = load_trained(args.checkpoint, args.data_dir)
-        r = deployment_report(model, data)
+        r = deployment_report(model, data, encoding=config["encoding"], seed=config["seed"])
         print_measures(f"checkpoint {args.checkpoint} ({config['model']}, {config['neuron']}, "
                        f"{config['weight_mode']}, T={config['T']}); SOPs on 64 test samples",
                        {"memory_mb": r["parameter_memory_mb"], "sops": r["sops"], "macs": r["macs"],

@@ -10,7 +10,10 @@ from ..training.config import CHOICES, DEFAULTS, load_config_file, resolve_confi
 HELP = {
     "dataset": "dataset name", "data_dir": "directory of the real dataset files", "upsample": "digits at 16x16",
     "train_fraction": "stratified fraction of the training split", "noise": "input noise (digits, event-digits)",
-    "augment": "random crop/translate and flip", "model": "network builder", "width": "channel multiplier",
+    "augment": "random crop/translate and flip",
+    "encoding": "static images to T steps: direct (the image at every step), rate (Bernoulli spikes), latency "
+                "(one spike, earlier for brighter); rate/latency read the data scaled to [0, 1]",
+    "model": "network builder", "width": "channel multiplier",
     "neuron": "neuron kind (SPEC E1-E9)", "T": "time steps", "weight_mode": "synapse weights (SPEC E11-E12)",
     "spike_bits": "n-bit spikes (SPEC E13) or none", "parallel_fraction": "share of Parallel HD-LIF layers (E8)",
     "seca": "SECA attention (E14-E15): none, I, II", "per_channel": "per-channel lam/theta",

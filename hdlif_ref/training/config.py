@@ -13,6 +13,8 @@ import json
 import os
 from typing import Any
 
+from ..datasets.encoders import ENCODINGS
+
 DEFAULTS: dict[str, Any] = {
     # data
     "dataset": "digits",
@@ -21,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "train_fraction": 1.0,
     "noise": 0.0,
     "augment": False,
+    "encoding": "direct",
     # model
     "model": "digits_net",
     "width": 1.0,
@@ -51,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
 
 CHOICES: dict[str, tuple] = {
     "dataset": ("digits", "event-digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "cifar10-dvs"),
+    "encoding": ENCODINGS,
     "model": ("digits_net", "resnet18", "resnet19", "resnet34", "vgg_snn"),
     "neuron": ("lif", "hdlif", "parallel", "membn"),
     "weight_mode": ("fp32", "binary", "ternary"),
@@ -66,6 +70,8 @@ _FLOATS = {"lr": (0.0, None), "momentum": (0.0, 1.0), "weight_decay": (0.0, None
            "parallel_fraction": (0.0, 1.0), "label_smoothing": (0.0, 1.0), "train_fraction": (0.0, 1.0),
            "noise": (0.0, None)}
 _BOOLS = ("upsample", "augment", "per_channel")
+#: Datasets whose samples are already event frames ``[T, 2, H, W]`` (nothing to encode).
+EVENT_DATASETS = ("event-digits", "cifar10-dvs")
 
 
 def _check(key: str, value: Any) -> Any:
@@ -126,6 +132,9 @@ def resolve_config(overrides: dict[str, Any] | None = None, base: dict[str, Any]
     config = {key: _check(key, value) for key, value in config.items()}  # every value, then combinations
     if config["K"] != "all" and config["K"] > config["T"]:
         raise ValueError(f"config: K={config['K']} is larger than T={config['T']}")
+    if config["encoding"] != "direct" and config["dataset"] in EVENT_DATASETS:
+        raise ValueError(f"config: encoding={config['encoding']!r} applies to static images; dataset "
+                         f"{config['dataset']} already comes as event frames (use encoding direct)")
     if config["neuron"] not in ("hdlif", "membn") and config["parallel_fraction"]:
         raise ValueError(f"config: parallel_fraction applies to neuron hdlif or membn, not {config['neuron']}")
     if config["warmup_epochs"] >= config["epochs"] and config["warmup_epochs"]:
