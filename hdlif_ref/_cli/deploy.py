@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets.encoders import EncodedLoader
     from ..datasets.registry import split_options
     from ..deploy.frozen_io import load_frozen
-    from ..deploy.counts import OpCounts, energy
+    from ..deploy.counts import OpCounts, energy, format_energy
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
@@ -89,6 +89,6 @@ def run(args: argparse.Namespace) -> int:
     print_payload(frozen)
     print(f"SOPs per sample    {per.sops:,.0f} (+ {per.macs:,.0f} MACs; SPEC E19)")
     print(f"NOPs per sample    {per.nop_mul + per.nop_add:,.0f} ({per.nop_mul:,.0f} MUL + {per.nop_add:,.0f} ADD)")
-    print(f"energy per sample  {energy(per) * 1e9:.2f} nJ (45 nm, SPEC E20); {energy(per, 'bitwidth') * 1e9:.2f} nJ "
-          f"(bit-width table)")
+    print(f"energy per sample  {format_energy(energy(per))} (45 nm, SPEC E20); "
+          f"{format_energy(energy(per, 'bitwidth'))} (bit-width table)")
     return 0

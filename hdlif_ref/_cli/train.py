@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_report(report: dict, run_dir: str) -> str:
+    from ..deploy.counts import format_energy
+
     lines = [
         f"run directory      {run_dir}",
         f"test accuracy      {report['test_accuracy']:.4f} (best {report['best_test_accuracy']:.4f}, "
@@ -131,6 +133,6 @@ def format_report(report: dict, run_dir: str) -> str:
         f"parameter memory   {report['parameter_memory_mb'] * 1e3:.2f} kB (SPEC E18)",
         f"SOPs per sample    {report['sops']:,.0f} (+ {report['macs']:,.0f} MACs in the first layer; SPEC E19)",
         f"NOPs per sample    {report['nops']:,.0f} (SPEC E19)",
-        f"energy per sample  {report['energy_mj'] * 1e3:.3f} uJ (45 nm table, SPEC E20)",
+        f"energy per sample  {format_energy(report['energy_mj'] * 1e-3)} (45 nm table, SPEC E20)",
     ]
     return "\n".join(lines)
