@@ -114,6 +114,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                  _lazy("ablation", "add_arguments"), _lazy("ablation", "run")),
     "plot": ("PNG plots: spike rasters, membrane traces, training curves, the eps[i, t] matrix (needs matplotlib)",
              _lazy("plot", "add_arguments"), _lazy("plot", "run")),
+    "warmup": ("compile every Numba kernel ahead (e.g. in a Docker build) and report the time; later runs load "
+               "them from the cache", _lazy("warmup", "add_arguments"), _lazy("warmup", "run")),
     "bench": ("end-to-end speed and memory against PyTorch in the same run (runs python -m benchmarks; needs a "
               "checkout; writes into --out DIR, default a new bench-* folder here)", _add_bench, None),
 }
