@@ -1,37 +1,84 @@
-"""``python -m benchmarks``: the end-to-end benchmark of issue 9 (also ``hdlif-ref bench``).
+"""``python -m benchmarks``: the end-to-end benchmark of issue 9 (also ``hdlif-ref bench``, which runs this).
 
-Prints the markdown tables, writes ``benchmarks/results/latest.json`` (or ``--json``)
-and, with ``--update-docs``, the table in ``docs/performance.md``. What is measured
-and how: :mod:`benchmarks.bench_e2e`. The part benchmarks run on their own:
-``python -m benchmarks.bench_autograd``, ``benchmarks.bench_kernels``,
+Prints the markdown tables and writes ``latest.json`` into ``--out DIR`` (default: a
+fresh ``bench-YYYYMMDD-HHMMSS`` folder in the current directory; the tracked
+``benchmarks/results/latest.json`` is only rewritten by ``--out benchmarks/results``).
+With ``--update-docs`` (only then) it also rewrites the table in ``docs/performance.md``.
+What is measured and how: :mod:`benchmarks.bench_e2e`. The part benchmarks run on
+their own: ``python -m benchmarks.bench_autograd``, ``benchmarks.bench_kernels``,
 ``benchmarks.bench_neurons``.
+
+This package owns its options; ``hdlif_ref`` never imports it (``hdlif-ref bench``
+forwards its arguments to ``python -m benchmarks`` in a subprocess).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import sys
 from pathlib import Path
 
+PROG = "python -m benchmarks"
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run with parsed options (:func:`hdlif_ref.cli.add_bench_arguments`); 0 on success."""
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The options of ``python -m benchmarks`` (and of ``hdlif-ref bench``, which forwards them)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run of every path")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per side and workload (default 7)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads of both sides: torch, Numba, BLAS (default 2)")
+    parser.add_argument("--no-torch", action="store_true", help="time ours only")
+    parser.add_argument("--profile", default="worst", metavar="WORKLOAD",
+                        help="cProfile ours on W1, W2_online_all, W2_stbp, W3, W4_digits or W4_resnet; 'worst' "
+                             "(default: the workload farthest from its target) or 'none'")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="folder for latest.json (default: a new bench-YYYYMMDD-HHMMSS folder in the current "
+                             "directory; --out benchmarks/results updates the tracked results)")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="also rewrite the end-to-end table in docs/performance.md (never without this flag)")
+    return parser
+
+
+def default_out(now: datetime.datetime | None = None) -> Path:
+    """A folder name that does not exist yet in the current directory: ``bench-YYYYMMDD-HHMMSS[-k]``."""
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    path, k = Path(f"bench-{stamp}"), 1
+    while path.exists():
+        path, k = Path(f"bench-{stamp}-{k}"), k + 1
+    return path
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Values argparse cannot check: a ``ValueError`` naming the option, the value and what is allowed."""
     from benchmarks import bench_e2e
 
-    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 7)
-    if repeats < 1:
-        raise ValueError(f"--repeats={repeats} must be >= 1")
+    if args.repeats is not None and args.repeats < 1:
+        raise ValueError(f"--repeats={args.repeats} must be >= 1")
     if args.threads < 1:
         raise ValueError(f"--threads={args.threads} must be >= 1")
     names = [w[0] for w in bench_e2e.TIME_WORKLOADS] + [w[0] for w in bench_e2e.INFERENCE_WORKLOADS]
     if args.profile not in names + ["worst", "none"]:
         raise ValueError(f"--profile={args.profile!r}; allowed: {', '.join(names)}, worst, none")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out={args.out!r} exists and is not a folder")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run with parsed options; 0 on success."""
+    from benchmarks import bench_e2e
+
+    check_args(args)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 7)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # progress on stderr, the table on stdout
+    out = Path(args.out) if args.out is not None else default_out()
     results = bench_e2e.run(repeats=repeats, warmup=1 if args.quick else 2, quick=args.quick,
                             threads=args.threads, with_torch=not args.no_torch,
                             profile=None if args.profile == "none" else args.profile, log=log)
     text = bench_e2e.table(results)
     print(text)
-    path = Path(args.json) if args.json else bench_e2e.DEFAULT_JSON
+    path = out / "latest.json"
     bench_e2e.write_json(results, path)
     log(f"# wrote {path} ({results['seconds']:.0f} s)")
     if args.update_docs:
@@ -42,12 +89,15 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from hdlif_ref.cli import add_bench_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    add_bench_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` and run; a bad value is one line on stderr and exit code 2 (as ``hdlif-ref``'s errors)."""
+    prog = prog or os.environ.get("BENCHMARKS_PROG", PROG)  # "hdlif-ref bench" when it forwards here
+    args = build_parser(prog).parse_args(argv)  # argparse itself exits 2 on unknown options
+    try:
+        return run_from_args(args)
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

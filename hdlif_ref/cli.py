@@ -66,35 +66,26 @@ def _add_info(sub: argparse.ArgumentParser) -> None:
 
 
 # ----------------------------------------------------------------------- bench
-def add_bench_arguments(sub: argparse.ArgumentParser) -> None:
-    """Options of ``hdlif-ref bench``, shared with ``python -m benchmarks`` (issue 9)."""
-    sub.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run of every path")
-    sub.add_argument("--repeats", type=int, default=None, help="timed calls per side and workload (default 7)")
-    sub.add_argument("--threads", type=int, default=2, help="threads of both sides: torch, Numba, BLAS (default 2)")
-    sub.add_argument("--no-torch", action="store_true", help="time ours only")
-    sub.add_argument("--profile", default="worst", metavar="WORKLOAD",
-                     help="cProfile ours on W1, W2_online_all, W2_stbp, W3, W4_digits or W4_resnet; 'worst' "
-                          "(default: the workload farthest from its target) or 'none'")
-    sub.add_argument("--json", default=None, metavar="PATH",
-                     help="results file (default benchmarks/results/latest.json)")
-    sub.add_argument("--update-docs", action="store_true",
-                     help="rewrite the end-to-end table in docs/performance.md")
+def _add_bench(sub: argparse.ArgumentParser) -> None:
+    """``bench`` takes no options here: :func:`main` forwards everything after it to ``python -m benchmarks``."""
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """The end-to-end benchmark; ``benchmarks/`` ships with the repository checkout, not with the package."""
+def cmd_bench(argv: Sequence[str]) -> int:
+    """The end-to-end benchmark: ``python -m benchmarks ARGV`` in a subprocess, its exit code returned.
+
+    ``benchmarks/`` ships with the repository checkout, not with the package, and owns its
+    options (``hdlif-ref bench --help`` shows them); the package never imports it.
+    """
     import os
+    import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.isfile(os.path.join(root, "benchmarks", "__main__.py")) and root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        from benchmarks.__main__ import run_from_args
-    except ImportError as exc:
-        raise CLIError(f"hdlif-ref bench: the benchmarks package is not importable ({exc}); it is part of the "
-                       f"repository checkout, not of the installed package: run `python -m benchmarks` "
-                       f"in a checkout") from None
-    return run_from_args(args)
+    if not os.path.isfile(os.path.join(root, "benchmarks", "__main__.py")):
+        raise CLIError(f"hdlif-ref bench: no benchmarks/ folder beside the package in {root}; it is part of the "
+                       f"repository checkout, not of the installed package: run `python -m benchmarks` in a checkout")
+    env = dict(os.environ, BENCHMARKS_PROG="hdlif-ref bench")
+    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return subprocess.call([sys.executable, "-m", "benchmarks", *argv], env=env)
 
 
 # -------------------------------------------------------------------- registry
@@ -125,8 +116,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                  _lazy("ablation", "add_arguments"), _lazy("ablation", "run")),
     "plot": ("PNG plots: spike rasters, membrane traces, training curves, the eps[i, t] matrix (needs matplotlib)",
              _lazy("plot", "add_arguments"), _lazy("plot", "run")),
-    "bench": ("end-to-end speed and memory against PyTorch in the same run (python -m benchmarks; needs a checkout)",
-              add_bench_arguments, cmd_bench),
+    "warmup": ("compile every Numba kernel ahead (e.g. in a Docker build) and report the time; later runs load "
+               "them from the cache", _lazy("warmup", "add_arguments"), _lazy("warmup", "run")),
+    "bench": ("end-to-end speed and memory against PyTorch in the same run (runs python -m benchmarks; needs a "
+              "checkout; writes into --out DIR, default a new bench-* folder here)", _add_bench, None),
 }
 
 
@@ -221,10 +214,14 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (0 success, 1 a check failed, 2 a usage error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    debug = "--debug" in argv[:command]
     parser = build_parser()
     args = None
     try:
+        if command is not None and argv[command] == "bench":  # its options belong to python -m benchmarks
+            parser.parse_args(argv[:command + 1])  # global options before it are still checked
+            return cmd_bench(argv[command + 1:])
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

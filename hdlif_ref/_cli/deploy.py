@@ -34,7 +34,8 @@ def deploy(args: argparse.Namespace) -> int:
 
     config, data, model = load_trained(args.checkpoint, args.data_dir)
     frozen = freeze(model, (data.in_channels, data.input_size, data.input_size))
-    frozen.meta.update(dataset=config["dataset"], data=data_settings(config), source=str(args.checkpoint))
+    frozen.meta.update(dataset=config["dataset"], data=data_settings(config), encoding=config["encoding"],
+                       source=str(args.checkpoint))
     save_frozen(frozen, args.output)
     print(f"wrote {args.output}: {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, "
           f"T={frozen.T}), {len(frozen.ops)} top-level ops")
@@ -44,9 +45,10 @@ def deploy(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets import DataLoader, get_dataset
+    from ..datasets.encoders import EncodedLoader
     from ..datasets.registry import split_options
     from ..deploy.frozen_io import load_frozen
-    from ..deploy.counts import OpCounts, energy
+    from ..deploy.counts import OpCounts, energy, format_energy
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
@@ -60,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     settings = dict(frozen.meta.get("data", {})) if name == frozen.meta.get("dataset") else {}
     settings["T"] = frozen.T
     _, options = split_options(name, **settings)
+    encoding = frozen.meta.get("encoding", "direct") if name == frozen.meta.get("dataset") else "direct"
+    if encoding != "direct":  # the encoding it was trained with, on images scaled to [0, 1]
+        options["normalize"] = "unit"
     test = get_dataset(name, "test", args.data_dir, **options)
     if args.limit is not None:
         from ..datasets.base import ArrayDataset
@@ -68,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     correct, seen = 0, 0
     totals = OpCounts()
     start = time.perf_counter()
-    for x, y in DataLoader(test, args.batch_size):
+    loader = DataLoader(test, args.batch_size)
+    if encoding != "direct":
+        loader = EncodedLoader(loader, encoding, frozen.T, seed=int(settings.get("seed", 0)))
+    for x, y in loader:
         logits = frozen.run(x, count=True)
         correct += int((logits.mean(axis=0).argmax(axis=1) == y).sum())
         seen += len(y)
@@ -81,6 +89,6 @@ def run(args: argparse.Namespace) -> int:
     print_payload(frozen)
     print(f"SOPs per sample    {per.sops:,.0f} (+ {per.macs:,.0f} MACs; SPEC E19)")
     print(f"NOPs per sample    {per.nop_mul + per.nop_add:,.0f} ({per.nop_mul:,.0f} MUL + {per.nop_add:,.0f} ADD)")
-    print(f"energy per sample  {energy(per) * 1e9:.2f} nJ (45 nm, SPEC E20); {energy(per, 'bitwidth') * 1e9:.2f} nJ "
-          f"(bit-width table)")
+    print(f"energy per sample  {format_energy(energy(per))} (45 nm, SPEC E20); "
+          f"{format_energy(energy(per, 'bitwidth'))} (bit-width table)")
     return 0

@@ -12,11 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluate_checkpoint(path: str, data_dir: str | None = None, batch_size: int = 256):
     from ..datasets import DataLoader
-    from ..training.run import load_trained
+    from ..training.run import encoded, load_trained
     from ..training.trainer import OnlineTrainer
 
     config, data, model = load_trained(path, data_dir)
-    return config, OnlineTrainer(model, None, T=config["T"]).evaluate(DataLoader(data.test, batch_size))
+    loader = encoded(config, DataLoader(data.test, batch_size))  # the run's input encoding, as in training
+    return config, OnlineTrainer(model, None, T=config["T"]).evaluate(loader)
 
 
 def run(args: argparse.Namespace) -> int:

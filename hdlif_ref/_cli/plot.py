@@ -41,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = subs.add_parser("raster", help="spike raster per neuron layer")
     network(p, True)
     p.add_argument("--samples", type=int, default=4, help="test samples, one after another (default 4)")
-    p.add_argument("--max-neurons", type=int, default=400, help="neurons shown per layer (default 400)")
+    p.add_argument("--max-neurons", type=int, default=None,
+                   help="at most this many neurons per layer (default: as many as the panel height shows apart, "
+                        "3 pixels each; evenly spaced ones when not all fit)")
+    p.add_argument("--panel-height", type=float, default=2.4,
+                   help="height of one layer's panel in inches at 110 dpi (default 2.4); taller shows more neurons")
     p.add_argument("--out", default="raster.png", help="PNG file (default raster.png)")
 
     p = subs.add_parser("membrane", help="membrane traces of chosen neurons with their thresholds")
@@ -89,39 +93,32 @@ def _positive(name: str, value: int) -> int:
 def network_activity(checkpoint: str, data_dir: str | None, samples: int, first: int = 0):
     """Run a checkpoint's network on test samples ``first .. first + samples - 1`` (eval, one step at a time).
 
-    Returns ``{layer: (module, I, s)}`` in the order the layers fire, ``I``/``s``: ``[T, N, ...]``, the
-    input current and emitted spikes of every neuron layer.
+    Returns ``{layer: (module, I, s)}`` in depth order, ``I``/``s``: ``[T, N, ...]``, the input
+    current and emitted spikes of every neuron layer, recorded by a :class:`Monitor`. The
+    input is encoded as in the run's training (``encoding``).
     """
     from ..autograd import Tensor, no_grad
-    from ..neurons import SpikingNeuron
+    from ..datasets.encoders import encode
+    from ..layers.monitor import Monitor
     from ..training.run import load_trained
 
-    _, data, model = load_trained(checkpoint, data_dir)
+    config, data, model = load_trained(checkpoint, data_dir)
     if not 0 <= first < len(data.test) or first + samples > len(data.test):
         raise ValueError(f"samples {first}..{first + samples - 1} are outside the test split "
                          f"({len(data.test)} samples)")
     x = data.test.take(np.arange(first, first + samples))[0]
     if data.kind == "events":
         x = np.moveaxis(x, 1, 0)  # [N, T, ...] -> [T, N, ...]
-    names = {id(m): n for n, m in model.named_modules()}
-    seen: dict[str, tuple] = {}
-
-    def hook(module, inputs, out):
-        entry = seen.setdefault(names[id(module)], (module, [], []))
-        entry[1].append(np.array(inputs[0].data, dtype=np.float64))
-        entry[2].append(np.array(out.data, dtype=np.float64))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, SpikingNeuron)]
-    try:
-        model.eval().set_step_mode("s").reset_state()
-        with no_grad():
-            for t in range(model.T):
-                step = x[t] if x.ndim == 5 else x
-                model(Tensor(np.ascontiguousarray(step, dtype=np.float32)))
-    finally:
-        for h in handles:
-            h.remove()
-    return {name: (module, np.stack(I), np.stack(s)) for name, (module, I, s) in seen.items()}
+    elif config["encoding"] != "direct":
+        x = encode(np.clip(x, 0, 1), model.T, config["encoding"], np.random.default_rng(config["seed"]))
+    model.eval().set_step_mode("s").reset_state()
+    with Monitor(model, record=("spikes", "inputs")) as monitor, no_grad():
+        for t in range(model.T):
+            step = x[t] if x.ndim == 5 else x
+            model(Tensor(np.ascontiguousarray(step, dtype=np.float32)))
+    modules = dict(model.named_modules())
+    return {name: (modules[name], monitor.inputs[name].astype(np.float64), monitor.spikes[name].astype(np.float64))
+            for name in monitor.layers}
 
 
 def _pick_layer(activity: dict, layer: str | None):
@@ -201,8 +198,12 @@ def _indices(text: str | None, neurons: int, s: np.ndarray) -> list[int]:
 # ----------------------------------------------------------------------------- figures
 def _raster(args, plots) -> str:
     activity = network_activity(args.checkpoint, args.data_dir, _positive("samples", args.samples))
-    _positive("max-neurons", args.max_neurons)
-    return plots.spike_raster([(name, s) for name, (_, _, s) in activity.items()], args.out, args.max_neurons)
+    if args.max_neurons is not None:
+        _positive("max-neurons", args.max_neurons)
+    if not 0.5 <= args.panel_height <= 40:
+        raise ValueError(f"--panel-height={args.panel_height} must be in [0.5, 40] inches")
+    return plots.spike_raster([(name, s) for name, (_, _, s) in activity.items()], args.out, args.max_neurons,
+                              row_height=args.panel_height)
 
 
 def _neurons_of(args):

@@ -23,6 +23,14 @@ PAPER = {
     ("memory_ternary", "cifar10"): 2.82, ("memory_ternary", "cifar100"): 3.00,
     ("nops_vanilla", None): 6.59, ("nops_parallel", None): 4.62,
 }
+#: Why ours differs from the paper's, one line per row of ``--paper`` (docs/metrics.md, "Why the small differences").
+PAPER_REASONS = {
+    "memory_fp32": "a different count of BN affine or bias parameters explains 0.1%",
+    "memory_ternary": "we count a float32 scale per output channel and the BN affine in float32 (~0.05 MB)",
+    "nops_vanilla": "the paper counts ~8k fewer neurons a step: one 512x4x4 layer (the last before pooling?)",
+    "nops_parallel": "same neuron count; our rule makes the first neuron of every block Parallel (44% of neurons)",
+    "nop_reduction": "exactly 50% of the neurons Parallel would give -33%; the first of every block gives -30%",
+}
 PAPER_ABLATION = [  # CIFAR-100, ResNet-18, T = 4, 300 epochs on a GPU (SPEC section 5)
     ("LIF (E7)", 71.75), ("HD-LIF", 80.16), ("HD-LIF + 4-bit spikes", 79.62),
     ("HD-LIF + 50% Parallel", 78.82), ("HD-LIF + 4-bit + 50% Parallel", 78.61),
@@ -70,11 +78,14 @@ def measure(model, x) -> dict:
 
 
 def print_measures(title: str, m: dict) -> None:
+    from ..deploy.counts import format_energy
+
     print(title)
     print(f"  parameter memory  {m['memory_mb']:.4f} MB (SPEC E18)")
     print(f"  SOPs / sample     {m['sops'] / 1e6:.3f} M   MACs {m['macs'] / 1e6:.3f} M (SPEC E19)")
     print(f"  NOPs / sample     {m['nops'] / 1e6:.3f} M (SPEC E19)")
-    print(f"  energy / sample   {m['energy_mj']:.4f} mJ (45 nm), {m['energy_bitwidth_mj']:.4f} mJ (bit-width table)")
+    print(f"  energy / sample   {format_energy(m['energy_mj'] * 1e-3)} (45 nm), "
+          f"{format_energy(m['energy_bitwidth_mj'] * 1e-3)} (bit-width table)")
 
 
 def paper_table(args: argparse.Namespace) -> None:
@@ -95,13 +106,15 @@ def paper_table(args: argparse.Namespace) -> None:
     rows = [("float32 parameter memory (MB)", "memory_fp32", args.dataset),
             ("ternary synapses, first/last float32 (MB)", "memory_ternary", args.dataset),
             ("NOPs, all HD-LIF (M)", "nops_vanilla", None), ("NOPs, 50% Parallel (M)", "nops_parallel", None)]
-    print(f"\n{'quantity':<44} {'paper':>8} {'ours':>8} {'ours/paper':>11}")
+    print(f"\n{'quantity':<44} {'paper':>8} {'ours':>8} {'ours/paper':>11}  why they differ (docs/metrics.md)")
     for label, key, dataset in rows:
         paper = PAPER.get((key, dataset)) if comparable else None
         ratio = f"{ours[key] / paper:.3f}" if paper else "-"
-        print(f"{label:<44} {paper if paper else '-':>8} {ours[key]:>8.2f} {ratio:>11}")
+        why = f"  {PAPER_REASONS[key]}" if paper else ""
+        print(f"{label:<44} {paper if paper else '-':>8} {ours[key]:>8.2f} {ratio:>11}{why}")
     reduction = 1 - ours["nops_parallel"] / ours["nops_vanilla"]
-    print(f"{'NOP reduction':<44} {'-29.9%' if comparable else '-':>8} {-reduction:>8.1%}")
+    why = f"  {PAPER_REASONS['nop_reduction']}" if comparable else ""
+    print(f"{'NOP reduction':<44} {'-29.9%' if comparable else '-':>8} {-reduction:>8.1%} {'':>11}{why}")
     if not comparable:
         print("(the paper's numbers are for ResNet-18, width 1, CIFAR-10/100, T = 4; nothing to compare here)")
     print("\nPaper's CIFAR-100 ablation (ResNet-18, T = 4, 300 GPU epochs; accuracy %):")
@@ -118,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         from ..training.run import deployment_report, load_trained
 
         config, data, model = load_trained(args.checkpoint, args.data_dir)
-        r = deployment_report(model, data)
+        r = deployment_report(model, data, encoding=config["encoding"], seed=config["seed"])
         print_measures(f"checkpoint {args.checkpoint} ({config['model']}, {config['neuron']}, "
                        f"{config['weight_mode']}, T={config['T']}); SOPs on 64 test samples",
                        {"memory_mb": r["parameter_memory_mb"], "sops": r["sops"], "macs": r["macs"],

@@ -12,7 +12,10 @@ from ..training.trainer import NonFiniteError
 HELP = {
     "dataset": "dataset name", "data_dir": "directory of the real dataset files", "upsample": "digits at 16x16",
     "train_fraction": "stratified fraction of the training split", "noise": "input noise (digits, event-digits)",
-    "augment": "random crop/translate and flip", "model": "network builder", "width": "channel multiplier",
+    "augment": "random crop/translate and flip",
+    "encoding": "static images to T steps: direct (the image at every step), rate (Bernoulli spikes), latency "
+                "(one spike, earlier for brighter); rate/latency read the data scaled to [0, 1]",
+    "model": "network builder", "width": "channel multiplier",
     "neuron": "neuron kind (SPEC E1-E9)", "T": "time steps", "weight_mode": "synapse weights (SPEC E11-E12)",
     "spike_bits": "n-bit spikes (SPEC E13) or none", "parallel_fraction": "share of Parallel HD-LIF layers (E8)",
     "seca": "SECA attention (E14-E15): none, I, II", "per_channel": "per-channel lam/theta",
@@ -132,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_report(report: dict, run_dir: str) -> str:
+    from ..deploy.counts import format_energy
+
     lines = [
         f"run directory      {run_dir}",
         f"test accuracy      {report['test_accuracy']:.4f} (best {report['best_test_accuracy']:.4f}, "
@@ -139,6 +144,6 @@ def format_report(report: dict, run_dir: str) -> str:
         f"parameter memory   {report['parameter_memory_mb'] * 1e3:.2f} kB (SPEC E18)",
         f"SOPs per sample    {report['sops']:,.0f} (+ {report['macs']:,.0f} MACs in the first layer; SPEC E19)",
         f"NOPs per sample    {report['nops']:,.0f} (SPEC E19)",
-        f"energy per sample  {report['energy_mj'] * 1e3:.3f} uJ (45 nm table, SPEC E20)",
+        f"energy per sample  {format_energy(report['energy_mj'] * 1e-3)} (45 nm table, SPEC E20)",
     ]
     return "\n".join(lines)

@@ -127,3 +127,26 @@ def energy(counts: OpCounts, table: str = "45nm") -> float:
 def energy_45nm(sops: float = 0.0, macs: float = 0.0, nop_mul: float = 0.0, nop_add: float = 0.0) -> float:
     """SPEC E20 with the default table, in joules: ``SOPs 0.9 + MACs 4.6 + MUL 3.7 + ADD 0.9`` pJ."""
     return energy(OpCounts(sops=sops, macs=macs, nop_mul=nop_mul, nop_add=nop_add))
+
+
+#: Units :func:`format_energy` chooses from, largest first.
+ENERGY_UNITS = (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12))
+
+
+def format_energy(joules: float, digits: int = 4) -> str:
+    """``joules`` with the unit that puts 1 to 999 in front, ``digits`` significant digits: ``"838.9 nJ"``.
+
+    One function for every command (``train``, ``report``, ``run``), so that a small network's energy
+    reads the same everywhere instead of ``0.0007 mJ`` in one place and ``0.839 uJ`` in another.
+    """
+    joules = float(joules)
+    if not np.isfinite(joules) or joules < 0:
+        raise ValueError(f"format_energy: joules={joules!r} must be a finite number >= 0")
+    if joules == 0:
+        return "0 J"
+    for unit, scale in ENERGY_UNITS:
+        value = float(f"{joules / scale:.{digits}g}")  # rounded first: 999.96 nJ is 1 uJ
+        if value >= 1 or unit == "pJ":
+            return f"{value:.{digits}g} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+

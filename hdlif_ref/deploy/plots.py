@@ -37,31 +37,85 @@ def _save(fig, path: str) -> str:
     return path
 
 
-def spike_raster(layers: Sequence[tuple[str, np.ndarray]], path: str, max_neurons: int = 400) -> str:
-    """One panel per neuron layer: a dot where a neuron emits a non-zero spike.
+#: A neuron row needs this many pixels for its spikes to stay apart from the next row's (2 dark + 1 gap).
+MIN_PIXELS_PER_ROW = 3
 
-    ``layers``: ``(name, s)`` with ``s: [T, N, ...]`` (``N`` samples). The x axis runs
-    through the samples one after the other (``T`` steps each); the y axis is the
-    neuron index within a sample, evenly thinned to at most ``max_neurons``.
-    """
-    fig, axes = _figure(len(layers), row_height=2.4)
+
+def raster_rows(panel_pixels: float, neurons: int, max_neurons: int | None = None) -> np.ndarray:
+    """Indices of the neurons a raster panel ``panel_pixels`` high shows: all of them if each gets at least
+    :data:`MIN_PIXELS_PER_ROW` pixels (and ``max_neurons`` allows), else evenly spaced ones that fit."""
+    fit = max(int(panel_pixels // MIN_PIXELS_PER_ROW), 1)
+    count = min(neurons, fit, max_neurons if max_neurons is not None else neurons)
+    return np.unique(np.linspace(0, neurons - 1, count).round().astype(int)) if neurons else np.zeros(0, int)
+
+
+def _spike_marks(x: np.ndarray, y: np.ndarray, cell_px: tuple[float, float]) -> np.ndarray:
+    """Rectangles (data units, a cell is 1 x 1) for spikes at columns ``x``, rows ``y``.
+
+    A mark leaves a gap of at least one pixel (and 25% of a wide cell) to its neighbours, so
+    adjacent spikes stay two marks: the dark area is then proportional to the firing rate."""
+    w_px, h_px = cell_px
+    half_h = max(h_px - 1.0, 0.5 * h_px) / h_px / 2
+    half_w = min(max(w_px - 1.0, 0.5 * w_px), 0.75 * w_px) / w_px / 2
+    xs = np.stack([x - half_w, x + half_w, x + half_w, x - half_w], axis=1)
+    ys = np.stack([y - half_h, y - half_h, y + half_h, y + half_h], axis=1)
+    return np.stack([xs, ys], axis=2)
+
+
+def raster_figure(layers: Sequence[tuple[str, np.ndarray]], max_neurons: int | None = None, width: float = 8.0,
+                  row_height: float = 2.4):
+    """The figure of :func:`spike_raster` and, per panel, ``(axes, neuron indices shown, pixels per row)``."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    fig, axes = _figure(len(layers), width=width, row_height=row_height)
+    T = layers[0][1].shape[0]
+    for ax, (name, _) in zip(axes[:, 0], layers):  # the final texts first: the layout decides the panel size
+        ax.set_title(f"{name}: 000 of 000 neurons shown (evenly spaced), firing rate 0.000", fontsize=9)
+        ax.set_ylabel("neuron")
+    axes[-1, 0].set_xlabel(f"time step (samples one after another, T = {T} each; red lines separate samples)")
+    fig.draw_without_rendering()
+    panels = []
     for ax, (name, s) in zip(axes[:, 0], layers):
         T, N = s.shape[:2]
         flat = s.reshape(T, N, -1).transpose(2, 1, 0).reshape(-1, N * T)  # column = sample * T + t
         neurons = flat.shape[0]
-        rows = np.unique(np.linspace(0, neurons - 1, min(max_neurons, neurons)).round().astype(int))
+        box = ax.get_window_extent()
+        rows = raster_rows(box.height, neurons, max_neurons)
         y, x = np.nonzero(flat[rows] != 0)
-        ax.scatter(x, y, s=4, marker="s", color="black", linewidths=0)
+        cell = (box.width / max(N * T, 1), box.height / max(len(rows), 1))
+        ax.add_collection(PolyCollection(_spike_marks(x, y, cell), facecolors="black", edgecolors="none",
+                                         antialiased=False))
         for k in range(1, N):
             ax.axvline(k * T - 0.5, color="tab:red", lw=0.6, alpha=0.6)
         rate = float(np.count_nonzero(s)) / max(s.size, 1)
-        shown = "" if len(rows) == neurons else f", {len(rows)} shown"
-        ax.set_title(f"{name}: {neurons} neurons{shown}, firing rate {rate:.3f}", fontsize=9)
+        shown = (f"{neurons} neurons" if len(rows) == neurons else
+                 f"{len(rows)} of {neurons} neurons shown (evenly spaced)")
+        ax.set_title(f"{name}: {shown}, firing rate {rate:.3f}", fontsize=9)
         ax.set_xlim(-0.5, N * T - 0.5)
-        ax.set_ylim(-0.5, len(rows) - 0.5)
-        ax.set_ylabel("neuron")
-    axes[-1, 0].set_xlabel(f"time step (samples one after another, T = {layers[0][1].shape[0]} each; red lines "
-                           f"separate samples)")
+        ax.set_ylim(len(rows) - 0.5, -0.5)  # neuron 0 at the top, as a raster is read
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.yaxis.set_major_formatter(FuncFormatter(  # tick labels are neuron indices, not row numbers
+            lambda pos, _, rows=rows: str(rows[int(round(pos))]) if 0 <= round(pos) < len(rows) else ""))
+        panels.append((ax, rows, cell[1]))
+    return fig, panels
+
+
+def spike_raster(layers: Sequence[tuple[str, np.ndarray]], path: str, max_neurons: int | None = None,
+                 width: float = 8.0, row_height: float = 2.4) -> str:
+    """One panel per neuron layer: a mark where a neuron emits a non-zero spike.
+
+    ``layers``: ``(name, s)`` with ``s: [T, N, ...]`` (``N`` samples). The x axis runs
+    through the samples one after the other (``T`` steps each); the y axis is the
+    neuron index within a sample. The panel's height in pixels decides how many
+    neurons fit (at least :data:`MIN_PIXELS_PER_ROW` pixels each, so that the spikes
+    of neighbouring neurons stay apart; at most ``max_neurons`` if given); when not all
+    fit, evenly spaced ones are shown and the title says how many. Each spike is a
+    rectangle one pixel (or a quarter of a wide cell) smaller than its cell, so the
+    dark area of a panel tracks its firing rate. ``width``, ``row_height``: inches
+    (figure width, height per panel) at 110 dpi.
+    """
+    fig, _ = raster_figure(layers, max_neurons, width, row_height)
     return _save(fig, path)
 
 

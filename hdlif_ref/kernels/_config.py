@@ -19,12 +19,20 @@ has set it; it must happen before Numba starts its OpenMP pool, which is the
 first parallel kernel call. OpenBLAS keeps its default thread count (this
 library never changes NumPy's BLAS threads). :func:`_threads.threading_info`
 reports whether the policy took effect.
+
+Every kernel made by :func:`njit` / :func:`njit_parallel` is listed in :data:`KERNELS`
+(what ``hdlif-ref warmup`` checks). The first time one of them really compiles in a
+process (a cache miss: first run on a machine, new argument types, changed sources),
+one line goes to stderr (:data:`NOTICE`); loading from the cache prints nothing.
 """
 from __future__ import annotations
 
 import os
+import sys
 
 import numba
+import numba.core.dispatcher
+import numba.core.event
 
 #: Environment the thread policy sets (with ``setdefault``: a user's own value wins).
 THREAD_POLICY_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -49,13 +57,61 @@ JIT_OPTIONS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 PARALLEL_JIT_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 
 
+#: Every kernel compiled through :func:`njit` / :func:`njit_parallel`, in import order (what ``warmup`` checks).
+KERNELS: list = []
+
+
+def _registered(result):
+    if isinstance(result, numba.core.dispatcher.Dispatcher):
+        KERNELS.append(result)
+        return result
+
+    def decorate(fn):  # njit(**options) used as a decorator factory
+        return _registered(result(fn))
+    return decorate
+
+
 def njit(*args, **overrides):
     """``numba.njit`` with the project's settings (``cache=True``, ``fastmath=False``)."""
     options = dict(JIT_OPTIONS, **overrides)
-    return numba.njit(*args, **options)
+    return _registered(numba.njit(*args, **options))
 
 
 def njit_parallel(*args, **overrides):
     """``numba.njit(parallel=True)`` with the project's settings."""
     options = dict(PARALLEL_JIT_OPTIONS, **overrides)
-    return numba.njit(*args, **options)
+    return _registered(numba.njit(*args, **options))
+
+
+# ---------------------------------------------------------------------------- first-run notice
+#: ``HDLIF_REF_COMPILE_NOTICE=0`` silences the notice (the test suite does).
+NOTICE_ENV = "HDLIF_REF_COMPILE_NOTICE"
+NOTICE = ("hdlif-ref: compiling Numba kernels (first run on this machine or after an update; a training run "
+          "waits about a minute, later runs load them from the cache; `hdlif-ref warmup` compiles all ahead)")
+
+
+class _CompileNotice(numba.core.event.Listener):
+    """Prints :data:`NOTICE` once per process, when the first of our kernels really compiles.
+
+    Numba fires ``numba:compile`` only after a cache miss (a kernel loaded from the cache
+    fires nothing), so a warm cache costs nothing and prints nothing.
+    """
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def on_start(self, event) -> None:
+        if self.shown or os.environ.get(NOTICE_ENV, "1") == "0":
+            return
+        dispatcher = (event.data or {}).get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        if module.startswith("hdlif_ref."):
+            self.shown = True
+            print(NOTICE, file=sys.stderr, flush=True)
+
+    def on_end(self, event) -> None:
+        pass
+
+
+COMPILE_NOTICE = _CompileNotice()
+numba.core.event.register("numba:compile", COMPILE_NOTICE)

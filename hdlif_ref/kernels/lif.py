@@ -3,18 +3,19 @@
 Layout as in :mod:`.hdlif` (``I, s, m: [T, N, F]``, state ``[N, F]``, ``lam, theta:
 [T, C]``). ``soft`` chooses the reset: hard ``u = m (1 - s)`` (DC default) or soft
 ``u = m - theta s``. The spike is binary, ``s = H(m - theta)`` with ``H(0) = 1``;
-its derivative is the triangle surrogate
-``sg(m) = max(gamma - |m - theta|, 0) / gamma^2``, used wherever ``s`` appears,
-including inside the reset (the reset is differentiated, not detached; DC in
-``docs/neurons.md``):
+its derivative is a surrogate ``sg(m - theta)`` chosen by an integer code
+(:mod:`.surrogates`: 0 triangle, SPEC E7's default
+``max(gamma - |m - theta|, 0) / gamma^2``, 1 sigmoid, 2 atan, 3 fast-sigmoid), used
+wherever ``s`` appears, including inside the reset (the reset is differentiated,
+not detached; DC in ``docs/neurons.md``):
 
     hard:  du/dm = (1 - s) - m sg,      du/dtheta = m sg
     soft:  du/dm = 1 - theta sg,        du/dtheta = theta sg - s
 
 The surrogate depends on the value of ``m``, so the forward keeps ``m`` itself
-(``u_{t-1}`` and ``s`` are recomputed from it). ``one`` and ``inv_gamma2 = 1 / gamma^2``
-arrive as scalars of the data's dtype so that no float64 constant promotes float32
-arithmetic.
+(``u_{t-1}`` and ``s`` are recomputed from it). The surrogate's constants ``a, b``
+(:func:`.surrogates.kernel_constants`) arrive as scalars of the data's dtype so that
+no float64 constant promotes float32 arithmetic.
 """
 from __future__ import annotations
 
@@ -23,8 +24,25 @@ from numba import prange
 
 from ._backend import dispatch
 from ._blocking import BLOCK, lane_sum2, launch, n_blocks
-from ._config import njit_parallel
+from ._config import njit, njit_parallel
 from .reference import neurons as _ref
+from .surrogates import kernel_constants
+
+
+@njit
+def _surrogate(code, x, a, b, zero, one):
+    """``sg(x)``, ``x = m - theta``, of surrogate ``code`` (the codes and constants of :mod:`.surrogates`)."""
+    if code == 0:  # triangle
+        return max(a - abs(x), zero) * b
+    if code == 1:  # sigmoid: a S(a x) (1 - S(a x)) = a e / (1 + e)^2 with e = exp(-a |x|)
+        e = np.exp(-a * abs(x))
+        d = one + e
+        return a * e / (d * d)
+    if code == 2:  # atan
+        z = b * x
+        return a / (one + z * z)
+    z = a * abs(x) + one  # fast-sigmoid
+    return one / (z * z)
 
 
 @njit_parallel
@@ -62,7 +80,7 @@ def _lif_fwd(I, u0, lam, theta, soft, block, s, u_last, m_out):
 
 
 @njit_parallel
-def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, gamma, inv_gamma2, block, need_lam,
+def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, block, need_lam,
              online, gI, gu0, glam_part, gtheta_part):
     # dL/dm_t = dL/ds_t sg_t + dL/du_t du_t/dm_t;  dL/dtheta_t = -dL/ds_t sg_t + dL/du_t du_t/dtheta_t;
     # dL/du_{t-1} = lam_t dL/dm_t (0 when online, SPEC E5).
@@ -106,7 +124,7 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, gamma, inv_gamma2, block,
                 gs_seg, gI_seg, m_seg = gs[t, n, f:fe], gI[t, n, f:fe], m_all[t, n, f:fe]
                 for j in range(b - a):
                     m = m_seg[j]
-                    sg = max(gamma - abs(m - theta_tc), zero) * inv_gamma2
+                    sg = _surrogate(sg_code, m - theta_tc, sg_a, sg_b, zero, one)
                     fired = m >= theta_tc
                     if soft:
                         du_dm = one - theta_tc * sg
@@ -134,32 +152,32 @@ def _forward_numba(I, u0, lam, theta, soft):
     return s, u_last, m
 
 
-def _backward_numba(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam, online):
+def _backward_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam, online):
     T, N, F = gs.shape
     items = N * n_blocks(F)
-    dt = gs.dtype.type
-    gamma = dt(gamma)
+    sg_a, sg_b = kernel_constants(surrogate, gamma, gs.dtype)
     gI = np.empty_like(gs)
     gu0 = np.empty_like(u0)
     glam_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
     gtheta_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
-    launch(_lif_bwd, gs.size, gs, gu_last, m, u0, lam, theta, bool(soft), gamma, dt(1) / (gamma * gamma), BLOCK,
-             bool(need_lam), bool(online), gI, gu0, glam_part, gtheta_part)
+    launch(_lif_bwd, gs.size, gs, gu_last, m, u0, lam, theta, bool(soft), int(surrogate), sg_a, sg_b, BLOCK,
+           bool(need_lam), bool(online), gI, gu0, glam_part, gtheta_part)
     return gI, gu0, (glam_part.sum(axis=0) if need_lam else None), gtheta_part.sum(axis=0)
 
 
-def _backward_stbp_numba(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam):
-    return _backward_numba(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam, False)
+def _backward_stbp_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam):
+    return _backward_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam, False)
 
 
-def _backward_online_numba(gs, m, u0, lam, theta, soft, gamma, need_lam):
-    gI, _, glam, gtheta = _backward_numba(gs, u0, m, u0, lam, theta, soft, gamma, need_lam, True)
+def _backward_online_numba(gs, m, u0, lam, theta, soft, surrogate, gamma, need_lam):
+    gI, _, glam, gtheta = _backward_numba(gs, u0, m, u0, lam, theta, soft, surrogate, gamma, need_lam, True)
     return gI, glam, gtheta
 
 
 #: ``(s, u_last, m) = lif_forward(I, u0, lam, theta, soft)`` (SPEC E7).
 lif_forward = dispatch(_forward_numba, _ref.lif_forward)
-#: ``(gI, gu0, glam, gtheta) = lif_backward_stbp(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam)``.
+#: ``(gI, gu0, glam, gtheta) = lif_backward_stbp(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma,
+#: need_lam)``; ``surrogate`` is a code of :data:`.surrogates.SURROGATES`, ``gamma`` its width/slope.
 lif_backward_stbp = dispatch(_backward_stbp_numba, _ref.lif_backward_stbp)
-#: ``(gI, glam, gtheta) = lif_backward_online(gs, m, u0, lam, theta, soft, gamma, need_lam)``.
+#: ``(gI, glam, gtheta) = lif_backward_online(gs, m, u0, lam, theta, soft, surrogate, gamma, need_lam)``.
 lif_backward_online = dispatch(_backward_online_numba, _ref.lif_backward_online)

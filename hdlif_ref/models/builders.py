@@ -14,7 +14,10 @@ Common options (docs/models.md):
 * ``bn_stats``: ``"per_step"`` (default, SPEC E16 DC: every synapse's batch norm keeps
   running statistics ``[T, C]``, one row per time step, as Mem-BN's ``BN_t`` of E9) or
   ``"shared"`` (one ``[C]`` set for all steps: what v0.1 built; kept so that its
-  checkpoints still load; a config without the key means ``"shared"``).
+  checkpoints still load; a config without the key means ``"shared"``);
+* ``surrogate`` (``neuron="lif"`` only): the LIF surrogate gradient by name
+  (``"triangle"``, the default, ``"sigmoid"``, ``"atan"``, ``"fast-sigmoid"``; E7), recorded in
+  ``config`` only when given.
 
 Every builder returns a :class:`SpikingNet` whose ``config`` records the builder and
 its arguments, so :func:`build_model` can rebuild it from a checkpoint.
@@ -58,9 +61,14 @@ class NeuronFactory:
     """Creates the network's neuron layers in depth order, applying the options above."""
 
     def __init__(self, neuron: str, T: int, parallel_fraction: float, spike_bits: int | None,
-                 per_channel: bool, seca: str | None, count: int, bn_stats: str = "per_step"):
+                 per_channel: bool, seca: str | None, count: int, bn_stats: str = "per_step",
+                 surrogate: str | None = None):
         if neuron not in NEURONS:
             raise ValueError(f"neuron={neuron!r}; allowed: {', '.join(NEURONS)}")
+        if surrogate is not None and neuron != "lif":
+            raise ValueError(f"surrogate={surrogate!r} applies to neuron='lif' (the others have exact gradients), "
+                             f"not neuron={neuron!r}")
+        self.surrogate = surrogate
         if seca not in SECA_KINDS:
             raise ValueError(f"seca={seca!r}; allowed: None, 'I', 'II'")
         if parallel_fraction and neuron not in ("hdlif", "membn"):
@@ -120,7 +128,7 @@ class NeuronFactory:
         if parallel:
             neuron = ParallelHDLIF(self.T, **common)
         elif self.neuron == "lif":
-            neuron = LIF(self.T, **common)
+            neuron = LIF(self.T, surrogate=self.surrogate or "triangle", **common)
         elif self.neuron == "membn":
             neuron = MemBNHDLIF(self.T, channels, spike_bits=self.spike_bits, per_channel=self.per_channel)
         else:
@@ -199,7 +207,7 @@ def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, 
                    in_channels: int = 3, T: int = 4, neuron: str = "hdlif", parallel_fraction: float = 0.0,
                    weight_mode: str = "fp32", spike_bits: int | None = None, seca: str | None = None,
                    per_channel: bool = False, bn_stats: str = "per_step",
-                   rng: np.random.Generator | None = None) -> SpikingNet:
+                   rng: np.random.Generator | None = None, surrogate: str | None = None) -> SpikingNet:
     """Spiking ResNet-18/34 (stages of 64-512 channels) or ResNet-19 (128-512, as in TDBN).
 
     ``stem="cifar"``: 3x3 conv, stride 1. ``stem="imagenet"``: 7x7 conv stride 2, then
@@ -210,6 +218,8 @@ def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, 
                   in_channels=in_channels, T=T, neuron=neuron, parallel_fraction=parallel_fraction,
                   weight_mode=weight_mode, spike_bits=spike_bits, seca=seca, per_channel=per_channel,
                   bn_stats=bn_stats)
+    if surrogate is not None:
+        config["surrogate"] = surrogate
     if depth not in RESNET_STAGES:
         raise ValueError(f"depth={depth!r}; allowed: 18, 19, 34")
     if stem not in ("cifar", "imagenet"):
@@ -223,7 +233,7 @@ def spiking_resnet(depth: int = 18, stem: str = "cifar", num_classes: int = 10, 
     channels = [max(1, int(round(c * width))) for c in base]
     stem_channels = channels[0]
     count = 1 + 2 * sum(stages) + (1 if depth == 19 else 0)
-    factory = NeuronFactory(neuron, T, parallel_fraction, spike_bits, per_channel, seca, count, bn_stats)
+    factory = NeuronFactory(neuron, T, parallel_fraction, spike_bits, per_channel, seca, count, bn_stats, surrogate)
 
     if stem == "cifar":
         layers: list[Module] = conv_bn(in_channels, stem_channels, 3, 1, 1, weight_mode, rng, factory,
@@ -269,7 +279,7 @@ def _plain_net(cfg: tuple, config: dict, rng: np.random.Generator | None) -> Spi
     rng = np.random.default_rng() if rng is None else rng
     convs = [item for item in cfg if item != "A"]
     factory = NeuronFactory(c["neuron"], c["T"], c["parallel_fraction"], c["spike_bits"], c["per_channel"],
-                            c["seca"], len(convs), c["bn_stats"])
+                            c["seca"], len(convs), c["bn_stats"], c.get("surrogate"))
     layers: list[Module] = []
     cin, first = c["in_channels"], True
     for item in cfg:
@@ -291,22 +301,28 @@ def _plain_net(cfg: tuple, config: dict, rng: np.random.Generator | None) -> Spi
 def vgg_snn(num_classes: int = 10, in_channels: int = 2, input_size: int = 48, width: float = 1.0, T: int = 10,
             neuron: str = "hdlif", parallel_fraction: float = 0.0, weight_mode: str = "fp32",
             spike_bits: int | None = None, seca: str | None = None, per_channel: bool = False,
-            bn_stats: str = "per_step", rng: np.random.Generator | None = None) -> SpikingNet:
+            bn_stats: str = "per_step", rng: np.random.Generator | None = None,
+            surrogate: str | None = None) -> SpikingNet:
     """VGG-SNN for DVS-CIFAR10: 64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2-FC."""
     config = dict(builder="vgg_snn", num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                   width=width, T=T, neuron=neuron, parallel_fraction=parallel_fraction, weight_mode=weight_mode,
                   spike_bits=spike_bits, seca=seca, per_channel=per_channel, bn_stats=bn_stats)
+    if surrogate is not None:
+        config["surrogate"] = surrogate
     return _plain_net(VGG_CFG, config, rng)
 
 
 def digits_net(num_classes: int = 10, in_channels: int = 1, input_size: int = 8, width: float = 1.0, T: int = 4,
                neuron: str = "hdlif", parallel_fraction: float = 0.0, weight_mode: str = "fp32",
                spike_bits: int | None = None, seca: str | None = None, per_channel: bool = False,
-               bn_stats: str = "per_step", rng: np.random.Generator | None = None) -> SpikingNet:
+               bn_stats: str = "per_step", rng: np.random.Generator | None = None,
+               surrogate: str | None = None) -> SpikingNet:
     """A small conv SNN for 8x8 (or 16x16) inputs: 16C3-32C3-AP2-64C3-AP2-FC (channels times ``width``)."""
     config = dict(builder="digits_net", num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                   width=width, T=T, neuron=neuron, parallel_fraction=parallel_fraction, weight_mode=weight_mode,
                   spike_bits=spike_bits, seca=seca, per_channel=per_channel, bn_stats=bn_stats)
+    if surrogate is not None:
+        config["surrogate"] = surrogate
     return _plain_net(DIGITS_CFG, config, rng)
 
 

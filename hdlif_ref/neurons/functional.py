@@ -20,7 +20,8 @@ import numpy as np
 from ..autograd import Tensor
 from ..autograd.ops.neuron import HDLIFSeq, LIFSeq, MemBNHDLIFSeq, ParallelHDLIFSeq, params_tc, rows_of
 from ..kernels.reference import neurons as _ref
-from ._checks import (GRADIENTS, RESETS, check_choice, check_membn, check_param, check_positive,
+from ..kernels.surrogates import resolve_gamma, surrogate_code
+from ._checks import (GRADIENTS, RESETS, check_choice, check_membn, check_param,
                       check_seq_input)
 from .records import HDLIFRecord, LIFRecord, MemBNRecord
 
@@ -51,18 +52,22 @@ def hdlif_seq(I, lam, theta, gradient: str = "stbp") -> Tensor:
     return HDLIFSeq.apply(I, lam, theta, gradient=gradient)
 
 
-def lif_seq(I, lam, theta, reset: str = "hard", gamma: float = 1.0, gradient: str = "stbp") -> Tensor:
+def lif_seq(I, lam, theta, reset: str = "hard", gamma: float | None = None, gradient: str = "stbp",
+            surrogate: str = "triangle") -> Tensor:
     """LIF baseline on a whole sequence (SPEC E7): binary spikes ``s: [T, N, ...]``.
 
     ``s_t = H(m_t - theta_t)`` (``H(0) = 1``); ``reset="hard"``: ``u_t = m_t (1 - s_t)``,
-    ``"soft"``: ``u_t = m_t - theta_t s_t``. Backward with the triangle surrogate of width ``gamma``.
+    ``"soft"``: ``u_t = m_t - theta_t s_t``. Backward with the surrogate ``surrogate``
+    (``"triangle"``, the paper's, ``"sigmoid"``, ``"atan"``, ``"fast-sigmoid"``) of
+    width/slope ``gamma`` (None: its default 1, 4, 2, 25; :mod:`hdlif_ref.kernels.surrogates`).
     """
     shape = check_seq_input("lif_seq", I)
     _check_params("lif_seq", shape, lam=lam, theta=theta)
     check_choice("lif_seq", "reset", reset, RESETS)
-    gamma = check_positive("lif_seq", "gamma", gamma)
+    code = surrogate_code("lif_seq", surrogate)
+    gamma = resolve_gamma("lif_seq", surrogate, gamma)
     check_choice("lif_seq", "gradient", gradient, GRADIENTS)
-    return LIFSeq.apply(I, lam, theta, soft=reset == "soft", gamma=gamma, gradient=gradient)
+    return LIFSeq.apply(I, lam, theta, soft=reset == "soft", gamma=gamma, gradient=gradient, surrogate=code)
 
 
 def parallel_hdlif_seq(I, theta) -> Tensor:
@@ -113,16 +118,19 @@ def hdlif_record(I, lam, theta) -> HDLIFRecord:
                        u=u.reshape(shape), s=s.reshape(shape))
 
 
-def lif_record(I, lam, theta, reset: str = "hard", gamma: float = 1.0) -> LIFRecord:
-    """Every intermediate (``m``, ``u``, ``s``) of :func:`lif_seq`'s forward, as NumPy arrays."""
+def lif_record(I, lam, theta, reset: str = "hard", gamma: float | None = None,
+               surrogate: str = "triangle") -> LIFRecord:
+    """Every intermediate (``m``, ``u``, ``s``) of :func:`lif_seq`'s forward, as NumPy arrays
+    (with the surrogate the theory helpers differentiate by)."""
     shape = check_seq_input("lif_record", I)
     _check_params("lif_record", shape, lam=lam, theta=theta)
     check_choice("lif_record", "reset", reset, RESETS)
-    gamma = check_positive("lif_record", "gamma", gamma)
+    surrogate_code("lif_record", surrogate)
+    gamma = resolve_gamma("lif_record", surrogate, gamma)
     I3, (lam2, theta2), u0 = _kernel_view(I, lam, theta)
     m, s, u = _ref.lif_trace(I3, u0, lam2, theta2, reset == "soft")
     return LIFRecord(I=I3.reshape(shape), lam=_data(lam), theta=_data(theta), m=m.reshape(shape),
-                     u=u.reshape(shape), s=s.reshape(shape), reset=reset, gamma=gamma)
+                     u=u.reshape(shape), s=s.reshape(shape), reset=reset, gamma=gamma, surrogate=surrogate)
 
 
 def membn_hdlif_record(I, lam, theta, alpha, beta, bn_weight, bn_bias, running_mean=None, running_var=None,

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import RESETS, check_choice, check_positive
+from ..kernels.surrogates import resolve_gamma, surrogate_code
+from ._checks import RESETS, check_choice
 from .base import THETA_FLOOR, SpikingNeuron
 from .functional import hdlif_record, hdlif_seq, lif_record, lif_seq, parallel_hdlif_seq
 from .records import HDLIFParams, HDLIFRecord, LIFParams, LIFRecord, NeuronState, ParallelHDLIFParams
@@ -67,38 +68,46 @@ class HDLIF(SpikingNeuron):
 
 
 class LIF(SpikingNeuron):
-    """Leaky integrate-and-fire baseline (SPEC E7): binary spikes, triangle surrogate of width ``gamma``.
+    """Leaky integrate-and-fire baseline (SPEC E7): binary spikes, a surrogate gradient of width/slope ``gamma``.
 
     ``m_t = lam_t u_{t-1} + I_t``; ``s_t = H(m_t - theta_t)``; ``reset="hard"``:
     ``u_t = m_t (1 - s_t)`` (DC default), ``"soft"``: ``u_t = m_t - theta_t s_t``.
-    Backward: ``d s_t / d m_t ~ max(gamma - |m_t - theta_t|, 0) / gamma^2`` wherever
-    ``s_t`` appears, the reset included. Other parameters as :class:`HDLIF`.
+    Backward: ``d s_t / d m_t ~ sg(m_t - theta_t)`` wherever ``s_t`` appears, the reset
+    included. ``surrogate``: ``"triangle"`` (default, the paper's:
+    ``max(gamma - |x|, 0) / gamma^2``), ``"sigmoid"``, ``"atan"`` (SpikingJelly's, ``gamma`` =
+    their ``alpha``) or ``"fast-sigmoid"`` (snnTorch's, ``gamma`` = its ``slope``);
+    ``gamma=None`` takes the surrogate's default (1, 4, 2, 25). Formulas:
+    :mod:`hdlif_ref.kernels.surrogates`, ``docs/neurons.md``. Other parameters as :class:`HDLIF`.
     """
 
     def __init__(self, T: int, channels: int | None = None, per_channel: bool = False, lam_init: Any = 0.5,
-                 theta_init: Any = 1.0, reset: str = "hard", gamma: float = 1.0, spike_bits: int | None = None,
-                 spike_step_init: float | None = None, dtype: Any = np.float32):
+                 theta_init: Any = 1.0, reset: str = "hard", gamma: float | None = None,
+                 spike_bits: int | None = None, spike_step_init: float | None = None, dtype: Any = np.float32,
+                 surrogate: str = "triangle"):
         super().__init__(T, channels, per_channel, spike_bits, theta_init, spike_step_init, dtype)
         self.reset_mode = check_choice("LIF", "reset", reset, RESETS)
-        self.gamma = check_positive("LIF", "gamma", gamma)
+        surrogate_code("LIF", surrogate)
+        self.surrogate = surrogate
+        self.gamma = resolve_gamma("LIF", surrogate, gamma)
         self.lam = self._parameter("lam_init", lam_init)
         self.theta = self._parameter("theta_init", theta_init, lower=THETA_FLOOR)
 
     def params(self) -> LIFParams:
-        return LIFParams(self.lam, self.theta, self.reset_mode, self.gamma)
+        return LIFParams(self.lam, self.theta, self.reset_mode, self.gamma, self.surrogate)
 
     def _step(self, I_t, state: NeuronState):
         return lif_step(I_t, state, self.params())
 
     def _seq(self, I, gradient: str):
-        return lif_seq(I, self.lam, self.theta, reset=self.reset_mode, gamma=self.gamma, gradient=gradient)
+        return lif_seq(I, self.lam, self.theta, reset=self.reset_mode, gamma=self.gamma, gradient=gradient,
+                       surrogate=self.surrogate)
 
     def record(self, I) -> LIFRecord:
         """Every intermediate of ``forward_seq(I)`` (``m``, ``u``, ``s``), as arrays."""
-        return lif_record(I, self.lam.data, self.theta.data, self.reset_mode, self.gamma)
+        return lif_record(I, self.lam.data, self.theta.data, self.reset_mode, self.gamma, self.surrogate)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", reset={self.reset_mode!r}, gamma={self.gamma}"
+        return super().extra_repr() + f", reset={self.reset_mode!r}, surrogate={self.surrogate!r}, gamma={self.gamma}"
 
 
 class ParallelHDLIF(SpikingNeuron):

@@ -42,12 +42,15 @@ class HDLIFParams:
 
 @dataclass(frozen=True)
 class LIFParams:
-    """LIF (SPEC E7): ``lam``, ``theta`` ``[T]`` or ``[T, C]``; ``reset`` "hard" or "soft"; surrogate width ``gamma``."""
+    """LIF (SPEC E7): ``lam``, ``theta`` ``[T]`` or ``[T, C]``; ``reset`` "hard" or "soft"; the surrogate's
+    width/slope ``gamma`` (None: the surrogate's default) and its name ``surrogate``
+    (:data:`hdlif_ref.kernels.surrogates.SURROGATES`, default the paper's ``"triangle"``)."""
 
     lam: Any
     theta: Any
     reset: str = "hard"
-    gamma: float = 1.0
+    gamma: float | None = None
+    surrogate: str = "triangle"
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class HDLIFRecord:
 
 @dataclass(frozen=True, eq=False)
 class LIFRecord:
-    """Every intermediate of a LIF forward (SPEC E7), plus its reset and surrogate width."""
+    """Every intermediate of a LIF forward (SPEC E7), plus its reset, surrogate width/slope and surrogate name."""
 
     I: np.ndarray
     lam: np.ndarray
@@ -107,6 +110,7 @@ class LIFRecord:
     s: np.ndarray
     reset: str
     gamma: float
+    surrogate: str = "triangle"
 
 
 @dataclass(frozen=True, eq=False)

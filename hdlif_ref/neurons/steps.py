@@ -18,7 +18,8 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..autograd.ops.neuron import HDLIFStep, LIFStep, MemBNHDLIFStep, ParallelHDLIFStep
-from ._checks import (RESETS, check_choice, check_membn, check_param, check_positive, check_step_input,
+from ..kernels.surrogates import resolve_gamma, surrogate_code
+from ._checks import (RESETS, check_choice, check_membn, check_param, check_step_input,
                       shape_of)
 from .records import HDLIFParams, LIFParams, MemBNParams, NeuronState, ParallelHDLIFParams
 
@@ -68,16 +69,17 @@ def hdlif_step(I_t, state: NeuronState, params: HDLIFParams) -> tuple[Tensor, Ne
 
 
 def lif_step(I_t, state: NeuronState, params: LIFParams) -> tuple[Tensor, NeuronState]:
-    """One LIF step (SPEC E7, triangle surrogate) at ``t = state.t``: ``(s_t, NeuronState(u_t, t + 1))``."""
+    """One LIF step (SPEC E7; surrogate ``params.surrogate``) at ``t = state.t``: ``(s_t, NeuronState(u_t, t + 1))``."""
     op = "lif_step"
     shape = check_step_input(op, I_t)
     T = _T(op, "lam", params.lam)
     _check_step_params(op, shape, T, lam=params.lam, theta=params.theta)
     check_choice(op, "reset", params.reset, RESETS)
-    gamma = check_positive(op, "gamma", params.gamma)
+    code = surrogate_code(op, params.surrogate)
+    gamma = resolve_gamma(op, params.surrogate, params.gamma)
     t = _step_index(op, state, T)
     s, u = LIFStep.apply(I_t, _u_prev(op, state, I_t), params.lam, params.theta, t=t,
-                         soft=params.reset == "soft", gamma=gamma)
+                         soft=params.reset == "soft", gamma=gamma, surrogate=code)
     return s, NeuronState(u, t + 1)
 
 

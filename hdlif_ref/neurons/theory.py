@@ -1,7 +1,7 @@
 """The paper's local derivatives and gradient identities, computed from a recorded forward (SPEC E3-E6).
 
 From a :class:`~.records.HDLIFRecord` (or a :class:`~.records.LIFRecord`, whose
-derivatives use the triangle surrogate of E7):
+derivatives use the record's surrogate, E7; the paper's is the triangle):
 
 * :func:`chi_diag`: ``chi[t,t] = d s*_t / d m_t``; HD-LIF: ``H(m_t - theta_t)`` with ``H(0) = 1``;
 * :func:`chi_sub`: ``chi[t,t-1] = d m_t / d m_{t-1}``; HD-LIF: ``lam_t (1 - H(m_{t-1} - theta_{t-1}))``;
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.reference.neurons import lif_surrogate
+from ..kernels.surrogates import kernel_constants, surrogate_code
 from .records import HDLIFRecord, LIFRecord
 
 
@@ -36,8 +38,9 @@ def _check(record, allowed=(HDLIFRecord, LIFRecord)) -> None:
 
 
 def _surrogate(record: LIFRecord) -> np.ndarray:
-    gamma = record.gamma
-    return np.maximum(gamma - np.abs(record.m - _like(record.theta, record.m)), 0) / (gamma * gamma)
+    code = surrogate_code("theory", record.surrogate)
+    a, b = kernel_constants(code, record.gamma, record.m.dtype)
+    return lif_surrogate(code, record.m - _like(record.theta, record.m), a, b)
 
 
 def chi_diag(record) -> np.ndarray:

@@ -14,6 +14,8 @@ import math
 import os
 from typing import Any
 
+from ..datasets.encoders import ENCODINGS
+
 DEFAULTS: dict[str, Any] = {
     # data
     "dataset": "digits",
@@ -22,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "train_fraction": 1.0,
     "noise": 0.0,
     "augment": False,
+    "encoding": "direct",
     # model
     "model": "digits_net",
     "width": 1.0,
@@ -54,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
 
 CHOICES: dict[str, tuple] = {
     "dataset": ("digits", "event-digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "cifar10-dvs"),
+    "encoding": ENCODINGS,
     "model": ("digits_net", "resnet18", "resnet19", "resnet34", "vgg_snn"),
     "neuron": ("lif", "hdlif", "parallel", "membn"),
     "weight_mode": ("fp32", "binary", "ternary"),
@@ -75,6 +79,8 @@ _FLOATS = {"lr": (0.0, None, True, False), "momentum": (0.0, 1.0, True, True),
            "parallel_fraction": (0.0, 1.0, True, True), "label_smoothing": (0.0, 1.0, True, False),
            "train_fraction": (0.0, 1.0, False, True), "noise": (0.0, None, True, False)}
 _BOOLS = ("upsample", "augment", "per_channel")
+#: Datasets whose samples are already event frames ``[T, 2, H, W]`` (nothing to encode).
+EVENT_DATASETS = ("event-digits", "cifar10-dvs")
 
 
 def flag(key: str) -> str:
@@ -152,6 +158,9 @@ def resolve_config(overrides: dict[str, Any] | None = None, base: dict[str, Any]
     config = {key: _check(key, value) for key, value in config.items()}  # every value, then combinations
     if config["K"] != "all" and config["K"] > config["T"]:
         raise ValueError(f"config: K={config['K']} (--K) is larger than T={config['T']} (--T)")
+    if config["encoding"] != "direct" and config["dataset"] in EVENT_DATASETS:
+        raise ValueError(f"config: encoding={config['encoding']!r} (--encoding) applies to static images; dataset "
+                         f"{config['dataset']} already comes as event frames (use encoding direct)")
     if config["neuron"] not in ("hdlif", "membn") and config["parallel_fraction"]:
         raise ValueError(f"config: parallel_fraction (--parallel-fraction) applies to neuron hdlif or membn, "
                          f"not {config['neuron']}")

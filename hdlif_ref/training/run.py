@@ -25,6 +25,7 @@ import numpy as np
 
 from .._safe_files import atomic_write
 from ..datasets import DataLoader, get_dataset
+from ..datasets.encoders import EncodedLoader, encode
 from ..datasets.registry import split_options
 from ..deploy.metrics import count_ops, energy, parameter_memory
 from ..models import SpikingNet, digits_net, spiking_resnet, vgg_snn
@@ -51,6 +52,8 @@ def make_data(config: dict) -> Data:
     """Load both splits of the configured dataset."""
     name, root = config["dataset"], config["data_dir"]
     train_options, test_options = split_options(name, **data_settings(config))
+    if config["encoding"] != "direct":  # spike encoders read intensities in [0, 1]
+        train_options, test_options = dict(train_options, normalize="unit"), dict(test_options, normalize="unit")
     train = get_dataset(name, "train", root, **train_options)
     test = get_dataset(name, "test", root, **test_options)
     sample = train.data.shape[1:] if train.kind == "static" else train.data.shape[2:]
@@ -115,7 +118,17 @@ def make_loaders(config: dict, data: Data, rng: np.random.Generator) -> tuple[Da
                      else RandomTranslateFlip(max(data.input_size // 16, 1)))
     train = DataLoader(data.train, config["batch_size"], shuffle=True, rng=rng, transform=transform)
     test = DataLoader(data.test, config["eval_batch_size"])
-    return train, test
+    return encoded(config, train, rng), encoded(config, test)
+
+
+def encoded(config: dict, loader, rng: np.random.Generator | None = None):
+    """``loader`` with the config's input encoding (``direct``: the loader itself, images repeated by the
+    trainer). Rate encoding draws from ``rng`` (training: new spikes each epoch, restored on resume) or,
+    without it, from ``seed`` every pass (evaluation: the same spikes each time)."""
+    if config["encoding"] == "direct":
+        return loader
+    return EncodedLoader(loader, config["encoding"], config["T"], rng=rng,
+                         seed=None if rng is not None else config["seed"])
 
 
 def peak_rss_mb() -> float:
@@ -175,11 +188,14 @@ class Run:
                          start_epoch=self.epoch, best=self.best, stop_after_epochs=stop_after_epochs)
 
 
-def deployment_report(model: SpikingNet, data: Data, samples: int = 64) -> dict:
+def deployment_report(model: SpikingNet, data: Data, samples: int = 64, encoding: str = "direct",
+                      seed: int = 0) -> dict:
     """Parameter memory (E18), SOPs/MACs/NOPs measured on test samples (E19), energy (E20)."""
     x = data.test.take(np.arange(min(samples, len(data.test))))[0]
     if data.kind == "events":
         x = np.moveaxis(x, 1, 0)  # [N, T, ...] -> [T, N, ...]
+    elif encoding != "direct":
+        x = encode(np.clip(x, 0, 1), model.T, encoding, np.random.default_rng(seed)).astype(np.float32)
     counts = count_ops(model, x, model.T)
     return {"parameter_memory_mb": parameter_memory(model)["megabytes"], "sops": counts.sops, "macs": counts.macs,
             "nops": counts.nops, "energy_mj": energy(counts) * 1e3,
@@ -221,8 +237,9 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
         _write_json(os.path.join(run_dir, "config.json"), config)
         run.save(os.path.join(run_dir, "last.h5"))  # epoch 0: a good checkpoint exists before the first step
     log(run.data.train.describe())
-    log(f"model {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, "
-        f"{config['spike_bits'] or 'real-valued'}-bit spikes, T={config['T']}), "
+    spikes = f"{config['spike_bits']}-bit" if config["spike_bits"] else "real-valued"
+    log(f"model {config['model']} ({config['neuron']}, {config['weight_mode']} synapses, {spikes} spikes, "
+        f"T={config['T']}), "
         f"{config['method']} training" + (f" K={config['K']}" if config["method"] == "online" else ""))
     progress = progress if progress is not None else Progress(config["epochs"])
     start = time.perf_counter()
@@ -232,7 +249,7 @@ def run_training(config: dict | None = None, run_dir: str = "runs/default", resu
         progress.close()
     report = {"test_accuracy": _last_metric(run_dir, "test_accuracy"), "best_test_accuracy": run.best,
               "epochs": run.epoch, "seconds": time.perf_counter() - start,
-              **deployment_report(run.model, run.data)}
+              **deployment_report(run.model, run.data, encoding=config["encoding"], seed=config["seed"])}
     _write_json(os.path.join(run_dir, "report.json"), report)
     return report
 

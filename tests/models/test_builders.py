@@ -122,3 +122,16 @@ def test_wrong_input_shape_is_a_clear_error():
     model = digits_net(rng=rng())
     with pytest.raises(ValueError, match="channel"):
         model(Tensor(np.zeros((2, 3, 8, 8), np.float32)))
+
+
+def test_surrogate_passes_through_to_every_lif_and_the_config():
+    net = digits_net(neuron="lif", surrogate="atan", width=0.25, rng=np.random.default_rng(0))
+    lifs = [m for m in net.neurons() if isinstance(m, LIF)]
+    assert len(lifs) == 3 and all(m.surrogate == "atan" and m.gamma == 2.0 for m in lifs)
+    assert [m.surrogate for m in build_model(net.config).neurons()] == ["atan"] * 3
+    assert "surrogate" not in digits_net(neuron="lif", width=0.25).config  # configs without it are unchanged
+    assert all(m.surrogate == "triangle" for m in digits_net(neuron="lif", width=0.25).neurons())
+    with pytest.raises(ValueError, match="surrogate='atan' applies to neuron='lif'"):
+        digits_net(neuron="hdlif", surrogate="atan")
+    with pytest.raises(ValueError, match="surrogate='ste'; allowed"):
+        digits_net(neuron="lif", surrogate="ste")

@@ -137,12 +137,16 @@ class HDLIFStep(Function):
 
 # ---------------------------------------------------------------------------- LIF
 class LIFSeq(Function):
-    """``s = lif_seq(I, lam, theta, soft=, gamma=)`` over all ``T`` steps (SPEC E7, triangle surrogate)."""
+    """``s = lif_seq(I, lam, theta, soft=, surrogate=, gamma=)`` over all ``T`` steps (SPEC E7).
+
+    ``surrogate`` is a code of :data:`hdlif_ref.kernels.surrogates.SURROGATES` (0: triangle), ``gamma``
+    its width/slope.
+    """
 
     name = "lif_seq"
 
     @staticmethod
-    def forward(ctx, I, lam, theta, soft=False, gamma=1.0, gradient="stbp"):
+    def forward(ctx, I, lam, theta, soft=False, gamma=1.0, gradient="stbp", surrogate=0):
         dtype = _dtype(I, lam, theta)
         T = I.shape[0]
         rows, F = rows_of(I.shape[1:], _per_channel(lam, theta))
@@ -152,6 +156,7 @@ class LIFSeq(Function):
         s, _, m = _lif.lif_forward(I3, u0, lam2, theta2, soft)
         ctx.save_for_backward(m, u0, lam2, theta2)
         ctx.shapes, ctx.soft, ctx.gamma, ctx.gradient = (I.shape, lam.shape, theta.shape), soft, gamma, gradient
+        ctx.surrogate = surrogate
         return s.reshape(I.shape)
 
     @staticmethod
@@ -161,20 +166,21 @@ class LIFSeq(Function):
         need_lam = ctx.needs_input_grad[1]
         gs = _c(g, m.dtype, m.shape)
         if ctx.gradient == "online":
-            gI, glam, gtheta = _lif.lif_backward_online(gs, m, u0, lam2, theta2, ctx.soft, ctx.gamma, need_lam)
+            gI, glam, gtheta = _lif.lif_backward_online(gs, m, u0, lam2, theta2, ctx.soft, ctx.surrogate,
+                                                        ctx.gamma, need_lam)
         else:
-            gI, _, glam, gtheta = _lif.lif_backward_stbp(gs, u0, m, u0, lam2, theta2, ctx.soft, ctx.gamma,
-                                                         need_lam)
+            gI, _, glam, gtheta = _lif.lif_backward_stbp(gs, u0, m, u0, lam2, theta2, ctx.soft, ctx.surrogate,
+                                                         ctx.gamma, need_lam)
         return gI.reshape(shape_I), _grad_as(glam, shape_lam), _grad_as(gtheta, shape_theta)
 
 
 class LIFStep(Function):
-    """``(s_t, u_t) = lif_step(I_t, u_prev, lam, theta, t=, soft=, gamma=)``: step ``t`` of SPEC E7."""
+    """``(s_t, u_t) = lif_step(I_t, u_prev, lam, theta, t=, soft=, surrogate=, gamma=)``: step ``t`` of SPEC E7."""
 
     name = "lif_step"
 
     @staticmethod
-    def forward(ctx, I_t, u_prev, lam, theta, t=0, soft=False, gamma=1.0):
+    def forward(ctx, I_t, u_prev, lam, theta, t=0, soft=False, gamma=1.0, surrogate=0):
         dtype = _dtype(I_t, u_prev, lam, theta)
         rows, F = rows_of(I_t.shape, _per_channel(lam, theta))
         I3 = _c(I_t, dtype, (1, rows, F))
@@ -183,6 +189,7 @@ class LIFStep(Function):
         s, u, m = _lif.lif_forward(I3, u0, lam_t, theta_t, soft)
         ctx.save_for_backward(m, u0, lam_t, theta_t)
         ctx.t, ctx.shapes, ctx.soft, ctx.gamma = t, (I_t.shape, lam.shape, theta.shape), soft, gamma
+        ctx.surrogate = surrogate
         return s.reshape(I_t.shape), u.reshape(I_t.shape)
 
     @staticmethod
@@ -192,8 +199,8 @@ class LIFStep(Function):
         shape, shape_lam, shape_theta = ctx.shapes
         need_lam = ctx.needs_input_grad[2]
         gI, gu0, glam, gtheta = _lif.lif_backward_stbp(
-            _c(g_s, m.dtype, m.shape), _c(g_u, m.dtype, u0.shape), m, u0, lam_t, theta_t, ctx.soft, ctx.gamma,
-            need_lam)
+            _c(g_s, m.dtype, m.shape), _c(g_u, m.dtype, u0.shape), m, u0, lam_t, theta_t, ctx.soft, ctx.surrogate,
+            ctx.gamma, need_lam)
         return (gI.reshape(shape), gu0.reshape(shape) if ctx.needs_input_grad[1] else None,
                 _full_grad(glam, ctx.t, shape_lam), _full_grad(gtheta, ctx.t, shape_theta))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..surrogates import kernel_constants
+
 
 def _per_channel(p_t: np.ndarray, N: int, F: int) -> np.ndarray:
     """A step's parameter ``[C]`` as ``[1, F]``: each channel's value repeated over its ``S`` elements."""
@@ -121,24 +123,39 @@ def lif_forward(I, u0, lam, theta, soft):
     return s, (u[-1].copy() if len(u) else u0.copy()), m
 
 
-def lif_surrogate(m, theta, gamma, inv_gamma2):
-    """Triangle surrogate of ``dH(m - theta)/dm`` (SPEC E7): ``max(gamma - |m - theta|, 0) / gamma^2``."""
-    return np.maximum(gamma - np.abs(m - theta), 0) * inv_gamma2
+def lif_surrogate(code, x, a, b):
+    """Surrogate ``sg(x)`` of ``dH(x)/dx``, ``x = m - theta`` (SPEC E7), by code (:mod:`..surrogates`).
+
+    0 triangle ``max(a - |x|, 0) b``; 1 sigmoid ``a e / (1 + e)^2`` with ``e = exp(-a |x|)``;
+    2 atan ``a / (1 + (b x)^2)``; 3 fast-sigmoid ``1 / (a |x| + 1)^2``. ``a, b`` are scalars of
+    the data's dtype from :func:`..surrogates.kernel_constants`.
+    """
+    one = a.dtype.type(1)
+    if code == 0:
+        return np.maximum(a - np.abs(x), 0) * b
+    if code == 1:
+        e = np.exp(-a * np.abs(x))
+        d = one + e
+        return a * e / (d * d)
+    if code == 2:
+        z = b * x
+        return a / (one + z * z)
+    z = a * np.abs(x) + one
+    return one / (z * z)
 
 
-def _lif_backward(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam, online):
+def _lif_backward(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam, online):
     T, N, F = gs.shape
     C = lam.shape[1]
     dt = gs.dtype.type
-    gamma = dt(gamma)
-    inv_gamma2 = dt(1) / (gamma * gamma)
+    sg_a, sg_b = kernel_constants(surrogate, gamma, gs.dtype)
     gI = np.empty_like(gs)
     glam = np.zeros(lam.shape, dtype=gs.dtype)
     gtheta = np.zeros(theta.shape, dtype=gs.dtype)
     gu = np.zeros_like(u0) if online else gu_last
     for t in range(T - 1, -1, -1):
         lam_t, theta_t = _per_channel(lam[t], N, F), _per_channel(theta[t], N, F)
-        sg = lif_surrogate(m[t], theta_t, gamma, inv_gamma2)
+        sg = lif_surrogate(surrogate, m[t] - theta_t, sg_a, sg_b)
         fired = m[t] >= theta_t
         if soft:
             du_dm = dt(1) - theta_t * sg
@@ -162,14 +179,14 @@ def _lif_backward(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam, online)
     return gI, np.array(gu, copy=True), (glam if need_lam else None), gtheta
 
 
-def lif_backward_stbp(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam):
-    """STBP with the triangle surrogate (SPEC E7): ``(gI, gu0, glam, gtheta)``."""
-    return _lif_backward(gs, gu_last, m, u0, lam, theta, soft, gamma, need_lam, False)
+def lif_backward_stbp(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam):
+    """STBP with surrogate code ``surrogate`` of width/slope ``gamma`` (SPEC E7): ``(gI, gu0, glam, gtheta)``."""
+    return _lif_backward(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam, False)
 
 
-def lif_backward_online(gs, m, u0, lam, theta, soft, gamma, need_lam):
+def lif_backward_online(gs, m, u0, lam, theta, soft, surrogate, gamma, need_lam):
     """Online (SPEC E5 applied to E7): ``(gI, glam, gtheta)``."""
-    gI, _, glam, gtheta = _lif_backward(gs, u0, m, u0, lam, theta, soft, gamma, need_lam, True)
+    gI, _, glam, gtheta = _lif_backward(gs, u0, m, u0, lam, theta, soft, surrogate, gamma, need_lam, True)
     return gI, glam, gtheta
 
 
