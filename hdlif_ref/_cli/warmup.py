@@ -58,7 +58,7 @@ class _Compiles:
 
 def _networks():
     """``(network, sample shape)`` pairs that together reach every layer and neuron kernel."""
-    from ..layers.models import digits_net, spiking_resnet
+    from ..models import digits_net, spiking_resnet
 
     rng = np.random.default_rng(0)
     tiny = dict(width=0.25, T=2, rng=rng)

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .module import Module
+from ..module import Module
 
 RECORDS = ("spikes", "membranes", "inputs")
 

@@ -4,8 +4,11 @@ from .losses import mixup, mixup_cross_entropy, per_step_cross_entropy
 from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm, no_weight_decay, param_groups
 from .progress import MetricsLog, Progress, format_metrics, read_metrics
 from .schedules import ConstantSchedule, CosineSchedule, LinearWarmup, Schedule, StepSchedule
+from .trainer import EpochResult, NonFiniteError, OnlineTrainer, STBPTrainer, Trainer
 
 __all__ = [
+    # trainers (trainer.py): SPEC E16, E17, and Trainer.fit
+    "Trainer", "OnlineTrainer", "STBPTrainer", "EpochResult", "NonFiniteError",
     # optimizers (optim.py)
     "Optimizer", "SGD", "Adam", "AdamW", "param_groups", "no_weight_decay", "clip_grad_norm",
     # schedules (schedules.py)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hdlif_ref.autograd import Tensor, no_grad
-from hdlif_ref.layers.models import digits_net
+from hdlif_ref.models import digits_net
 from hdlif_ref.layers.monitor import Monitor, neuron_names
 from hdlif_ref.neurons import HDLIF, LIF, ParallelHDLIF
 

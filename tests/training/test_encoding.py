@@ -13,8 +13,8 @@ TINY = dict(train_fraction=0.1, width=0.25, batch_size=32, epochs=2, eval_batch_
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(encoding="phase"), "encoding='phase'; allowed: direct, rate, latency"),
-    (dict(encoding="rate", dataset="event-digits"), "encoding='rate' applies to static images"),
+    (dict(encoding="phase"), "encoding='phase' \\(--encoding\\); allowed: direct, rate, latency"),
+    (dict(encoding="rate", dataset="event-digits"), "encoding='rate' \\(--encoding\\) applies to static images"),
 ])
 def test_encoding_config_errors(overrides, message):
     with pytest.raises(ValueError, match=message):

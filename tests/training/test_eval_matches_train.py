@@ -74,7 +74,7 @@ def _train_then_eval(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return trained, _forward(model, x, False)
 
 
-@settings(max_examples=12)
+@settings(max_examples=15)
 @given(builder=st.sampled_from(["digits_net", "vgg_snn", "spiking_resnet"]),
        neuron=st.sampled_from(["lif", "hdlif", "parallel", "membn"]),
        spike_bits=st.sampled_from([None, 1, 4]),
@@ -82,17 +82,21 @@ def _train_then_eval(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
        seed=st.integers(0, 2 ** 16))
 def test_eval_reproduces_train_mode_on_the_batch_its_statistics_came_from(builder, neuron, spike_bits,
                                                                              weight_mode, seed):
+    # float64: scaling the running variance back is exact to ~1e-16, so no membrane lands on the
+    # other side of a threshold by rounding (in float32 a binary LIF spike can flip)
     model, shape = _build(builder, "per_step", neuron=neuron, spike_bits=spike_bits, weight_mode=weight_mode)
-    x = np.random.default_rng(seed).random((16,) + shape, dtype=np.float32)
+    model.to(np.float64)
+    x = np.random.default_rng(seed).random((16,) + shape)
     trained, evaluated = _train_then_eval(model, x)
-    np.testing.assert_allclose(evaluated, trained, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(evaluated, trained, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("builder", ["digits_net", "spiking_resnet"])
 def test_shared_statistics_cannot_reproduce_train_mode(builder):
     """The same check on the v0.1 layout (``bn_stats="shared"``) fails: the test can see the bug."""
     model, shape = _build(builder, "shared", neuron="hdlif", spike_bits=4)
-    x = np.random.default_rng(0).random((16,) + shape, dtype=np.float32)
+    model.to(np.float64)
+    x = np.random.default_rng(0).random((16,) + shape)
     trained, evaluated = _train_then_eval(model, x)
     assert not np.allclose(evaluated, trained, rtol=1e-3, atol=1e-4)
 
