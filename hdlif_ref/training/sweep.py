@@ -252,7 +252,8 @@ def _run_here(pending, function, store, summary, progress) -> None:
         _finish(task, output, error, store, summary, progress, running=1 if i + 1 < len(pending) else 0)
 
 
-def _import_distributed():
+def require_distributed():
+    """The ``distributed`` module, or an ``ImportError`` that says which extra installs it."""
     try:
         import distributed
     except ImportError:
@@ -280,7 +281,7 @@ def dashboard_address(client: Any) -> str | None:
 
 def _run_on_dask(pending, function, store, summary, progress, workers, scheduler, client, log, worker_env,
                  connect_timeout, timeout) -> None:
-    distributed = _import_distributed()
+    distributed = require_distributed()
     owned: list[Any] = []
     try:
         if client is None:
