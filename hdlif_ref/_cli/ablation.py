@@ -51,7 +51,7 @@ def _command(args: argparse.Namespace, seeds: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.ablation import QUICK_SEEDS, SEEDS, make_tasks, parse_rows, run_task
+    from ..training.ablation import QUICK_SEEDS, SEEDS, make_tasks, parse_rows, run_task, task_cost
     from ..training.ablation_report import add_session, write_report, write_sweep
     from ..training.sweep import TaskStore, require_distributed, run_sweep
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     summary, start = None, time.perf_counter()
     try:
         summary = run_sweep(tasks, run_task, TaskStore(out), workers=args.workers, scheduler=args.scheduler,
-                            worker_env=worker_env)
+                            worker_env=worker_env, cost=task_cost)
     finally:
         add_session(out, {"started": started, "seconds": time.perf_counter() - start,
                           "executed": summary.executed if summary else None,

@@ -139,6 +139,16 @@ def make_tasks(datasets: list[str], rows: list[str] | None = None, seeds: int = 
     return tasks
 
 
+def task_cost(task: dict) -> float:
+    """A rough relative run time of a task (for the sweep's order and ETA, never its results).
+
+    Training work grows with epochs x T x the training fraction; K = T backpropagates every
+    step (measured: about twice the time of K = 1 on event-digits, T = 8).
+    """
+    c = task["config"]
+    return c["epochs"] * c["T"] * c["train_fraction"] * (2.0 if c["K"] == "all" else 1.0)
+
+
 def peak_step_memory(run: Run) -> float:
     """Peak traced memory (MB) of one training step on one batch (NumPy reports to tracemalloc)."""
     x, y = next(iter(run.train_loader))

@@ -163,7 +163,7 @@ def row_table(results: Results, dataset: str) -> list[str]:
         acc = np.array(list(results.accuracies(dataset, label).values()))
         res = [r["result"] for r in records.values()]
         meas = [r["measurement"] for r in records.values()]
-        sd = f"{acc.std(ddof=1):.2f}" if acc.size > 1 else "-"
+        spread = f"{acc.mean():.2f} +- {acc.std(ddof=1):.2f}" if acc.size > 1 else f"{acc.mean():.2f}"
         paired = "-"
         if label != base and base in results.rows:
             t = t_interval(results.paired(dataset, label, base), LEVEL)
@@ -171,7 +171,7 @@ def row_table(results: Results, dataset: str) -> list[str]:
                 paired = f"{t.mean:+.2f} [{t.low:+.2f}, {t.high:+.2f}]"
         per_epoch = [s for m in meas for s in m.get("seconds_per_epoch", [])]
         lines.append(
-            f"| {_num(label)} | {label} | {acc.size} | {acc.mean():.2f} +- {sd} | {paired} | "
+            f"| {_num(label)} | {label} | {acc.size} | {spread} | {paired} | "
             f"{1e3 * np.mean([r['parameter_memory_mb'] for r in res]):.1f} | "
             f"{np.mean([r['sops'] for r in res]) / 1e3:.1f} | {np.mean([r['nops'] for r in res]) / 1e3:.1f} | "
             f"{np.mean([r['energy_uj'] for r in res]):.3f} | {_median(per_epoch):.2f} | "
@@ -322,7 +322,7 @@ def build_report(out: str, command: str | None = None) -> str:
             lines.append(f"- failed: {task['dataset']}, row {_num(task['row'])} ({task['row']}), "
                          f"seed {task['seed']}: `{failure['error'].splitlines()[-1][:200]}`")
         lines.append("")
-    lines += [METHOD, ""]
+    lines += ["## Method", "", METHOD, ""]
     overrides = settings.get("overrides") or {}
     for name in results.datasets:
         base = dict(DATASETS[name], **(QUICK if settings.get("quick") else {}), **overrides)
@@ -351,7 +351,7 @@ def build_report(out: str, command: str | None = None) -> str:
                   for text, n, j in open_claims]
     else:
         lines.append(f"Every claim was resolved with {len(results.seeds)} seeds.")
-    lines += ["", READING, "", "## Time", ""] + time_lines(results)
+    lines += ["", "In general:", "", READING, "", "## Time", ""] + time_lines(results)
     lines += ["", "## Regenerate", "",
               "    hdlif-ref ablation --seeds 10 --workers 2 --out DIR        # runs (or resumes) the sweep, writes DIR/results.md",
               "    hdlif-ref ablation --report-only --out DIR --results docs/results.md",

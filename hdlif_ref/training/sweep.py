@@ -42,7 +42,8 @@ FORMAT_VERSION = 1
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader never sees a partial file.
 
-    A temporary file in the same directory, flushed and fsynced, then ``os.replace``.
+    A temporary file in the same directory, flushed and fsynced, then ``os.replace``, then
+    the directory fsynced (where the platform allows), as the checkpoint writer does.
     (The one place this sweep writes files: to switch to a shared helper, change this.)
     """
     directory = os.path.dirname(os.path.abspath(path))
@@ -58,6 +59,16 @@ def atomic_write_text(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def canonical_json(obj: Any) -> str:
@@ -153,20 +164,27 @@ class SweepSummary:
 
 
 class _ProgressLine:
-    """``sweep: done/total done, R running, F failed, ETA ...`` after each finished task."""
+    """``sweep: done/total done, R running, F failed, ETA ...`` after each finished task.
 
-    def __init__(self, total: int, skipped: int, log: Callable[[str], None]):
+    The ETA is the remaining cost at the rate (cost per second) of this session so far,
+    where a task's cost is the ``cost`` hint given to :func:`run_sweep` (default 1 each).
+    """
+
+    def __init__(self, total: int, skipped: int, log: Callable[[str], None], pending_cost: float):
         self.total, self.skipped, self.log = total, skipped, log
         self.done = skipped
         self.failed = 0
+        self.remaining_cost, self.finished_cost = pending_cost, 0.0
         self.start = time.perf_counter()
 
+    def finished(self, cost: float) -> None:
+        self.remaining_cost -= cost
+        self.finished_cost += cost
+
     def eta(self) -> float:
-        finished = self.done + self.failed - self.skipped
-        remaining = self.total - self.done - self.failed
-        if finished <= 0:
+        if self.finished_cost <= 0:
             return math.inf
-        return (time.perf_counter() - self.start) / finished * remaining
+        return (time.perf_counter() - self.start) / self.finished_cost * max(self.remaining_cost, 0.0)
 
     def show(self, running: int, last: str = "") -> None:
         remaining = self.total - self.done - self.failed
@@ -189,7 +207,7 @@ def _error_text(exc: BaseException) -> str:
 def run_sweep(tasks: list[dict], function: Callable[[dict], dict], store: TaskStore, workers: int = 1,
               scheduler: str | None = None, client: Any = None, log: Callable[[str], None] | None = None,
               worker_env: dict[str, str] | None = None, connect_timeout: float = 30.0,
-              timeout: float | None = None) -> SweepSummary:
+              timeout: float | None = None, cost: Callable[[dict], float] | None = None) -> SweepSummary:
     """Run every task of ``tasks`` that ``store`` does not hold; store each output as it arrives.
 
     ``function(task)`` returns ``{"result": {...}, "measurement": {...}}`` (JSON-able);
@@ -199,7 +217,9 @@ def run_sweep(tasks: list[dict], function: Callable[[dict], dict], store: TaskSt
     ``workers > 1`` (a ``LocalCluster`` on 127.0.0.1 with ``worker_env`` in its workers'
     environment), else in this process. Returns counts; failed tasks are listed, not raised.
     ``timeout`` (seconds, Dask only) bounds the wait for the tasks: past it the sweep stops with
-    ``TimeoutError`` (what finished is stored; the next run resumes).
+    ``TimeoutError`` (what finished is stored; the next run resumes). ``cost(task)``, a rough
+    relative run time, orders the pending tasks longest first (a shorter tail on a cluster)
+    and weighs the ETA; it must not change results (tasks are independent).
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if workers < 1:
@@ -207,25 +227,27 @@ def run_sweep(tasks: list[dict], function: Callable[[dict], dict], store: TaskSt
     keys = [task_key(t) for t in tasks]
     if len(set(keys)) != len(keys):
         raise ValueError("run_sweep: the task list holds the same task twice")
-    pending = [t for t in tasks if store.load(t) is None]
+    cost = cost or (lambda task: 1.0)
+    pending = sorted((t for t in tasks if store.load(t) is None), key=cost, reverse=True)  # stable
     summary = SweepSummary(total=len(tasks), skipped=len(tasks) - len(pending))
-    progress = _ProgressLine(len(tasks), summary.skipped, log)
+    progress = _ProgressLine(len(tasks), summary.skipped, log, sum(cost(t) for t in pending))
     start = time.perf_counter()
     log(f"sweep: {len(tasks)} tasks, {summary.skipped} already stored in {store.root}, {len(pending)} to run")
     try:
         if pending:
             if client is None and scheduler is None and workers == 1:
-                _run_here(pending, function, store, summary, progress)
+                _run_here(pending, function, store, summary, progress, cost)
             else:
                 _run_on_dask(pending, function, store, summary, progress, workers, scheduler, client, log,
-                             worker_env or {}, connect_timeout, timeout)
+                             worker_env or {}, connect_timeout, timeout, cost)
     finally:
         summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _finish(task: dict, output: Any, error: BaseException | None, store: TaskStore, summary: SweepSummary,
-            progress: _ProgressLine, running: int) -> None:
+            progress: _ProgressLine, running: int, cost: float) -> None:
+    progress.finished(cost)
     if error is None:
         try:
             store.save(task, output)
@@ -243,13 +265,13 @@ def _finish(task: dict, output: Any, error: BaseException | None, store: TaskSto
         progress.show(running, f"FAILED {_describe(task)}: {text}")
 
 
-def _run_here(pending, function, store, summary, progress) -> None:
+def _run_here(pending, function, store, summary, progress, cost) -> None:
     for i, task in enumerate(pending):
         try:
             output, error = function(task), None
         except Exception as exc:  # noqa: BLE001 - a failed task is recorded; the sweep goes on
             output, error = None, exc
-        _finish(task, output, error, store, summary, progress, running=1 if i + 1 < len(pending) else 0)
+        _finish(task, output, error, store, summary, progress, 1 if i + 1 < len(pending) else 0, cost(task))
 
 
 def require_distributed():
@@ -280,7 +302,7 @@ def dashboard_address(client: Any) -> str | None:
 
 
 def _run_on_dask(pending, function, store, summary, progress, workers, scheduler, client, log, worker_env,
-                 connect_timeout, timeout) -> None:
+                 connect_timeout, timeout, cost) -> None:
     distributed = require_distributed()
     owned: list[Any] = []
     try:
@@ -319,7 +341,7 @@ def _run_on_dask(pending, function, store, summary, progress, workers, scheduler
                 except BaseException as exc:  # noqa: BLE001 - e.g. CancelledError when the cluster went away
                     output, error = None, exc
             future.release()
-            _finish(task, output, error, store, summary, progress, running)
+            _finish(task, output, error, store, summary, progress, running, cost(task))
     finally:
         for thing in owned:
             try:

@@ -141,3 +141,10 @@ def test_one_worker_runs_in_process_without_importing_dask(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "distributed", None)
     monkeypatch.setitem(sys.modules, "dask", None)
     assert run_sweep(TASKS[:2], square, TaskStore(str(tmp_path)), workers=1, log=quiet).executed == 2
+
+
+def test_a_cost_hint_starts_the_longest_tasks_first(tmp_path):
+    counter = Counting()
+    run_sweep(TASKS, counter, TaskStore(str(tmp_path)), cost=lambda t: t["config"]["x"], log=quiet)
+    rows = [next(t["row"] for t in TASKS if task_key(t) == key) for key in counter.calls]
+    assert rows == ["row 2"] * 4 + ["row 1"] * 4 + ["row 0"] * 4  # stable within equal costs
