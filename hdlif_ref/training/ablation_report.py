@@ -126,15 +126,28 @@ def _pair_line(j: Judgement) -> str:
     c = j.comparison
     paper = {1: "paper: a > b", -1: "paper: a < b", 0: f"paper: a ~ b within {c.margin:g}"}[c.side]
     line = f"row {_num(c.a)} - row {_num(c.b)} ({c.a} {c.relation()} {c.b}; {paper}): {_interval(j)}: *{j.verdict}*"
-    if j.verdict == NOT_RESOLVED and j.t.n >= 2:
+    if j.withheld:
+        line += f" (the t-interval alone says {j.withheld}; the bootstrap interval does not)"
+    elif j.verdict == NOT_RESOLVED and j.t.n >= 2:
         line += f"; {_seeds(j.seeds_needed)} would resolve it"
     return line
+
+
+def _open_reason(judged: ClaimJudgement) -> str:
+    if not judged.pairs or judged.pairs[0].t.n < 2:
+        return "fewer than 2 paired seeds: no interval"
+    if any(p.withheld for p in judged.pairs):
+        return "the t-interval and the bootstrap check disagree"
+    return f"{_seeds(judged.seeds_needed)} would resolve the observed effect"
 
 
 def claim_lines(judged: ClaimJudgement) -> list[str]:
     head = f"- {judged.claim.text}: **{judged.verdict}**"
     if judged.verdict == NOT_RESOLVED and judged.pairs and judged.pairs[0].t.n >= 2:
-        head += f" ({_seeds(judged.seeds_needed)} would resolve it, {POWER:.0%} power)"
+        if any(p.withheld for p in judged.pairs):
+            head += " (the bootstrap check withheld a pair's verdict, below)"
+        else:
+            head += f" ({_seeds(judged.seeds_needed)} would resolve it, {POWER:.0%} power)"
     if len(judged.pairs) == 1:
         return [head, "  - " + _pair_line(judged.pairs[0])]
     lines = [head] + ["  - " + _pair_line(p) for p in judged.pairs]
@@ -347,8 +360,7 @@ def build_report(out: str, command: str | None = None) -> str:
     if open_claims:
         lines.append(f"Not resolved with {len(results.seeds)} seeds:")
         lines.append("")
-        lines += [f"- {text} ({n}): {_seeds(j.seeds_needed)} would resolve the observed effect"
-                  for text, n, j in open_claims]
+        lines += [f"- {text} ({n}): {_open_reason(j)}" for text, n, j in open_claims]
     else:
         lines.append(f"Every claim was resolved with {len(results.seeds)} seeds.")
     lines += ["", "In general:", "", READING, "", "## Time", ""] + time_lines(results)

@@ -152,6 +152,7 @@ class Judgement:
     t: Interval
     bootstrap: Interval
     seeds_needed: int | None  # seeds that would resolve it (only when not resolved)
+    withheld: str | None = None  # the t-interval's verdict when the bootstrap withheld it
 
 
 def judge(differences, comparison: Comparison, rng: np.random.Generator, level: float = LEVEL) -> Judgement:
@@ -159,13 +160,15 @@ def judge(differences, comparison: Comparison, rng: np.random.Generator, level: 
     t = t_interval(differences, level)
     boot = bootstrap_interval(differences, rng, level)
     verdict = _verdict(t, comparison.side, comparison.margin)
+    withheld = None
     if _verdict(boot, comparison.side, comparison.margin) != verdict:
+        withheld = verdict if verdict != NOT_RESOLVED else None
         verdict = NOT_RESOLVED
     needed = None
-    if verdict == NOT_RESOLVED and t.n >= 2:
+    if verdict == NOT_RESOLVED and t.n >= 2 and withheld is None:
         distance = abs(t.mean) if comparison.side else abs(comparison.margin - abs(t.mean))
         needed = seeds_to_resolve(distance, t.sd, level)
-    return Judgement(comparison, verdict, t, boot, needed)
+    return Judgement(comparison, verdict, t, boot, needed, withheld)
 
 
 @dataclass(frozen=True)
@@ -218,5 +221,6 @@ def judge_claim(claim: Claim, differences: dict[tuple[str, str], np.ndarray], rn
     # every pair not yet reproduced must resolve: towards reproduced at the 95% level when its
     # observed effect lies on the paper's side, else towards contradicted at the corrected level
     needed = [seeds_to_resolve(p.t.mean, p.t.sd, level if p.t.mean * p.comparison.side > 0 else corrected_level)
-              for p in pairs if p.verdict != REPRODUCED]
-    return ClaimJudgement(claim, NOT_RESOLVED, pairs, None if None in needed else max(needed), corrected)
+              for p in pairs if p.verdict != REPRODUCED and not p.withheld]
+    return ClaimJudgement(claim, NOT_RESOLVED, pairs, None if None in needed or not needed else max(needed),
+                          corrected)

@@ -106,3 +106,18 @@ def test_an_incomplete_sweep_says_so_and_pairs_only_the_seeds_both_rows_hold(tmp
 def test_a_directory_without_a_sweep_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a sweep directory"):
         build_report(str(tmp_path))
+
+
+def test_a_verdict_the_bootstrap_withholds_is_shown_as_such(tmp_path, monkeypatch):
+    from hdlif_ref.training import stats
+
+    means = dict.fromkeys(LABELS, 80.16)
+    means.update(PAPER)
+    fake_sweep(tmp_path, means, noise=0.05)
+    monkeypatch.setattr(stats, "bootstrap_interval",
+                        lambda d, rng, level=0.95: stats.Interval(len(d), 0.0, 1.0, -50.0, 50.0, level))
+    text = build_report(str(tmp_path))
+    assert "- HD-LIF beats LIF under online training (paper: +8.41): **not resolved** (the bootstrap check " \
+           "withheld a pair's verdict, below)" in text
+    assert "*not resolved* (the t-interval alone says reproduced; the bootstrap interval does not)" in text
+    assert "(digits): the t-interval and the bootstrap check disagree" in text

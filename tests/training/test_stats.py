@@ -82,7 +82,9 @@ def test_match_claims_use_the_margin():
 def test_the_bootstrap_may_withhold_a_verdict_but_never_add_one(monkeypatch):
     wide = stats.Interval(10, 2.0, 0.2, -5.0, 5.0, 0.95)
     monkeypatch.setattr(stats, "bootstrap_interval", lambda d, rng, level=0.95: wide)
-    assert judge(CLEAR, Comparison("a", "b", +1), rng()).verdict == NOT_RESOLVED  # t alone would reproduce
+    withheld = judge(CLEAR, Comparison("a", "b", +1), rng())
+    assert withheld.verdict == NOT_RESOLVED and withheld.withheld == REPRODUCED  # t alone would reproduce
+    assert withheld.seeds_needed is None  # more seeds are not what it lacks
     narrow = stats.Interval(3, 0.2, 0.1, 0.1, 0.3, 0.95)
     monkeypatch.setattr(stats, "bootstrap_interval", lambda d, rng, level=0.95: narrow)
     # t with n = 3: [-0.05, 0.45] includes 0; the bootstrap's [0.1, 0.3] does not, and must not count
