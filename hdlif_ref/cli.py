@@ -112,7 +112,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                _lazy("verify", "add_arguments"), _lazy("verify", "run")),
     "golden": ("write the golden vectors of SPEC section 6, or --check a file from another implementation",
                _lazy("golden", "add_arguments"), _lazy("golden", "run")),
-    "ablation": ("the paper's ablation at small scale (8 rows x 3 seeds x digits and event-digits) -> docs/results.md",
+    "ablation": ("the paper's ablation at small scale: a paired, resumable sweep (Dask optional) -> DIR/results.md",
                  _lazy("ablation", "add_arguments"), _lazy("ablation", "run")),
     "plot": ("PNG plots: spike rasters, membrane traces, training curves, the eps[i, t] matrix (needs matplotlib)",
              _lazy("plot", "add_arguments"), _lazy("plot", "run")),

@@ -1,4 +1,4 @@
-"""The paper's ablation at small scale on a CPU (issue 10): 8 rows x 3 seeds x 2 datasets.
+"""The paper's ablation at small scale on a CPU (issues 10, 22): 9 rows x n paired seeds x 2 datasets.
 
 Rows (ternary synapses except the two LIF rows, float32 as the paper's LIF row):
 
@@ -9,26 +9,35 @@ Rows (ternary synapses except the two LIF rows, float32 as the paper's LIF row):
 5. HD-LIF + 4-bit spikes (E13);
 6. HD-LIF + 50% Parallel (E8);
 7. HD-LIF + 4-bit + 50% Parallel;
-8. HD-LIF + Mem-BN (E9) + SECA_I (E14).
+8. HD-LIF + Mem-BN (E9) + SECA_I (E14);
+9. (supplementary) HD-LIF, online, K = T.
 
 Datasets: the embedded digits (static, T = 4) and event-digits (temporal, T = 8),
 both made harder in a documented way (:data:`DATASETS`) so the rows separate.
-Every row of a dataset uses the same epochs, optimizer and schedule. Columns:
-test accuracy (mean +- std over seeds), parameter memory (E18), SOPs and NOPs per
-sample (E19, measured on the test set), energy (E20), training seconds per
-epoch, and the peak traced memory of one training step.
+Every row of a dataset uses the same epochs, optimizer and schedule.
+
+**Paired design.** One task is one (dataset, row, seed). The seed feeds
+``np.random.SeedSequence`` in :class:`~hdlif_ref.training.run.Run`, whose children
+are the initialization, data-order and step-draw streams, and it also fixes the
+data split (``data_settings``); rows change only model and method settings. So
+seed ``i`` gives every row of a dataset the same split, the same initialization
+stream and the same batch order, and the claims are judged on paired differences
+(:mod:`.stats`, :data:`CLAIMS`).
+
+The sweep itself (resume, Dask) is :mod:`.sweep`; the report is :mod:`.ablation_report`.
 """
 from __future__ import annotations
 
+import math
+import os
+import platform
 import time
 import tracemalloc
-from dataclasses import dataclass, field
-from typing import Callable
 
-import numpy as np
-
+from .._version import __version__
 from .config import resolve_config
 from .run import Run, deployment_report
+from .stats import Claim, Comparison, ordering
 
 ROWS: list[tuple[str, dict]] = [
     ("LIF, online", dict(neuron="lif", weight_mode="fp32", method="online")),
@@ -43,6 +52,7 @@ ROWS: list[tuple[str, dict]] = [
     # signal per batch as STBP, to separate E6' (direction) from K = 1 (amount of signal)
     ("HD-LIF, online K=T (suppl.)", dict(neuron="hdlif", method="online", K="all")),
 ]
+LABELS = [label for label, _ in ROWS]
 
 #: Common settings per dataset (every row overrides only what it changes).
 DATASETS: dict[str, dict] = {
@@ -52,32 +62,91 @@ DATASETS: dict[str, dict] = {
                          batch_size=32, lr=3e-3, weight_mode="ternary", spike_bits=None, K=1, eval_batch_size=512),
 }
 
+#: ``--quick``: a smoke run of every path (numbers at chance level, not results).
 QUICK = dict(train_fraction=0.1, width=0.25, epochs=1)
-SEEDS = (0, 1, 2)
+SEEDS = 10
+QUICK_SEEDS = 2
+#: Test samples the deployment counts (SOPs, NOPs; E19) are measured on.
+DEPLOY_SAMPLES = 256
+#: Bumped when a task's computation changes meaning (its stored results then no longer match).
+TASK_FORMAT = 1
 
 #: The paper's CIFAR-100 ablation (ResNet-18, T = 4; SPEC section 5), test accuracy %.
 PAPER = {"LIF, online": 71.75, "HD-LIF, online K=1": 80.16, "HD-LIF + 4-bit": 79.62,
          "HD-LIF + 50% Parallel": 78.82, "HD-LIF + 4-bit + 50% Parallel": 78.61}
 
+#: A match claim (``~``) holds when the paired difference is within this many accuracy points.
+MATCH_MARGIN = 1.0
 
-@dataclass
-class RowResult:
-    label: str
-    accuracies: list[float] = field(default_factory=list)
-    seconds_per_epoch: list[float] = field(default_factory=list)
-    peak_step_mb: float = 0.0
-    memory_mb: float = 0.0
-    sops: float = 0.0
-    nops: float = 0.0
-    energy_uj: float = 0.0
+_R = dict(enumerate(LABELS, 1))
+#: The claims the report judges, in the paper's words; orderings list every pair they imply.
+CLAIMS: list[Claim] = [
+    Claim("HD-LIF beats LIF under online training (paper: +8.41)", (Comparison(_R[2], _R[1], +1),)),
+    Claim(f"online training matches STBP for HD-LIF (SPEC E6'; match: within {MATCH_MARGIN:g} point)",
+          (Comparison(_R[2], _R[3], 0, MATCH_MARGIN),)),
+    Claim("... with every step backpropagated (supplementary row 9)", (Comparison(_R[9], _R[3], 0, MATCH_MARGIN),)),
+    Claim("online training loses to STBP for LIF", (Comparison(_R[1], _R[4], -1),)),
+    Claim("4-bit spikes cost accuracy (paper: -0.54)", (Comparison(_R[5], _R[2], -1),)),
+    Claim("50% Parallel costs accuracy (paper: -1.34)", (Comparison(_R[6], _R[2], -1),)),
+    Claim("4-bit + 50% Parallel costs the most (paper: -1.55; below rows 2, 5 and 6)",
+          (Comparison(_R[7], _R[2], -1), Comparison(_R[7], _R[5], -1), Comparison(_R[7], _R[6], -1))),
+    Claim("Mem-BN + SECA adds accuracy (paper: +0.32 to +1.80)", (Comparison(_R[8], _R[2], +1),)),
+    ordering("the paper's order of its five rows, 2 > 5 > 6 > 7 > 1 (SPEC section 5)",
+             [_R[2], _R[5], _R[6], _R[7], _R[1]]),
+]
 
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.accuracies))
 
-    @property
-    def std(self) -> float:
-        return float(np.std(self.accuracies))
+def parse_rows(text: str | None) -> list[str]:
+    """``"1,2,5"`` (row numbers, 1-based) -> labels; ``None`` or ``"all"``: every row."""
+    if text is None or text.strip().lower() == "all":
+        return list(LABELS)
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= len(LABELS):
+            raise ValueError(f"--rows {text!r}: {part!r} is not a row number; allowed: 1..{len(LABELS)} or 'all'")
+        if _R[int(part)] not in out:
+            out.append(_R[int(part)])
+    if not out:
+        raise ValueError(f"--rows {text!r} names no row")
+    return sorted(out, key=LABELS.index)
+
+
+def make_tasks(datasets: list[str], rows: list[str] | None = None, seeds: int = SEEDS, quick: bool = False,
+               overrides: dict | None = None) -> list[dict]:
+    """One task per (dataset, row, seed ``0..seeds-1``): the full resolved config, JSON-able.
+
+    ``overrides`` change the common settings of every dataset (tests use it for tiny runs).
+    """
+    unknown = [n for n in datasets if n not in DATASETS]
+    if unknown or not datasets:
+        raise ValueError(f"datasets {datasets!r}; allowed: {', '.join(DATASETS)}")
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds!r} must be >= 1")
+    rows = list(LABELS) if rows is None else rows
+    settings = dict(ROWS)
+    tasks = []
+    for name in datasets:
+        base = dict(DATASETS[name], **(QUICK if quick else {}), **(overrides or {}))
+        for label in rows:
+            for seed in range(seeds):
+                config = resolve_config(dict(base, **settings[label], seed=seed))
+                tasks.append({"kind": "hdlif-ref ablation", "format": TASK_FORMAT, "code_version": __version__,
+                              "dataset": name, "row": label, "seed": seed, "config": config,
+                              "deploy_samples": DEPLOY_SAMPLES})
+    return tasks
+
+
+def task_cost(task: dict) -> float:
+    """A rough relative run time of a task (for the sweep's order and ETA, never its results).
+
+    Training work grows with epochs x T x the training fraction; K = T backpropagates every
+    step (measured: about twice the time of K = 1 on event-digits, T = 8).
+    """
+    c = task["config"]
+    return c["epochs"] * c["T"] * c["train_fraction"] * (2.0 if c["K"] == "all" else 1.0)
 
 
 def peak_step_memory(run: Run) -> float:
@@ -93,88 +162,35 @@ def peak_step_memory(run: Run) -> float:
         tracemalloc.stop()
 
 
-def run_row(label: str, config: dict, seeds=SEEDS, log: Callable[[str], None] = print) -> RowResult:
-    result = RowResult(label)
-    for seed in seeds:
-        run = Run(resolve_config(dict(config, seed=seed)))
-        for _ in range(config["epochs"]):
-            start = time.perf_counter()
-            run.trainer.train_epoch(run.train_loader)
-            result.seconds_per_epoch.append(time.perf_counter() - start)
-            run.schedule.step()
-        result.accuracies.append(run.trainer.evaluate(run.test_loader).accuracy)
-        if seed == seeds[0]:
-            report = deployment_report(run.model, run.data, samples=256)
-            result.memory_mb, result.sops, result.nops = report["parameter_memory_mb"], report["sops"], report["nops"]
-            result.energy_uj = report["energy_mj"] * 1e3
-            result.peak_step_mb = peak_step_memory(run)
-        log(f"  {label:<32} seed {seed}: accuracy {result.accuracies[-1]:.4f}")
-    return result
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None  # a diverged loss is stored as null, not as NaN
 
 
-def run_ablation(quick: bool = False, datasets=("digits", "event-digits"), seeds=SEEDS,
-                 log: Callable[[str], None] = print) -> dict[str, list[RowResult]]:
-    results = {}
-    for name in datasets:
-        base = dict(DATASETS[name], **(QUICK if quick else {}))
-        log(f"{name}: {base}")
-        results[name] = [run_row(label, dict(base, **row), seeds[:1] if quick else seeds, log) for label, row in ROWS]
-    return results
+def run_task(task: dict) -> dict:
+    """Train and evaluate one (dataset, row, seed); ``{"result": ..., "measurement": ...}``.
 
-
-# --------------------------------------------------------------------------- reporting
-def table(rows: list[RowResult]) -> list[str]:
-    lines = ["| # | row | test accuracy % (mean +- std) | memory kB (E18) | SOPs k (E19) | NOPs k (E19) | "
-             "energy uJ (E20) | train s / epoch | peak step MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(rows, 1):
-        lines.append(f"| {i} | {r.label} | {100 * r.mean:.2f} +- {100 * r.std:.2f} | {r.memory_mb * 1e3:.1f} | "
-                     f"{r.sops / 1e3:.1f} | {r.nops / 1e3:.1f} | {r.energy_uj:.3f} | "
-                     f"{np.median(r.seconds_per_epoch):.2f} | {r.peak_step_mb:.2f} |")
-    return lines
-
-
-SAME_SIGN = "same direction, within noise"
-
-
-def comparisons(rows: list[RowResult]) -> list[tuple[str, str, str]]:
-    """The paper's orderings, each as ``(claim, line, verdict)`` with our numbers.
-
-    Criterion (stated in the results): two rows differ only when their means differ by
-    more than the larger of their standard deviations over the seeds. An ordering
-    ("A > B") is *reproduced* when A exceeds B by more than that; *same direction, within
-    noise* when A exceeds B by less; *not reproduced* when A is below B. A match ("A ~ B")
-    is reproduced when the difference is within the noise.
+    ``result`` depends on the task only (same numbers on any worker, in any order);
+    ``measurement`` holds wall times, traced memory and where it ran.
     """
-    by = {r.label: r for r in rows}
-
-    def claim(text: str, a: str, b: str, relation: str) -> tuple[str, str, str]:
-        ra, rb = by[a], by[b]
-        d, noise = 100 * (ra.mean - rb.mean), 100 * max(ra.std, rb.std, 1e-9)
-        if relation == "~":
-            verdict = "reproduced" if abs(d) <= noise else "not reproduced"
-        else:
-            signed = d if relation == ">" else -d
-            verdict = "reproduced" if signed > noise else (SAME_SIGN if signed > 0 else "not reproduced")
-        return text, f"- {text}: {a} - {b} = {d:+.2f} points (noise {noise:.2f}): **{verdict}**", verdict
-
-    return [
-        claim("HD-LIF beats LIF under online training (paper: +8.41)", "HD-LIF, online K=1", "LIF, online", ">"),
-        claim("online training matches STBP for HD-LIF (SPEC E6')", "HD-LIF, online K=1", "HD-LIF, STBP", "~"),
-        claim("... with every step backpropagated (supplementary row)", "HD-LIF, online K=T (suppl.)",
-              "HD-LIF, STBP", "~"),
-        claim("online training loses to STBP for LIF", "LIF, online", "LIF, STBP", "<"),
-        claim("4-bit spikes cost little (paper: -0.54)", "HD-LIF + 4-bit", "HD-LIF, online K=1", "~"),
-        claim("50% Parallel costs a little (paper: -1.34)", "HD-LIF + 50% Parallel", "HD-LIF, online K=1", "<"),
-        claim("4-bit + 50% Parallel costs the most (paper: -1.55)", "HD-LIF + 4-bit + 50% Parallel",
-              "HD-LIF, online K=1", "<"),
-        claim("Mem-BN + SECA adds accuracy (paper: +0.32 to +1.80)", "HD-LIF + Mem-BN + SECA",
-              "HD-LIF, online K=1", ">"),
-    ]
-
-
-def paper_table() -> list[str]:
-    lines = ["| row | paper CIFAR-100 % |", "|---|---|"]
-    lines += [f"| {label} | {acc:.2f} |" for label, acc in PAPER.items()]
-    lines.append("| HD-LIF + Mem-BN + SECA | +0.32 / +0.88 / +1.80 points over the base row |")
-    return lines
+    start = time.perf_counter()
+    config = resolve_config(task["config"])
+    run = Run(config)
+    epoch_seconds, train = [], None
+    for _ in range(config["epochs"]):
+        t0 = time.perf_counter()
+        train = run.trainer.train_epoch(run.train_loader)
+        epoch_seconds.append(time.perf_counter() - t0)
+        run.schedule.step()
+    test = run.trainer.evaluate(run.test_loader)
+    report = deployment_report(run.model, run.data, samples=task["deploy_samples"])
+    result = {"test_accuracy": float(test.accuracy), "test_loss": _finite(test.loss),
+              "train_accuracy": float(train.accuracy), "train_loss": _finite(train.loss),
+              "parameter_memory_mb": float(report["parameter_memory_mb"]), "sops": float(report["sops"]),
+              "macs": float(report["macs"]), "nops": float(report["nops"]),
+              "energy_uj": float(report["energy_mj"]) * 1e3}
+    peak = peak_step_memory(run)  # after everything above: this extra step changes the model
+    measurement = {"seconds": time.perf_counter() - start, "seconds_per_epoch": epoch_seconds,
+                   "peak_step_mb": peak, "host": platform.node(), "pid": os.getpid(),
+                   "package": os.path.dirname(os.path.abspath(__file__))}
+    return {"result": result, "measurement": measurement}
