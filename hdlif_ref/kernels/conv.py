@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from . import conv_direct as _direct
+from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
@@ -51,6 +52,12 @@ GEMM_COLUMNS = 256
 #: channels on planes of at least this many pixels (:func:`_use_direct`).
 DIRECT_MAX_OUT_CHANNELS = 32
 DIRECT_MIN_PLANE = 16
+#: The register-blocked lanes path (:mod:`.conv_lanes`) runs when at least this share of its
+#: vector lanes hold images (``N`` over ``N`` rounded up to a multiple of the lane count).
+LANES_MIN_FILL = 0.75
+#: Tests and benchmarks may force one path (``"lanes"``, ``"direct"`` or ``"gemm"``) for every shape
+#: it applies to; ``None``: :func:`conv_path` decides.
+FORCED_PATH = None
 
 
 @njit
@@ -239,6 +246,31 @@ def _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
             and c_out <= DIRECT_MAX_OUT_CHANNELS and height * width >= DIRECT_MIN_PLANE)
 
 
+def conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, dtype) -> str:
+    """The kernel that runs a convolution of these shapes: ``"lanes"``, ``"direct"`` or ``"gemm"``.
+
+    The rule (measured, docs/performance.md "Register-blocked kernels"): the lanes path for
+    ``groups = 1`` whenever the batch fills at least ``LANES_MIN_FILL`` of its vector lanes
+    (16 float32 or 8 float64 images per vector); otherwise the direct kernel where
+    :func:`_use_direct` says so, else im2col + GEMM. Shapes only: never the thread count
+    or the data, so the result of a convolution does not depend on them.
+    """
+    forced = FORCED_PATH
+    lanes_ok = groups == 1
+    if forced == "lanes" and lanes_ok:
+        return "lanes"
+    if forced in ("lanes", "direct") and _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+        return "direct"
+    if forced is not None:
+        return "gemm"
+    lanes = _lanes.lanes_of(dtype)
+    if lanes_ok and n >= LANES_MIN_FILL * (-(-n // lanes) * lanes):
+        return "lanes"
+    if _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+        return "direct"
+    return "gemm"
+
+
 def _images_per_block(n, columns, plane):
     """Images side by side in one block: about ``columns`` positions, while leaving at least
     ``WEIGHT_GRAD_GROUPS`` blocks to share among the threads. Shapes only, never the thread count."""
@@ -250,16 +282,21 @@ def _images_per_gemm(n, plane):
     return _images_per_block(n, GEMM_COLUMNS, plane)
 
 
-def _convolve(x, weight, bias, stride, padding, groups, out):
+def _convolve(x, weight, bias, stride, padding, groups, out, path=None):
     """out = conv2d(x, weight) + bias into ``out: [N, C_out, Ho, Wo]`` (every array C-contiguous).
 
-    The direct kernel where :func:`_use_direct` says so, else im2col + GEMM.
+    On ``path`` (default: :func:`conv_path`'s choice).
     """
     n, c_in, height, width = x.shape
     c_out, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = out.shape[2], out.shape[3]
-    if _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+    path = path or conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype)
+    if path == "lanes":
+        with numba.parallel_chunksize(1):
+            _lanes.conv2d_forward(x, weight, bias, stride, padding, out=out)
+        return
+    if path == "direct":
         nb = _images_per_block(n, _direct.DIRECT_COLUMNS, (height + ph) * (width + pw))
         wp, block_stride, _, length = _direct.block_geometry(height, width, ph, pw, nb)
         threads = numba.get_num_threads()
@@ -310,6 +347,10 @@ def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x,
         gb = sums.astype(x.dtype)
     if not (need_x or need_weight) or g3.size == 0 or x.size == 0:
         return gx, gw, gb
+    if conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype) == "lanes":
+        with numba.parallel_chunksize(1):
+            lx, lw = _lanes.conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight)
+        return (lx if need_x else gx), (lw if need_weight else gw), gb
     # stride 1: dx is the forward convolution of the gradient with the flipped, transposed kernel
     # (padding k - 1 - p), which needs no scatter-add and makes a better-shaped GEMM
     transposed = need_x and sh == 1 and sw == 1 and ph < kh and pw < kw
@@ -317,7 +358,9 @@ def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x,
         og = c_out // groups
         flipped = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
                                        .transpose(0, 2, 1, 3, 4)).reshape(c_in, og, kh, kw)
-        _convolve(grad_out, flipped, np.zeros(c_in, dtype=x.dtype), (1, 1), (kh - 1 - ph, kw - 1 - pw), groups, gx)
+        _convolve(grad_out, flipped, np.zeros(c_in, dtype=x.dtype), (1, 1), (kh - 1 - ph, kw - 1 - pw), groups, gx,
+                  path="direct" if FORCED_PATH in (None, "direct") and _use_direct(
+                      c_out, c_in, ho, wo, kh, kw, (1, 1), (kh - 1 - ph, kw - 1 - pw), groups) else "gemm")
         need_x = False
         if not need_weight:
             return gx, gw, gb
