@@ -19,7 +19,8 @@ bounds checking (the kernels are private and their callers size every buffer):
   DESIGN.md), else a multiply and an add. No reassociation: each lane's sum runs
   in the order the kernel writes it;
 * ``vlanesum(v)``: the sum of the lanes in a fixed order (lane ``l`` plus lane
-  ``l + L/2``, then ``l + L/4``, ..., a fixed tree);
+  ``l + L/2``, then ``l + L/4``, ..., a fixed tree); ``vstore_lanesums(a, i, t)``
+  stores the lane sums of a tuple of vectors (the same tree, ``L`` at a time);
 * ``vtranspose_pack`` / ``vtranspose_unpack``: an ``L x L`` block moved between
   ``L`` images stored apart (NCHW rows) and ``L`` vectors with one image per lane
   (transposed by ``log2(L)`` rounds of two-source shuffles; see their docstrings).
@@ -146,6 +147,48 @@ def vlanesum(typingctx, v):
         return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
 
     return v.dtype(v), codegen
+
+
+def _lanesums(builder, parts):
+    """``L`` vectors -> one vector whose lane ``j`` is the lane sum of ``parts[j]`` by ``vlanesum``'s tree,
+    in ``log2(L)`` rounds that add the halves of two vectors' partial sums at once."""
+    n = len(parts)
+    i32 = ir.IntType(32)
+    width = n  # lanes per accumulator in each vector of ``parts``
+    while width > 1:
+        half = width // 2
+        lo = [slot * width + i for slot in range(n // width) for i in range(half)]
+        lo = lo + [n + k for k in lo]
+        hi = [k + half for k in lo]
+        lo_mask = ir.Constant(ir.VectorType(i32, n), lo)
+        hi_mask = ir.Constant(ir.VectorType(i32, n), hi)
+        parts = [builder.fadd(builder.shuffle_vector(parts[k], parts[k + 1], lo_mask),
+                              builder.shuffle_vector(parts[k], parts[k + 1], hi_mask))
+                 for k in range(0, len(parts), 2)]
+        width = half
+    return parts[0]
+
+
+@intrinsic
+def vstore_lanesums(typingctx, a, i, t):
+    """``a[i + j] = vlanesum(t[j])`` for every vector of the tuple ``t`` (a multiple of ``L`` of them),
+    bit for bit as ``vlanesum``, with ``L`` sums per round of shuffles."""
+    if not (_is_float_array(a) and isinstance(i, types.Integer) and isinstance(t, types.UniTuple)
+            and t.dtype == _vector_of(a.dtype) and t.count % t.dtype.lanes == 0):
+        return None
+    vt = t.dtype
+    n = vt.lanes
+
+    def codegen(context, builder, sig, args):
+        first = _intp(context, builder, args[1], sig.args[1])
+        vecs = [builder.extract_value(args[2], j) for j in range(t.count)]
+        for g in range(t.count // n):
+            ptr = _vector_ptr(context, builder, sig.args[0], args[0],
+                              builder.add(first, ir.Constant(first.type, g * n)), vt)
+            builder.store(_lanesums(builder, vecs[g * n:(g + 1) * n]), ptr, align=a.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(a, i, t), codegen
 
 
 def _transpose(builder, rows):

@@ -54,13 +54,19 @@ import numba
 import numpy as np
 
 from ._config import njit, njit_parallel
-from ._simd import lanes_of, vfma, vlanesum, vload, vsplat, vstore, vtranspose_pack, vtranspose_unpack
+from ._workspace import scratch
+from ._simd import lanes_of, vfma, vload, vsplat, vstore, vstore_lanesums, vtranspose_pack, vtranspose_unpack
 
 #: Output channels and positions per register tile (16 vector accumulators).
 TILE_O = 4
 TILE_P = 4
 #: (c, k) pairs per weight-gradient tile.
 TILE_U = 4
+#: Work per parallel item, so that handing items out one at a time (the dynamic schedule that
+#: lets a thread slowed by another process do fewer) costs little: about this many vector
+#: fused multiply-adds per weight-gradient item, this many elements per packing item.
+ITEM_FMAS = 1 << 15
+ITEM_ELEMENTS = 1 << 15
 
 
 # ---------------------------------------------------------------- geometry (shapes only)
@@ -116,6 +122,14 @@ class Correlation:
     offs: np.ndarray   # [taps]
     jobs: np.ndarray   # [jobs, 9]: tap0, ntaps, ibase, rin, obase, orow, ostep, nu, nv
     taps: list         # [(i, j)] per tap, in the order of offs
+
+    @functools.cached_property
+    def tap_rows(self) -> np.ndarray:
+        return np.array([i for i, _ in self.taps], dtype=np.int64)
+
+    @functools.cached_property
+    def tap_cols(self) -> np.ndarray:
+        return np.array([j for _, j in self.taps], dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=256)
@@ -173,19 +187,34 @@ def input_grad_geometry(height, width, kh, kw, stride, padding, ho, wo) -> tuple
                        taps), mt, lt, gw
 
 
-def tile_weights(weight, taps, transpose: bool) -> np.ndarray:
+def tile_weights(weight, corr: Correlation, transpose: bool, out=None) -> np.ndarray:
     """``wt[t, c, k, oo]``: the weight of engine output channel ``4t + oo`` (zero past the last),
-    input channel ``c`` and tap ``k``. ``weight: [C_out, C_in, kh, kw]``; ``transpose``: the input
-    gradient's engine, whose outputs are ``C_in`` and inputs ``C_out``."""
-    w = weight.transpose(1, 0, 2, 3) if transpose else weight
-    rows, cols = w.shape[:2]
-    ii = np.array([i for i, _ in taps], dtype=np.int64)
-    jj = np.array([j for _, j in taps], dtype=np.int64)
-    picked = w[:, :, ii, jj] if len(taps) else np.zeros((rows, cols, 0), dtype=weight.dtype)
-    tiles = -(-rows // TILE_O)
-    full = np.zeros((tiles * TILE_O, cols, len(taps)), dtype=weight.dtype)
-    full[:rows] = picked
-    return np.ascontiguousarray(full.reshape(tiles, TILE_O, cols, len(taps)).transpose(0, 2, 3, 1))
+    input channel ``c`` and tap ``k`` of ``corr``. ``weight: [C_out, C_in, kh, kw]``; ``transpose``: the
+    input gradient's engine, whose outputs are ``C_in`` and inputs ``C_out``."""
+    rows, cols = weight.shape[:2]
+    if transpose:
+        rows, cols = cols, rows
+    shape = (-(-rows // TILE_O), cols, len(corr.taps), TILE_O)
+    out = np.empty(shape, dtype=weight.dtype) if out is None else out
+    _tile_weights(weight, corr.tap_rows, corr.tap_cols, transpose, out)
+    return out
+
+
+@njit
+def _tile_weights(weight, ii, jj, transpose, out):
+    tiles, cols, taps, width = out.shape
+    rows = weight.shape[1] if transpose else weight.shape[0]
+    for t in range(tiles):
+        for c in range(cols):
+            for k in range(taps):
+                for oo in range(width):
+                    r = t * width + oo
+                    if r >= rows:
+                        out[t, c, k, oo] = 0.0
+                    elif transpose:
+                        out[t, c, k, oo] = weight[c, r, ii[k], jj[k]]
+                    else:
+                        out[t, c, k, oo] = weight[r, c, ii[k], jj[k]]
 
 
 # ---------------------------------------------------------------- packing
@@ -216,17 +245,19 @@ def _pack_channel(x, channels, hw, n0, m, c, dpos, pad, used, dst):
 
 
 @njit_parallel
-def _pack(x, n, channels, hw, dpos, pad, used, nvec, out):
-    """``out[block, c*nvec*L : (c+1)*nvec*L]`` = the lane layout of images ``block*L ...`` (one
-    ``(block, channel)`` per iteration). ``x``: flat ``[N*C*H*W]``; ``out: [blocks, C*nvec*L]``."""
+def _pack(x, n, channels, hw, dpos, pad, used, nvec, per_item, out):
+    """``out[block, c*nvec*L : (c+1)*nvec*L]`` = the lane layout of images ``block*L ...`` (one block
+    and ``per_item`` channels per iteration). ``x``: flat ``[N*C*H*W]``; ``out: [blocks, C*nvec*L]``."""
     lanes = 64 // x.itemsize
     blocks = (n + lanes - 1) // lanes
     width = nvec * lanes
-    for item in numba.prange(blocks * channels):
-        block, c = item // channels, item % channels
+    groups = (channels + per_item - 1) // per_item
+    for item in numba.prange(blocks * groups):
+        block, group = item // groups, item % groups
         n0 = block * lanes
-        _pack_channel(x, channels, hw, n0, min(lanes, n - n0), c, dpos, pad, used,
-                      out[block, c * width:(c + 1) * width])
+        for c in range(group * per_item, min(channels, (group + 1) * per_item)):
+            _pack_channel(x, channels, hw, n0, min(lanes, n - n0), c, dpos, pad, used,
+                          out[block, c * width:(c + 1) * width])
 
 
 @njit
@@ -370,84 +401,116 @@ def _correlate(xp, n, channels, nvec, offs, jobs, wt, bias, out_channels, hw_out
 
 # ---------------------------------------------------------------- weight gradient
 @njit_parallel
-def _wgrad(xp, xnvec, gp, gnvec, n, ho, wo, wq, gbase, grow, pairs, out_channels, out):
+def _wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, per_item, out):
     """``out[o, u] = sum_{n, p, q} gy[n, o, p, q] * x[n, c_u, (p, q) + tap_u]`` for every output
-    channel ``o`` and pair ``u = (c_u, tap_u)``; one 4 x 4 tile of ``(o, u)`` per iteration.
+    channel ``o`` and pair ``u = (c_u, tap_u)``, by 4 x 4 tiles of ``(o, u)``, ``per_item`` tiles of
+    pairs per iteration.
 
-    ``xp: [blocks, C*xnvec*L]`` (the forward's layout, position ``(p, q)`` at vector ``p*wq + q``),
-    ``gp: [blocks, C_out*gnvec*L]`` (``gy[p, q]`` at vector ``gbase + p*grow + q``), ``pairs: [U, 2]``
-    ``(c, tap offset in vectors)`` (``U`` a multiple of 4: padded with repeats), ``out: [C_out4, U]``.
+    ``xp: [blocks, C*xnvec*L]`` (the forward's layout), ``gp: [blocks, C_out*gnvec*L]``; output
+    position ``k`` (of ``Ho*Wo``, row-major) sits at vector ``posx[k]`` of ``x``'s plane and
+    ``posg[k]`` of ``gy``'s (one flat loop over positions: with rows of 4 or 8 positions a loop
+    per row cost a quarter of the time). ``pairs: [U, 2]``: ``(c, tap offset in vectors)``, ``U`` a
+    multiple of 4 (padded with repeats). ``out: [C_out4 / 4, U / 4, 16]``: tile ``(ot, ut)``,
+    entry ``4 i + j`` for output channel ``4 ot + i`` and pair ``4 ut + j`` (:func:`tiles_to_matrix`).
     """
+    utiles = pairs.shape[0] // TILE_U
+    otiles = out.shape[0]
+    groups = (utiles + per_item - 1) // per_item
+    for item in numba.prange(otiles * groups):
+        ot, group = item // groups, item % groups
+        for ut in range(group * per_item, min(utiles, (group + 1) * per_item)):
+            _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut, out)
+
+
+@njit
+def _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut, out):
+    """One 4 x 4 tile of :func:`_wgrad`: output channels ``4 ot ...``, pairs ``4 ut ...``; each
+    accumulator sums lane ``l`` (image ``block*L + l``) over blocks and positions in order, then
+    the lanes by :func:`._simd.vstore_lanesums`'s fixed tree."""
     lanes = 64 // xp.itemsize
     blocks = (n + lanes - 1) // lanes
-    utiles = pairs.shape[0] // TILE_U
-    otiles = out.shape[0] // TILE_O
     xpitch, gpitch = xnvec * lanes, gnvec * lanes
-    for item in numba.prange(otiles * utiles):
-        ot, ut = item // utiles, item % utiles
-        o0, u0 = ot * TILE_O, ut * TILE_U
-        g0 = min(o0, out_channels - 1) * gpitch
-        g1 = min(o0 + 1, out_channels - 1) * gpitch
-        g2 = min(o0 + 2, out_channels - 1) * gpitch
-        g3 = min(o0 + 3, out_channels - 1) * gpitch
-        x0 = pairs[u0, 0] * xpitch + pairs[u0, 1] * lanes
-        x1 = pairs[u0 + 1, 0] * xpitch + pairs[u0 + 1, 1] * lanes
-        x2 = pairs[u0 + 2, 0] * xpitch + pairs[u0 + 2, 1] * lanes
-        x3 = pairs[u0 + 3, 0] * xpitch + pairs[u0 + 3, 1] * lanes
-        z = vsplat(xp.dtype.type(0))
-        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z
-        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z
-        for block in range(blocks):
-            xb, gb = xp[block], gp[block]
-            for p in range(ho):
-                xr = p * wq * lanes
-                gr = (gbase + p * grow) * lanes
-                for q in range(wo):
-                    xi = xr + q * lanes
-                    gi = gr + q * lanes
-                    v0 = vload(xb, x0 + xi)
-                    v1 = vload(xb, x1 + xi)
-                    v2 = vload(xb, x2 + xi)
-                    v3 = vload(xb, x3 + xi)
-                    h = vload(gb, g0 + gi)
-                    a00 = vfma(h, v0, a00)
-                    a01 = vfma(h, v1, a01)
-                    a02 = vfma(h, v2, a02)
-                    a03 = vfma(h, v3, a03)
-                    h = vload(gb, g1 + gi)
-                    a10 = vfma(h, v0, a10)
-                    a11 = vfma(h, v1, a11)
-                    a12 = vfma(h, v2, a12)
-                    a13 = vfma(h, v3, a13)
-                    h = vload(gb, g2 + gi)
-                    a20 = vfma(h, v0, a20)
-                    a21 = vfma(h, v1, a21)
-                    a22 = vfma(h, v2, a22)
-                    a23 = vfma(h, v3, a23)
-                    h = vload(gb, g3 + gi)
-                    a30 = vfma(h, v0, a30)
-                    a31 = vfma(h, v1, a31)
-                    a32 = vfma(h, v2, a32)
-                    a33 = vfma(h, v3, a33)
-        out[o0, u0], out[o0, u0 + 1], out[o0, u0 + 2], out[o0, u0 + 3] = (
-            vlanesum(a00), vlanesum(a01), vlanesum(a02), vlanesum(a03))
-        out[o0 + 1, u0], out[o0 + 1, u0 + 1], out[o0 + 1, u0 + 2], out[o0 + 1, u0 + 3] = (
-            vlanesum(a10), vlanesum(a11), vlanesum(a12), vlanesum(a13))
-        out[o0 + 2, u0], out[o0 + 2, u0 + 1], out[o0 + 2, u0 + 2], out[o0 + 2, u0 + 3] = (
-            vlanesum(a20), vlanesum(a21), vlanesum(a22), vlanesum(a23))
-        out[o0 + 3, u0], out[o0 + 3, u0 + 1], out[o0 + 3, u0 + 2], out[o0 + 3, u0 + 3] = (
-            vlanesum(a30), vlanesum(a31), vlanesum(a32), vlanesum(a33))
+    o0, u0 = ot * TILE_O, ut * TILE_U
+    g0 = min(o0, out_channels - 1) * gpitch
+    g1 = min(o0 + 1, out_channels - 1) * gpitch
+    g2 = min(o0 + 2, out_channels - 1) * gpitch
+    g3 = min(o0 + 3, out_channels - 1) * gpitch
+    x0 = pairs[u0, 0] * xpitch + pairs[u0, 1] * lanes
+    x1 = pairs[u0 + 1, 0] * xpitch + pairs[u0 + 1, 1] * lanes
+    x2 = pairs[u0 + 2, 0] * xpitch + pairs[u0 + 2, 1] * lanes
+    x3 = pairs[u0 + 3, 0] * xpitch + pairs[u0 + 3, 1] * lanes
+    z = vsplat(xp.dtype.type(0))
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z
+    for block in range(blocks):
+        xb, gb = xp[block], gp[block]
+        for k in range(posx.shape[0]):
+            xi = posx[k] * lanes
+            gi = posg[k] * lanes
+            v0 = vload(xb, x0 + xi)
+            v1 = vload(xb, x1 + xi)
+            v2 = vload(xb, x2 + xi)
+            v3 = vload(xb, x3 + xi)
+            h = vload(gb, g0 + gi)
+            a00 = vfma(h, v0, a00)
+            a01 = vfma(h, v1, a01)
+            a02 = vfma(h, v2, a02)
+            a03 = vfma(h, v3, a03)
+            h = vload(gb, g1 + gi)
+            a10 = vfma(h, v0, a10)
+            a11 = vfma(h, v1, a11)
+            a12 = vfma(h, v2, a12)
+            a13 = vfma(h, v3, a13)
+            h = vload(gb, g2 + gi)
+            a20 = vfma(h, v0, a20)
+            a21 = vfma(h, v1, a21)
+            a22 = vfma(h, v2, a22)
+            a23 = vfma(h, v3, a23)
+            h = vload(gb, g3 + gi)
+            a30 = vfma(h, v0, a30)
+            a31 = vfma(h, v1, a31)
+            a32 = vfma(h, v2, a32)
+            a33 = vfma(h, v3, a33)
+    vstore_lanesums(out[ot, ut], 0, (a00, a01, a02, a03, a10, a11, a12, a13,
+                                     a20, a21, a22, a23, a30, a31, a32, a33))
 
 
 # ---------------------------------------------------------------- entry points (arrays checked by the caller)
-def pack(x, plane: Plane) -> np.ndarray:
-    """``[blocks, C * nvec * L]``: the lane layout of ``x: [N, C, H, W]`` (C-contiguous)."""
+@functools.lru_cache(maxsize=256)
+def weight_grad_pairs(c_in, height, width, kh, kw, stride, padding) -> np.ndarray:
+    """``[U, 2]``: ``(c, tap offset)`` of every weight ``(c, i, j)`` in row-major order, repeated at the
+    end up to a multiple of ``TILE_U`` (the repeats' sums are computed and dropped)."""
+    corr, _, _ = forward_geometry(height, width, kh, kw, stride, padding)
+    k = kh * kw
+    pairs = np.stack([np.repeat(np.arange(c_in, dtype=np.int64), k), np.tile(corr.offs, c_in)], axis=1)
+    return np.concatenate([pairs, np.repeat(pairs[-1:], -len(pairs) % TILE_U, axis=0)])
+
+
+@functools.lru_cache(maxsize=256)
+def weight_grad_positions(ho, wo, wq, gbase, grow) -> tuple[np.ndarray, np.ndarray]:
+    """``(posx, posg)``: the vector of output position ``(p, q)`` (row-major) in ``x``'s plane
+    (``p*wq + q``) and in ``gy``'s (``gbase + p*grow + q``)."""
+    p, q = np.meshgrid(np.arange(ho, dtype=np.int64), np.arange(wo, dtype=np.int64), indexing="ij")
+    return (p * wq + q).ravel(), (gbase + p * grow + q).ravel()
+
+
+def tiles_to_matrix(res):
+    """``[O/4, U/4, 16]`` weight-gradient tiles (:func:`_wgrad`) -> the ``[O, U]`` matrix."""
+    otiles, utiles = res.shape[:2]
+    return res.reshape(otiles, utiles, TILE_O, TILE_U).transpose(0, 2, 1, 3).reshape(otiles * TILE_O, utiles * TILE_U)
+
+
+def pack(x, plane: Plane, scratch_name=None) -> np.ndarray:
+    """``[blocks, C * nvec * L]``: the lane layout of ``x: [N, C, H, W]`` (C-contiguous), in a new
+    array or in the scratch buffer ``scratch_name`` (:mod:`._workspace`)."""
     n, c = x.shape[:2]
     lanes = lanes_of(x.dtype)
-    out = np.empty((-(-n // lanes), c * plane.nvec * lanes), dtype=x.dtype)
+    shape = (-(-n // lanes), c * plane.nvec * lanes)
+    out = np.empty(shape, dtype=x.dtype) if scratch_name is None else scratch(scratch_name, shape, x.dtype)
     if out.size:
+        per_item = max(1, ITEM_ELEMENTS // max(1, plane.nvec * lanes))
         _pack(x.reshape(-1), n, c, x.shape[2] * x.shape[3], plane.dpos, plane.pad, plane.used(lanes), plane.nvec,
-              out)
+              per_item, out)
     return out
 
 
@@ -455,7 +518,7 @@ def correlate(xp, n, channels, corr: Correlation, wt, bias, out):
     """``out: [N, C_o, Ho, Wo]`` (preallocated, C-contiguous) from the packed input ``xp``."""
     lanes = lanes_of(xp.dtype)
     hw_out = out.shape[2] * out.shape[3]
-    accs = np.empty((numba.get_num_threads(), TILE_O, hw_out * lanes), dtype=xp.dtype)
+    accs = scratch("lanes.acc", (numba.get_num_threads(), TILE_O, hw_out * lanes), xp.dtype)
     _correlate(xp, n, channels, corr.plane.nvec, corr.offs, corr.jobs, wt, bias, out.shape[1], hw_out, accs,
                out.reshape(-1))
 
@@ -473,8 +536,10 @@ def conv2d_forward(x, weight, bias, stride, padding, out=None):
     if out.size == 0:
         return out
     bias = np.zeros(c_out, dtype=x.dtype) if bias is None else bias
-    xp = pack(x, corr.plane)
-    correlate(xp, n, c_in, corr, tile_weights(weight, corr.taps, False), bias, out)
+    xp = pack(x, corr.plane, "lanes.x")
+    wt = tile_weights(weight, corr, False, scratch("lanes.w", (-(-c_out // TILE_O), c_in, len(corr.taps), TILE_O),
+                                                   x.dtype))
+    correlate(xp, n, c_in, corr, wt, bias, out)
     return out
 
 
@@ -490,22 +555,24 @@ def conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight):
     else:  # the weight gradient alone reads gy unpadded
         mt, lt, grow = 0, 0, wo
         gplane = plane_layout(ho, wo, 1, 1, 0, 0, ho, wo, ((0, 0),))
-    gp = pack(grad_out, gplane)
+    gp = pack(grad_out, gplane, "lanes.g")
     if need_x:
         gx = np.empty_like(x)
         if gx.size:
-            correlate(gp, n, c_out, dcorr, tile_weights(weight, dcorr.taps, True), np.zeros(c_in, dtype=x.dtype), gx)
+            wt = tile_weights(weight, dcorr, True, scratch(
+                "lanes.w", (-(-c_in // TILE_O), c_out, len(dcorr.taps), TILE_O), x.dtype))
+            correlate(gp, n, c_out, dcorr, wt, np.zeros(c_in, dtype=x.dtype), gx)
     if need_weight:
         corr, _, wq = forward_geometry(height, width, kh, kw, stride, padding)
-        xp = pack(x, corr.plane)
-        k = kh * kw
-        pairs = np.stack([np.repeat(np.arange(c_in, dtype=np.int64), k), np.tile(corr.offs, c_in)], axis=1)
-        u = pairs.shape[0]
-        if u % TILE_U:
-            pairs = np.concatenate([pairs, np.repeat(pairs[-1:], TILE_U - u % TILE_U, axis=0)])
-        o4 = -(-c_out // TILE_O) * TILE_O
-        res = np.empty((o4, pairs.shape[0]), dtype=x.dtype)
+        xp = pack(x, corr.plane, "lanes.x")
+        pairs = weight_grad_pairs(c_in, height, width, kh, kw, stride, padding)
+        u = c_in * kh * kw
+        res = scratch("lanes.gw", (-(-c_out // TILE_O), pairs.shape[0] // TILE_U, TILE_O * TILE_U), x.dtype)
         if n and res.size:
-            _wgrad(xp, corr.plane.nvec, gp, gplane.nvec, n, ho, wo, wq, mt * grow + lt, grow, pairs, c_out, res)
-        gw = np.ascontiguousarray(res[:c_out, :u]).reshape(c_out, c_in, kh, kw)
+            fmas = TILE_O * TILE_U * -(-n // lanes_of(x.dtype)) * ho * wo
+            posx, posg = weight_grad_positions(ho, wo, wq, mt * grow + lt, grow)
+            _wgrad(xp, corr.plane.nvec, gp, gplane.nvec, n, posx, posg, pairs, c_out, max(1, ITEM_FMAS // fmas), res)
+        else:
+            res[...] = 0
+        gw = np.ascontiguousarray(tiles_to_matrix(res)[:c_out, :u]).reshape(c_out, c_in, kh, kw)
     return gx, gw

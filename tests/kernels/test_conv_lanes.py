@@ -44,8 +44,9 @@ def lanes_case(draw, dtype=None):
 def _fixed(n, c_in, c_out, h, w, k, stride, padding, dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
     kh, kw = (k, k) if isinstance(k, int) else k
-    return (rng.standard_normal((n, c_in, h, w)).astype(dtype), rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype),
-            rng.standard_normal(c_out).astype(dtype), (stride, stride) if isinstance(stride, int) else stride,
+    return (rng.standard_normal((n, c_in, h, w)).astype(dtype),
+            rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype), rng.standard_normal(c_out).astype(dtype),
+            (stride, stride) if isinstance(stride, int) else stride,
             (padding, padding) if isinstance(padding, int) else padding)
 
 
@@ -71,7 +72,7 @@ def _bounds(x, weight, bias, grad, stride, padding):
 
 
 @settings(max_examples=60)
-@example(case=_fixed(17, 3, 5, 8, 8, 3, 1, 1))            # 3x3 "same", a full block and a partial one (float64: 8 lanes)
+@example(case=_fixed(17, 3, 5, 8, 8, 3, 1, 1))            # 3x3 "same", full and partial blocks (float64: 8 lanes)
 @example(case=_fixed(9, 2, 3, 7, 9, 3, 2, 1))             # stride 2, odd sizes
 @example(case=_fixed(8, 1, 1, 5, 6, 1, 2, 0))             # 1x1 stride 2: a phase without taps in dx
 @example(case=_fixed(8, 2, 2, 6, 5, (3, 1), (2, 1), (0, 1)))  # padding [h, w], stride (2, 1)
@@ -103,7 +104,8 @@ def test_lanes_path_matches_the_formula(case):
 @example(case=_fixed(11, 3, 4, 5, 7, 3, 2, 1))
 @given(case=lanes_case())
 def test_each_stage_matches_its_twin(case):
-    """pack (exactly), the correlation engine (forward and dx jobs) and the weight-gradient tiles."""
+    """pack and the weight tiles (exactly), the correlation engine (forward and dx jobs) and the
+    weight-gradient tiles."""
     x, weight, bias, stride, padding = case
     n, c_in, height, width = x.shape
     c_out, _, kh, kw = weight.shape
@@ -113,7 +115,8 @@ def test_each_stage_matches_its_twin(case):
     np.testing.assert_array_equal(xp, twin.pack(x, corr.plane))
     bias = np.zeros(c_out, dtype=x.dtype) if bias is None else bias
     shape = _output_shape(x, weight, stride, padding)
-    wt = lanes.tile_weights(weight, corr.taps, False)
+    wt = lanes.tile_weights(weight, corr, False)
+    np.testing.assert_array_equal(wt, twin.tile_weights(weight, corr, False))
     got, want = np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=x.dtype)
     lanes.correlate(xp, n, c_in, corr, wt, bias, got)
     twin.correlate(xp, n, c_in, corr, wt, bias, want)
@@ -123,7 +126,8 @@ def test_each_stage_matches_its_twin(case):
     dcorr, mt, lt, grow = lanes.input_grad_geometry(height, width, kh, kw, stride, padding, ho, wo)
     gp = lanes.pack(grad, dcorr.plane)
     np.testing.assert_array_equal(gp, twin.pack(grad, dcorr.plane))
-    wtx = lanes.tile_weights(weight, dcorr.taps, True)
+    wtx = lanes.tile_weights(weight, dcorr, True)
+    np.testing.assert_array_equal(wtx, twin.tile_weights(weight, dcorr, True))
     got, want = np.empty_like(x), np.empty_like(x)
     lanes.correlate(gp, n, c_out, dcorr, wtx, np.zeros(c_in, dtype=x.dtype), got)
     twin.correlate(gp, n, c_out, dcorr, wtx, np.zeros(c_in, dtype=x.dtype), want)
@@ -131,11 +135,13 @@ def test_each_stage_matches_its_twin(case):
     pairs = np.stack([np.repeat(np.arange(c_in), kh * kw), np.tile(corr.offs, c_in)], axis=1).astype(np.int64)
     pairs = np.concatenate([pairs, np.repeat(pairs[-1:], -len(pairs) % lanes.TILE_U, axis=0)])
     o4 = -(-c_out // lanes.TILE_O) * lanes.TILE_O
-    got, want = np.empty((o4, len(pairs)), dtype=x.dtype), np.empty((o4, len(pairs)), dtype=x.dtype)
-    args = (corr.plane.nvec, gp, dcorr.plane.nvec, n, ho, wo, wq, mt * grow + lt, grow, pairs, c_out)
-    lanes._wgrad(xp, *args, got)
+    tiles = np.empty((o4 // lanes.TILE_O, len(pairs) // lanes.TILE_U, lanes.TILE_O * lanes.TILE_U), dtype=x.dtype)
+    want = np.empty((o4, len(pairs)), dtype=x.dtype)
+    posx, posg = lanes.weight_grad_positions(ho, wo, wq, mt * grow + lt, grow)
+    args = (corr.plane.nvec, gp, dcorr.plane.nvec, n, posx, posg, pairs, c_out)
+    lanes._wgrad(xp, *args, 3, tiles)
     twin.wgrad(xp, *args, want)
-    np.testing.assert_allclose(got[:c_out], want[:c_out], **tol)
+    np.testing.assert_allclose(lanes.tiles_to_matrix(tiles)[:c_out], want[:c_out], **tol)
 
 
 @pytest.mark.parametrize("stride, padding, k", [(1, 1, 3), (2, 1, 3), (2, 0, 1), ((1, 2), (0, 1), (2, 3))])

@@ -5,9 +5,10 @@ shapes only) and the same signatures; each stage is written as its formula with 
 indexing and ``einsum``, so a test can compare the Numba kernels stage by stage:
 
 * :func:`pack`: ``out[block, c, dpos[f], l] = x[block*L + l, c, f]`` (zeros elsewhere);
+* :func:`tile_weights`: the weights gathered per tile of 4 output channels;
 * :func:`correlate`: for every job, ``out[n, o, obase + u*orow + v*ostep] = bias[o] +
   sum_{c, k} wt[c, k, o] * xp[block, c, ibase + u*rin + v + offs[k], lane]``;
-* :func:`wgrad`: ``out[o, u] = sum_{n, p, q} gp[o, gbase + p*grow + q] * xp[c_u, p*wq + q + off_u]``.
+* :func:`wgrad`: ``out[o, u] = sum_{n, k} gp[o, posg[k]] * xp[c_u, posx[k] + off_u]``.
 """
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ def pack(x, plane, lanes=None):
     valid = plane.dpos >= 0
     out[:, :, plane.dpos[valid], :] = xs.reshape(blocks, lanes, c, -1)[..., valid].transpose(0, 2, 3, 1)
     return out.reshape(blocks, -1)
+
+
+def tile_weights(weight, corr, transpose, out=None):
+    """``wt[t, c, k, oo]`` = ``weight[4t + oo, c, i_k, j_k]`` (``transpose``: ``weight[c, 4t + oo, i_k, j_k]``),
+    zero past the last output channel, as :func:`conv_lanes.tile_weights`."""
+    w = weight.transpose(1, 0, 2, 3) if transpose else weight
+    rows, cols = w.shape[:2]
+    ii = np.array([i for i, _ in corr.taps], dtype=np.int64)
+    jj = np.array([j for _, j in corr.taps], dtype=np.int64)
+    tiles = -(-rows // 4)
+    full = np.zeros((tiles * 4, cols, len(ii)), dtype=weight.dtype)
+    full[:rows] = w[:, :, ii, jj]
+    return np.ascontiguousarray(full.reshape(tiles, 4, cols, len(ii)).transpose(0, 2, 3, 1))
 
 
 def _engine_weights(wt):
@@ -54,16 +68,12 @@ def correlate(xp, n, channels, corr, wt, bias, out):
     out[...] = (res + bias[None, :, None]).reshape(out.shape)
 
 
-def wgrad(xp, xnvec, gp, gnvec, n, ho, wo, wq, gbase, grow, pairs, out_channels, out):
-    """``out[o, u]`` for ``o < out_channels`` and every pair ``u = (c, tap offset)``, as :func:`conv_lanes._wgrad`
-    (rows of ``out`` past ``out_channels`` are left alone)."""
+def wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, out):
+    """``out[o, u]`` for ``o < out_channels`` and every pair ``u = (c, tap offset)``, as
+    :func:`conv_lanes._wgrad` but as the ``[O, U]`` matrix (rows past ``out_channels`` left alone)."""
     lanes = lanes_of(xp.dtype)
     blocks = xp.shape[0]
     xv = xp.reshape(blocks, -1, xnvec, lanes)
-    gv = gp.reshape(blocks, -1, gnvec, lanes)[:, :out_channels]
-    p, q = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
-    gpos = (gbase + p * grow + q).ravel()
-    xpos = (p * wq + q).ravel()
-    g = gv[:, :, gpos, :]  # [blocks, C_out, positions, lanes]
+    g = gp.reshape(blocks, -1, gnvec, lanes)[:, :out_channels, posg, :]  # [blocks, C_out, positions, lanes]
     for u, (c, off) in enumerate(pairs):
-        out[:out_channels, u] = np.einsum("bopl,bpl->o", g, xv[:, c, xpos + off, :])
+        out[:out_channels, u] = np.einsum("bopl,bpl->o", g, xv[:, c, posx + off, :])
