@@ -53,8 +53,11 @@ GEMM_COLUMNS = 256
 DIRECT_MAX_OUT_CHANNELS = 32
 DIRECT_MIN_PLANE = 16
 #: The register-blocked lanes path (:mod:`.conv_lanes`) runs when at least this share of its
-#: vector lanes hold images (``N`` over ``N`` rounded up to a multiple of the lane count).
+#: vector lanes hold images (``N`` over ``N`` rounded up to a multiple of the lane count), and
+#: for 1x1 kernels or more than ``LANES_MAX_PARTIAL_OUT_CHANNELS`` output channels only when every
+#: lane does (:func:`conv_path`).
 LANES_MIN_FILL = 0.75
+LANES_MAX_PARTIAL_OUT_CHANNELS = 128
 #: Tests and benchmarks may force one path (``"lanes"``, ``"direct"`` or ``"gemm"``) for every shape
 #: it applies to; ``None``: :func:`conv_path` decides.
 FORCED_PATH = None
@@ -250,10 +253,12 @@ def conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, dt
     """The kernel that runs a convolution of these shapes: ``"lanes"``, ``"direct"`` or ``"gemm"``.
 
     The rule (measured, docs/performance.md "Register-blocked kernels"): the lanes path for
-    ``groups = 1`` whenever the batch fills at least ``LANES_MIN_FILL`` of its vector lanes
-    (16 float32 or 8 float64 images per vector); otherwise the direct kernel where
-    :func:`_use_direct` says so, else im2col + GEMM. Shapes only: never the thread count
-    or the data, so the result of a convolution does not depend on them.
+    ``groups = 1`` when the batch fills its vector lanes (16 float32 or 8 float64 images per
+    vector): all of them for 1x1 kernels and for more than ``LANES_MAX_PARTIAL_OUT_CHANNELS``
+    output channels (im2col + GEMM is at its best there), at least ``LANES_MIN_FILL`` of them
+    otherwise; else the direct kernel where :func:`_use_direct` says so, else im2col + GEMM.
+    Shapes only: never the thread count or the data, so the result of a convolution does not
+    depend on them.
     """
     forced = FORCED_PATH
     lanes_ok = groups == 1
@@ -264,7 +269,9 @@ def conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, dt
     if forced is not None:
         return "gemm"
     lanes = _lanes.lanes_of(dtype)
-    if lanes_ok and n >= LANES_MIN_FILL * (-(-n // lanes) * lanes):
+    capacity = -(-n // lanes) * lanes
+    full = kh * kw == 1 or c_out > LANES_MAX_PARTIAL_OUT_CHANNELS
+    if lanes_ok and n > 0 and (n == capacity if full else n >= LANES_MIN_FILL * capacity):
         return "lanes"
     if _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
         return "direct"

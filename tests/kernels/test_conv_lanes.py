@@ -195,7 +195,8 @@ def test_zero_channels_and_zero_batch_on_the_lanes_path(monkeypatch, shape):
 
 
 # (N, C_in, C_out, H, k, stride): the convolutions of W1 (digits_net, batch 64) and W3 (ResNet-18 width 0.25,
-# batch 32) take the lanes path; small batches, and grouped convolutions, do not
+# batch 32) take the lanes path; small batches, and grouped convolutions, do not (the rule of conv_path, as
+# measured in docs/performance.md)
 @pytest.mark.parametrize("n, c_in, c_out, h, k, s, dtype, groups, path", [
     (64, 16, 32, 8, 3, 1, np.float32, 1, "lanes"),
     (64, 32, 64, 4, 3, 1, np.float32, 1, "lanes"),
@@ -205,6 +206,10 @@ def test_zero_channels_and_zero_batch_on_the_lanes_path(monkeypatch, shape):
     (12, 16, 32, 8, 3, 1, np.float32, 1, "lanes"),     # 12 of 16 lanes: 0.75
     (11, 16, 32, 8, 3, 1, np.float32, 1, "direct"),
     (8, 64, 64, 8, 3, 1, np.float32, 1, "gemm"),
+    (24, 32, 32, 8, 1, 1, np.float32, 1, "gemm"),       # 1x1: every lane filled, or im2col + GEMM
+    (32, 32, 32, 8, 1, 1, np.float32, 1, "lanes"),
+    (24, 256, 256, 8, 3, 1, np.float32, 1, "gemm"),     # over 128 output channels: likewise
+    (64, 256, 256, 8, 3, 1, np.float32, 1, "lanes"),
     (6, 4, 4, 8, 3, 1, np.float64, 1, "lanes"),        # float64: 8 lanes
     (64, 16, 16, 8, 3, 1, np.float32, 16, "gemm"),
 ])
