@@ -65,3 +65,58 @@ def test_blas_threads_are_one_inside_kernels_and_restored_after_the_outermost_bl
 def test_threading_info_keys():
     info = threading_info()
     assert set(info) == {"threading_layer", "num_threads", "omp_wait_policy", "policy_applied"}
+
+
+# ------------------------------------------------------------------ the threads setting and short kernels
+import numpy as np  # noqa: E402
+
+import hdlif_ref.kernels as kernels  # noqa: E402
+from hdlif_ref.kernels import _threads, norm, pool  # noqa: E402
+from hdlif_ref.kernels._config import njit_parallel  # noqa: E402
+
+
+@njit_parallel(cache=False)  # reads Numba's thread count: not cacheable
+def _threads_seen(out):
+    for i in numba.prange(out.shape[0]):
+        out[i] = numba.get_num_threads()
+
+
+def test_set_num_threads_checks_its_argument_and_num_threads_restores():
+    before = kernels.get_num_threads()
+    with kernels.num_threads(1) as n:
+        assert n == 1 and kernels.get_num_threads() == 1 == numba.get_num_threads()
+    assert kernels.get_num_threads() == before
+    for bad in (0, -1, numba.config.NUMBA_NUM_THREADS + 1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"threads=.* must be an int in \[1, "):
+            kernels.set_num_threads(bad)
+    assert kernels.get_num_threads() == before
+
+
+def test_run_uses_one_thread_below_the_threshold_and_restores_the_count():
+    seen = np.zeros(64)
+    before = numba.get_num_threads()
+    _threads.run(_threads_seen, _threads.PARALLEL_MIN_ELEMENTS - 1, seen.size, seen)
+    np.testing.assert_array_equal(seen, 1.0)
+    assert numba.get_num_threads() == before
+    _threads.run(_threads_seen, _threads.PARALLEL_MIN_ELEMENTS, seen.size, seen)
+    np.testing.assert_array_equal(seen, before)
+
+
+@pytest.mark.parametrize("elements", [1 << 12, (1 << 20) + 4096])
+def test_batch_norm_and_pooling_are_bit_identical_on_one_or_all_threads(elements):
+    """Below and above PARALLEL_MIN_ELEMENTS (one thread, then a dynamic schedule)."""
+    x = np.random.default_rng(0).standard_normal((16, 16, elements // 256)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    planes = x.reshape(16, 16, -1, 16)
+
+    def both():
+        y, mean, var = norm.batch_norm_train_forward.numba_impl(x, None, None, 1e-5)
+        grads = norm.batch_norm_train_backward.numba_impl(g, x, mean, 1 / np.sqrt(var + 1e-5), None, True, True, True)
+        return (y, mean, var) + grads + (pool.avg_pool2d_forward.numba_impl(planes, 2, 2, 2, 2, 0, 0),)
+
+    with numba_threads(1):
+        one = both()
+    with numba_threads(numba.config.NUMBA_NUM_THREADS):
+        many = both()
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
