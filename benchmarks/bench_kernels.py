@@ -39,7 +39,13 @@ import json
 import os
 import time
 
-try:  # before hdlif_ref: torch's OpenMP reads its environment at load, unaffected by our policy
+# torch's libgomp and Numba's OpenMP pool share one runtime when torch is imported first (the
+# dynamic loader finds torch's copy by its soname, libgomp.so.1), and the runtime reads
+# OMP_WAIT_POLICY when it loads: the project's policy (docs/performance.md, "Thread policy") must
+# be in the environment before torch is imported, or Numba's threads inherit torch's spinning
+# workers (measured: a 2-thread batch norm 8x slower than 1 thread, a convolution 25x).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+try:  # before hdlif_ref, as in the end-to-end benchmark; the environment above is already set
     import torch
     import torch.nn.functional as F
 except ImportError:  # pragma: no cover - optional
@@ -141,6 +147,108 @@ def run_net_shapes(nets: list, repeats: int) -> dict:
                            for name in ("fwd", "dx", "dW") if name in r["ratio"])
             out[net] = dict(rows=rows, step_ratio=work / (rel_time * peak_flops))
     return out
+
+
+def _short_kernels(rng) -> dict:
+    """``{name: (public call, raw static-prange call)}`` at W1's and W3's per-step sizes (float32)."""
+    from hdlif_ref.kernels import hdlif as hd
+    from hdlif_ref.kernels import norm, pool
+
+    out = {}
+    for label, (n, c, hw) in {"W1 [64,32,8x8]": (64, 32, 64), "W3 [32,16,32x32]": (32, 16, 1024)}.items():
+        f = c * hw
+        current = rng.standard_normal((1, n, f)).astype(np.float32)
+        u0 = np.zeros((n, f), np.float32)
+        lam, theta = np.full((1, 1), 0.5, np.float32), np.ones((1, 1), np.float32)
+        s, u_last, mask = np.empty_like(current), np.empty_like(u0), np.empty(current.shape, np.bool_)
+        out[f"hdlif forward {label}"] = (
+            lambda current=current, u0=u0, lam=lam, theta=theta: hd.hdlif_forward(current, u0, lam, theta),
+            lambda current=current, u0=u0, lam=lam, theta=theta, s=s, u_last=u_last, mask=mask:
+                hd._hdlif_fwd(current, u0, lam, theta, 2048, s, u_last, mask))
+        x = rng.standard_normal((n, c, hw)).astype(np.float32)
+        w, b = np.ones(c), np.zeros(c)
+        y, mean, var = np.empty_like(x), np.zeros(c), np.zeros(c)
+        out[f"batch norm train fwd {label}"] = (
+            lambda x=x: norm.batch_norm_train_forward(x, None, None, 1e-5),
+            lambda x=x, w=w, b=b, y=y, mean=mean, var=var: norm._bn_train_fwd(x, w, b, 1e-5, y, mean, var))
+        side = int(round(hw ** 0.5))
+        planes = x.reshape(n, c, side, side)
+        o = np.empty((n * c, side // 2, side // 2), np.float32)
+        out[f"avg pool 2x2 fwd {label}"] = (
+            lambda planes=planes: pool.avg_pool2d_forward(planes, 2, 2, 2, 2, 0, 0),
+            lambda planes=planes, o=o, n=n, c=c, side=side: pool._avg_pool_fwd(
+                planes.reshape(n * c, side, side), 2, 2, 2, 2, 0, 0, o))
+    return out
+
+
+def run_threads_under_load(repeats: int) -> list:
+    """Two threads over one, wall time, without and with a competing busy process (started here,
+    stopped by its process id): the short kernels as launched now (one thread below
+    ``PARALLEL_MIN_ELEMENTS``, dynamic chunks above) and as a static two-thread ``prange``,
+    and the network convolutions (forward + backward)."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    cases = _short_kernels(rng)
+    for net, idx in (("W1", 1), ("W3", 1), ("W3", 7)):
+        n, c_in, c_out, hw, k, s_, _, _ = NET_SHAPES[net][idx]
+        p = k // 2
+        x = rng.standard_normal((n, c_in, hw, hw), dtype=np.float32)
+        w = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
+        ho = (hw + 2 * p - k) // s_ + 1
+        g = rng.standard_normal((n, c_out, ho, ho), dtype=np.float32)
+
+        def conv_step(x=x, w=w, g=g, st=(s_, s_), pd=(p, p)):
+            conv_kernels.conv2d_forward(x, w, None, st, pd, 1)
+            conv_kernels.conv2d_backward(g, x, w, st, pd, 1, True, True, False)
+
+        cases[f"conv fwd+bwd {net} {c_in}->{c_out} {hw}x{hw}"] = (conv_step, None)
+    rows = []
+    for loaded in (False, True):
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if loaded else None
+        try:
+            for name, (public, raw) in cases.items():
+                fns = {}
+                for threads in (1, 2):
+                    def call(fn=public, threads=threads):
+                        with numba_threads(threads):
+                            fn()
+                    fns[f"ours{threads}"] = call
+                if raw is not None:
+                    def static(fn=raw):
+                        with numba_threads(2):
+                            fn()
+                    fns["static2"] = static
+                for fn in fns.values():
+                    fn()
+                rounds = []
+                for r in range(repeats):
+                    row = {}
+                    for key in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+                        start = time.perf_counter()
+                        fns[key]()
+                        row[key] = time.perf_counter() - start
+                    rounds.append(row)
+                one = float(np.median([r["ours1"] for r in rounds]))
+                rows.append((loaded, name, one, median_ratio(rounds, "ours2", "ours1"),
+                             median_ratio(rounds, "static2", "ours1") if raw is not None else None))
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+    return rows
+
+
+def print_threads_under_load(rows: list) -> None:
+    print()
+    print("Two threads over one thread (wall time, median of per-round ratios; > 1: two threads are slower):")
+    print()
+    print("| competing process | kernel | 1 thread | ours, 2 threads / 1 | static prange, 2 threads / 1 |")
+    print("|---|---|---|---|---|")
+    for loaded, name, one, ours, static in rows:
+        print(f"| {'yes' if loaded else 'no'} | {name} | {one * 1e6:.0f} us | {ours:.2f} | "
+              f"{'-' if static is None else f'{static:.2f}'} |")
 
 
 def print_net_shapes(results: dict) -> None:
@@ -339,6 +447,8 @@ def main(argv=None) -> None:
     parser.add_argument("--nets", default="W1,W1-16,W3",
                         help=f"network shapes on one thread, comma-separated from {', '.join(NET_SHAPES)}, or 'none'")
     parser.add_argument("--json", default=None, help="also write the network-shape results to this JSON file")
+    parser.add_argument("--threads-load", action="store_true",
+                        help="1 vs 2 threads for short kernels and convolutions, with and without a competing process")
     args = parser.parse_args(argv)
     nets = [] if args.nets.strip().lower() == "none" else [x.strip() for x in args.nets.split(",") if x.strip()]
     unknown = [x for x in nets if x not in NET_SHAPES]
@@ -360,6 +470,8 @@ def main(argv=None) -> None:
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump({"machine": machine_description(), "nets": net_results}, fh, indent=1)
+    if args.threads_load:
+        print_threads_under_load(run_threads_under_load(max(repeats, 9)))
     results = run_conv(args.cases, repeats, not args.no_twin) if args.cases else {}
     if results:
         print_conv(results)

@@ -32,6 +32,8 @@ on the thread count. The plain-NumPy twin is
 """
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 
@@ -40,6 +42,7 @@ from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
+from ._threads import numba_threads
 from .reference import conv as _reference
 
 #: The weight gradient is accumulated in this many partial sums (one per group of
@@ -58,6 +61,10 @@ DIRECT_MIN_PLANE = 16
 #: lane does (:func:`conv_path`).
 LANES_MIN_FILL = 0.75
 LANES_MAX_PARTIAL_OUT_CHANNELS = 128
+#: A convolution (forward, or one of its gradients) of fewer multiply-adds than this runs on one
+#: thread: the join of a parallel loop waits for a woken thread, which on a busy machine may wait
+#: for a time slice (docs/performance.md, "Threads on a busy machine").
+PARALLEL_MIN_MACS = 1 << 25
 #: Tests and benchmarks may force one path (``"lanes"``, ``"direct"`` or ``"gemm"``) for every shape
 #: it applies to; ``None``: :func:`conv_path` decides.
 FORCED_PATH = None
@@ -322,6 +329,11 @@ def _convolve(x, weight, bias, stride, padding, groups, out, path=None):
                   out.reshape(n, c_out, ho * wo), cols, ys)
 
 
+def _threads_for(macs: int):
+    """One thread below :data:`PARALLEL_MIN_MACS` multiply-adds, else the caller's count."""
+    return numba_threads(1) if macs < PARALLEL_MIN_MACS else contextlib.nullcontext()
+
+
 def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
     """Numba (+ BLAS) ``conv2d_forward`` (see :func:`reference.conv.conv2d_forward`)."""
     n, c_in, height, width = x.shape
@@ -333,12 +345,18 @@ def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
     if out.size == 0:
         return out
     bias = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    _convolve(x, weight, bias, stride, padding, groups, out)
+    with _threads_for(out.size * cg * kh * kw):
+        _convolve(x, weight, bias, stride, padding, groups, out)
     return out
 
 
 def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias):
     """Numba + BLAS ``conv2d_backward`` (see :func:`reference.conv.conv2d_backward`)."""
+    with _threads_for(grad_out.size * weight.shape[1] * weight.shape[2] * weight.shape[3]):
+        return _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias)
+
+
+def _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias):
     n, c_in, height, width = x.shape
     c_out, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding

@@ -2,6 +2,7 @@
 inside the convolution kernels, and the user's own settings winning."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -37,6 +38,21 @@ def test_a_wait_policy_set_by_the_user_wins_and_is_reported():
     assert info["omp_wait_policy"] == "active"
     if info["threading_layer"] == "omp":
         assert info["policy_applied"] is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (an OpenMP runtime loaded first)")
+def test_an_openmp_runtime_loaded_before_the_kernels_is_reported():
+    """torch imported first: Numba's pool shares torch's libgomp, which read its environment before the
+    policy was set, so the policy is reported as not applied, unless it was in the environment at start."""
+    code = "import torch; " + PROBE
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    if info["threading_layer"] == "omp":
+        assert info["policy_applied"] is False
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["policy_applied"] is True
 
 
 def test_numba_threads_sets_and_restores_the_count():
