@@ -463,7 +463,7 @@ def main(argv=None) -> None:
     print(f"# {machine_description()}; load average {os.getloadavg()[0]:.2f} at start")
     torch_desc = "not installed" if torch is None else f"{torch.__version__}, {torch.get_num_threads()} threads"
     print(f"# numba {info['num_threads']} threads ({info['threading_layer']}, OMP_WAIT_POLICY="
-          f"{info['omp_wait_policy']}); torch {torch_desc}")
+          f"{info['omp_wait_policy']}, policy applied: {info['policy_applied']}); torch {torch_desc}")
     if nets:
         net_results = run_net_shapes(nets, repeats)
         print_net_shapes(net_results)

@@ -42,7 +42,7 @@ from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
-from ._threads import numba_threads
+from ._threads import numba_threads, run
 from .reference import conv as _reference
 
 #: The weight gradient is accumulated in this many partial sums (one per group of
@@ -231,13 +231,31 @@ def _conv_bwd(fn, g, x, height, width, weight, kh, kw, sh, sw, ph, pw, ho, wo, g
 
 @njit_parallel
 def _channel_sums(g, out):
-    """out[o] = sum_{n, p} g[n, o, p], accumulated in float64 (the bias gradient)."""
+    """out[o] = sum_{n, p} g[n, o, p], accumulated in float64 (the bias gradient).
+
+    Eight running sums (element ``k`` of each row goes to sum ``k % 8``), added in a fixed tree
+    at the end: one float64 accumulator would make the loop wait on each addition's latency
+    (57 us for a [64, 16, 64] gradient; no reassociation is allowed to break the chain)."""
     for o in numba.prange(g.shape[1]):
-        total = 0.0
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        length = g.shape[2]
         for n in range(g.shape[0]):
-            for p in range(g.shape[2]):
-                total += g[n, o, p]
-        out[o] = total
+            row = g[n, o]
+            k = 0
+            while k + 8 <= length:
+                s0 += row[k]
+                s1 += row[k + 1]
+                s2 += row[k + 2]
+                s3 += row[k + 3]
+                s4 += row[k + 4]
+                s5 += row[k + 5]
+                s6 += row[k + 6]
+                s7 += row[k + 7]
+                k += 8
+            while k < length:
+                s0 += row[k]
+                k += 1
+        out[o] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
 def _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
@@ -368,7 +386,7 @@ def _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_
     if need_bias:
         sums = np.zeros(c_out)
         if g3.size:
-            _channel_sums(g3, sums)
+            run(_channel_sums, g3.size, c_out, g3, sums)
         gb = sums.astype(x.dtype)
     if not (need_x or need_weight) or g3.size == 0 or x.size == 0:
         return gx, gw, gb
