@@ -16,7 +16,7 @@ what 32x32 planes cost per output). Stride ``(sh, sw)`` splits the padded plane 
 its ``sh * sw`` phases (rows ``sh*r + a``, columns ``sw*s + b``): tap ``(i, j)`` reads
 phase ``(i % sh, j % sw)`` at the shift ``(i // sh, j // sw)``, so a stride-2
 convolution is a stride-1 correlation over four phase planes. ``_pack`` moves ``L``
-images from NCHW into this layout and ``_unpack`` back (transposing ``L x L`` blocks
+images from NCHW into this layout and ``_unpack_tile`` back (transposing ``L x L`` blocks
 in registers), adding the bias.
 
 **Arithmetic.** A register tile is 4 output channels x 4 consecutive positions: 16
@@ -41,9 +41,10 @@ order), summed across lanes in a fixed tree at the end. Each tile owns its 16 we
 no partial sums are shared between threads, so the result does not depend on the
 thread count.
 
-Threads: the packing runs over (block, channel) items, the correlation over
-(block, output-channel tile) items and the weight gradient over tiles, each item
-writing its own slice; the caller hands them out one at a time (dynamic schedule).
+Threads: the packing runs over (block, group of channels) items, the correlation over
+(block, output-channel tile) items and the weight gradient over (output tile, group of
+pair tiles) items, each item writing its own slice; the caller hands them out one at a
+time (dynamic schedule). Temporaries are per-thread scratch buffers (:mod:`._workspace`).
 """
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ import numba
 import numpy as np
 
 from ._config import njit, njit_parallel
-from ._workspace import scratch
 from ._simd import lanes_of, vfma, vload, vsplat, vstore, vstore_lanesums, vtranspose_pack, vtranspose_unpack
+from ._workspace import scratch
 
 #: Output channels and positions per register tile (16 vector accumulators).
 TILE_O = 4
