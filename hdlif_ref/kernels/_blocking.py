@@ -28,14 +28,8 @@ inlining tripled the compile time of the backward kernels, and LLVM inlines it a
 """
 from __future__ import annotations
 
-import numba
-
 from ._config import njit
-
-#: Below this many elements (all steps) a kernel runs on one thread: waking the
-#: other threads of the pool costs more than the work (tens of microseconds when
-#: idle, milliseconds when the cores are busy with other processes).
-PARALLEL_MIN_ELEMENTS = 1 << 15
+from ._threads import run
 
 #: Elements per work item. 2048 float32 = 8 KiB per array: the state, the
 #: recomputed history and the loop's streams of one item stay in L1/L2.
@@ -48,20 +42,15 @@ def n_blocks(F: int, block: int = BLOCK) -> int:
 
 
 def launch(kernel, elements: int, *args) -> None:
-    """Call a ``prange`` kernel, on one thread when ``elements`` is below :data:`PARALLEL_MIN_ELEMENTS`.
+    """Call a ``prange`` kernel over work items of about :data:`BLOCK` elements by :func:`._threads.run`:
+    on one thread below ``PARALLEL_MIN_ELEMENTS`` (waking the other threads costs more than
+    the work: tens of microseconds when idle, milliseconds when the cores are busy with
+    other processes), else handing the items out dynamically.
 
     Numba's thread count is per calling thread and is restored afterwards, so a
     thread policy set elsewhere is left as it was.
     """
-    threads = numba.get_num_threads()
-    if elements >= PARALLEL_MIN_ELEMENTS or threads == 1:
-        kernel(*args)
-        return
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
+    run(kernel, elements, n_blocks(elements), *args)
 
 
 @njit

@@ -38,16 +38,33 @@ import numba.core.event
 THREAD_POLICY_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
+def _openmp_already_loaded() -> bool:
+    """True if a GNU OpenMP runtime is already mapped into this process (Linux; False elsewhere).
+
+    Numba's OpenMP pool then uses that copy (the dynamic loader finds a loaded library by its
+    soname, ``libgomp.so.1``), which read ``OMP_WAIT_POLICY`` when it loaded: e.g. torch's, when
+    torch is imported first (docs/performance.md, "Thread policy").
+    """
+    try:
+        with open("/proc/self/maps") as fh:
+            return any("libgomp" in line for line in fh)
+    except OSError:
+        return False
+
+
 def _apply_thread_policy() -> bool:
-    """Set the policy's environment; return False if Numba's pool already started (too late)."""
+    """Set the policy's environment; return False if it is too late for it to apply: Numba's pool
+    already started, or an OpenMP runtime that Numba would share was loaded before this module set
+    the variables (a value already in the environment is taken to have been there at start-up)."""
     from numba.np.ufunc import parallel
 
+    preset = all(os.environ.get(name) is not None for name in THREAD_POLICY_ENV)
     for name, value in THREAD_POLICY_ENV.items():
         os.environ.setdefault(name, value)
-    return not getattr(parallel, "_is_initialized", False)
+    return not getattr(parallel, "_is_initialized", False) and (preset or not _openmp_already_loaded())
 
 
-#: False if Numba's thread pool was running before this module was imported.
+#: False if Numba's thread pool was running, or an OpenMP runtime was loaded, before this module was imported.
 POLICY_IN_TIME = _apply_thread_policy()
 
 #: Options for serial kernels.

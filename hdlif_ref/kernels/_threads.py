@@ -1,8 +1,21 @@
-"""What Numba's parallel runtime is using, and the thread policy's state (docs/performance.md).
+"""Threads: the ``threads`` setting, when a kernel uses them, and the thread policy's state.
 
-The policy itself is set in :mod:`._config` (``OMP_WAIT_POLICY=PASSIVE`` before
-Numba's OpenMP pool starts); :func:`threading_info` reports it, and
-:func:`numba_threads` runs a block with a given number of Numba threads.
+* :func:`set_num_threads` / :func:`get_num_threads` / :func:`num_threads` (a context
+  manager): how many threads the kernels called from this Python thread may use
+  (Numba's count, which is per calling thread; at most the pool's size,
+  ``NUMBA_NUM_THREADS``).
+* :func:`run`: how a short kernel is launched (docs/performance.md, "Threads on a busy
+  machine"). A parallel loop is a fork and a join: the join waits for the slowest thread,
+  and on a machine whose other cores are busy a woken thread may wait for a time slice
+  before it even starts. Measured (2 cores shared with other sessions): element-wise,
+  batch-norm and pooling kernels of up to 2^20 elements ran 1.0-2.0x *slower* on two
+  threads than on one, and a static split of larger ones waited on a preempted thread.
+  So a kernel below :data:`PARALLEL_MIN_ELEMENTS` runs on one thread, and a larger one
+  hands out its iterations dynamically, :data:`CHUNKS_PER_THREAD` chunks per thread, so
+  that a slowed thread simply takes fewer. Results never depend on this: every kernel's
+  iterations write disjoint outputs.
+* The OpenMP wait policy is set in :mod:`._config` (``OMP_WAIT_POLICY=PASSIVE`` before
+  Numba's OpenMP pool starts); :func:`threading_info` reports it.
 """
 from __future__ import annotations
 
@@ -43,6 +56,62 @@ def threading_info() -> dict:
                                  == THREAD_POLICY_ENV["OMP_WAIT_POLICY"])
     return {"threading_layer": layer, "num_threads": numba.get_num_threads(),
             "omp_wait_policy": wait, "policy_applied": applied}
+
+
+#: Below this many elements a kernel launched by :func:`run` uses one thread (measured, see the module doc).
+PARALLEL_MIN_ELEMENTS = 1 << 20
+#: Dynamic schedule of a parallel kernel: about this many chunks of iterations per thread.
+CHUNKS_PER_THREAD = 8
+
+
+def _check_count(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"threads={n!r} must be an int in [1, {numba.config.NUMBA_NUM_THREADS}] "
+                         f"(the thread pool's size, NUMBA_NUM_THREADS)")
+    return int(n)
+
+
+def set_num_threads(n: int) -> None:
+    """Let the kernels called from this Python thread use ``n`` threads (1 .. ``NUMBA_NUM_THREADS``).
+
+    Numba's setting, which is per calling thread: a data-loading thread keeps its own. Results
+    do not depend on it (every kernel is bit-identical on any number of threads).
+    """
+    numba.set_num_threads(_check_count(n))
+
+
+def get_num_threads() -> int:
+    """How many threads the kernels called from this Python thread may use."""
+    return numba.get_num_threads()
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[int]:
+    """Run a block with :func:`set_num_threads` ``(n)``, restoring the previous count after."""
+    previous = numba.get_num_threads()
+    set_num_threads(n)
+    try:
+        yield int(n)
+    finally:
+        numba.set_num_threads(previous)
+
+
+def run(kernel, elements: int, items: int, *args) -> None:
+    """Call a ``prange`` kernel of ``items`` iterations over ``elements`` elements (module doc):
+    on one thread below :data:`PARALLEL_MIN_ELEMENTS`, else with a dynamic schedule."""
+    threads = numba.get_num_threads()
+    if threads == 1:
+        kernel(*args)
+        return
+    if elements < PARALLEL_MIN_ELEMENTS:
+        numba.set_num_threads(1)
+        try:
+            kernel(*args)
+        finally:
+            numba.set_num_threads(threads)
+        return
+    with numba.parallel_chunksize(max(1, items // (CHUNKS_PER_THREAD * threads))):
+        kernel(*args)
 
 
 @contextlib.contextmanager

@@ -32,13 +32,17 @@ on the thread count. The plain-NumPy twin is
 """
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 
 from . import conv_direct as _direct
+from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
+from ._threads import numba_threads, run
 from .reference import conv as _reference
 
 #: The weight gradient is accumulated in this many partial sums (one per group of
@@ -51,6 +55,19 @@ GEMM_COLUMNS = 256
 #: channels on planes of at least this many pixels (:func:`_use_direct`).
 DIRECT_MAX_OUT_CHANNELS = 32
 DIRECT_MIN_PLANE = 16
+#: The register-blocked lanes path (:mod:`.conv_lanes`) runs when at least this share of its
+#: vector lanes hold images (``N`` over ``N`` rounded up to a multiple of the lane count), and
+#: for 1x1 kernels or more than ``LANES_MAX_PARTIAL_OUT_CHANNELS`` output channels only when every
+#: lane does (:func:`conv_path`).
+LANES_MIN_FILL = 0.75
+LANES_MAX_PARTIAL_OUT_CHANNELS = 128
+#: A convolution (forward, or one of its gradients) of fewer multiply-adds than this runs on one
+#: thread: the join of a parallel loop waits for a woken thread, which on a busy machine may wait
+#: for a time slice (docs/performance.md, "Threads on a busy machine").
+PARALLEL_MIN_MACS = 1 << 25
+#: Tests and benchmarks may force one path (``"lanes"``, ``"direct"`` or ``"gemm"``) for every shape
+#: it applies to; ``None``: :func:`conv_path` decides.
+FORCED_PATH = None
 
 
 @njit
@@ -214,13 +231,31 @@ def _conv_bwd(fn, g, x, height, width, weight, kh, kw, sh, sw, ph, pw, ho, wo, g
 
 @njit_parallel
 def _channel_sums(g, out):
-    """out[o] = sum_{n, p} g[n, o, p], accumulated in float64 (the bias gradient)."""
+    """out[o] = sum_{n, p} g[n, o, p], accumulated in float64 (the bias gradient).
+
+    Eight running sums (element ``k`` of each row goes to sum ``k % 8``), added in a fixed tree
+    at the end: one float64 accumulator would make the loop wait on each addition's latency
+    (57 us for a [64, 16, 64] gradient; no reassociation is allowed to break the chain)."""
     for o in numba.prange(g.shape[1]):
-        total = 0.0
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        length = g.shape[2]
         for n in range(g.shape[0]):
-            for p in range(g.shape[2]):
-                total += g[n, o, p]
-        out[o] = total
+            row = g[n, o]
+            k = 0
+            while k + 8 <= length:
+                s0 += row[k]
+                s1 += row[k + 1]
+                s2 += row[k + 2]
+                s3 += row[k + 3]
+                s4 += row[k + 4]
+                s5 += row[k + 5]
+                s6 += row[k + 6]
+                s7 += row[k + 7]
+                k += 8
+            while k < length:
+                s0 += row[k]
+                k += 1
+        out[o] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
 def _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
@@ -239,6 +274,35 @@ def _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
             and c_out <= DIRECT_MAX_OUT_CHANNELS and height * width >= DIRECT_MIN_PLANE)
 
 
+def conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, dtype) -> str:
+    """The kernel that runs a convolution of these shapes: ``"lanes"``, ``"direct"`` or ``"gemm"``.
+
+    The rule (measured, docs/performance.md "Register-blocked kernels"): the lanes path for
+    ``groups = 1`` when the batch fills its vector lanes (16 float32 or 8 float64 images per
+    vector): all of them for 1x1 kernels and for more than ``LANES_MAX_PARTIAL_OUT_CHANNELS``
+    output channels (im2col + GEMM is at its best there), at least ``LANES_MIN_FILL`` of them
+    otherwise; else the direct kernel where :func:`_use_direct` says so, else im2col + GEMM.
+    Shapes only: never the thread count or the data, so the result of a convolution does not
+    depend on them.
+    """
+    forced = FORCED_PATH
+    lanes_ok = groups == 1
+    if forced == "lanes" and lanes_ok:
+        return "lanes"
+    if forced in ("lanes", "direct") and _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+        return "direct"
+    if forced is not None:
+        return "gemm"
+    lanes = _lanes.lanes_of(dtype)
+    capacity = -(-n // lanes) * lanes
+    full = kh * kw == 1 or c_out > LANES_MAX_PARTIAL_OUT_CHANNELS
+    if lanes_ok and n > 0 and (n == capacity if full else n >= LANES_MIN_FILL * capacity):
+        return "lanes"
+    if _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+        return "direct"
+    return "gemm"
+
+
 def _images_per_block(n, columns, plane):
     """Images side by side in one block: about ``columns`` positions, while leaving at least
     ``WEIGHT_GRAD_GROUPS`` blocks to share among the threads. Shapes only, never the thread count."""
@@ -250,16 +314,21 @@ def _images_per_gemm(n, plane):
     return _images_per_block(n, GEMM_COLUMNS, plane)
 
 
-def _convolve(x, weight, bias, stride, padding, groups, out):
+def _convolve(x, weight, bias, stride, padding, groups, out, path=None):
     """out = conv2d(x, weight) + bias into ``out: [N, C_out, Ho, Wo]`` (every array C-contiguous).
 
-    The direct kernel where :func:`_use_direct` says so, else im2col + GEMM.
+    On ``path`` (default: :func:`conv_path`'s choice).
     """
     n, c_in, height, width = x.shape
     c_out, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = out.shape[2], out.shape[3]
-    if _use_direct(c_in, c_out, height, width, kh, kw, stride, padding, groups):
+    path = path or conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype)
+    if path == "lanes":
+        with numba.parallel_chunksize(1):
+            _lanes.conv2d_forward(x, weight, bias, stride, padding, out=out)
+        return
+    if path == "direct":
         nb = _images_per_block(n, _direct.DIRECT_COLUMNS, (height + ph) * (width + pw))
         wp, block_stride, _, length = _direct.block_geometry(height, width, ph, pw, nb)
         threads = numba.get_num_threads()
@@ -278,6 +347,11 @@ def _convolve(x, weight, bias, stride, padding, groups, out):
                   out.reshape(n, c_out, ho * wo), cols, ys)
 
 
+def _threads_for(macs: int):
+    """One thread below :data:`PARALLEL_MIN_MACS` multiply-adds, else the caller's count."""
+    return numba_threads(1) if macs < PARALLEL_MIN_MACS else contextlib.nullcontext()
+
+
 def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
     """Numba (+ BLAS) ``conv2d_forward`` (see :func:`reference.conv.conv2d_forward`)."""
     n, c_in, height, width = x.shape
@@ -289,12 +363,18 @@ def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
     if out.size == 0:
         return out
     bias = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    _convolve(x, weight, bias, stride, padding, groups, out)
+    with _threads_for(out.size * cg * kh * kw):
+        _convolve(x, weight, bias, stride, padding, groups, out)
     return out
 
 
 def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias):
     """Numba + BLAS ``conv2d_backward`` (see :func:`reference.conv.conv2d_backward`)."""
+    with _threads_for(grad_out.size * weight.shape[1] * weight.shape[2] * weight.shape[3]):
+        return _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias)
+
+
+def _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias):
     n, c_in, height, width = x.shape
     c_out, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
@@ -306,10 +386,14 @@ def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x,
     if need_bias:
         sums = np.zeros(c_out)
         if g3.size:
-            _channel_sums(g3, sums)
+            run(_channel_sums, g3.size, c_out, g3, sums)
         gb = sums.astype(x.dtype)
     if not (need_x or need_weight) or g3.size == 0 or x.size == 0:
         return gx, gw, gb
+    if conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype) == "lanes":
+        with numba.parallel_chunksize(1):
+            lx, lw = _lanes.conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight)
+        return (lx if need_x else gx), (lw if need_weight else gw), gb
     # stride 1: dx is the forward convolution of the gradient with the flipped, transposed kernel
     # (padding k - 1 - p), which needs no scatter-add and makes a better-shaped GEMM
     transposed = need_x and sh == 1 and sw == 1 and ph < kh and pw < kw
@@ -317,7 +401,9 @@ def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x,
         og = c_out // groups
         flipped = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
                                        .transpose(0, 2, 1, 3, 4)).reshape(c_in, og, kh, kw)
-        _convolve(grad_out, flipped, np.zeros(c_in, dtype=x.dtype), (1, 1), (kh - 1 - ph, kw - 1 - pw), groups, gx)
+        _convolve(grad_out, flipped, np.zeros(c_in, dtype=x.dtype), (1, 1), (kh - 1 - ph, kw - 1 - pw), groups, gx,
+                  path="direct" if FORCED_PATH in (None, "direct") and _use_direct(
+                      c_out, c_in, ho, wo, kh, kw, (1, 1), (kh - 1 - ph, kw - 1 - pw), groups) else "gemm")
         need_x = False
         if not need_weight:
             return gx, gw, gb

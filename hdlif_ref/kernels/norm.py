@@ -4,7 +4,8 @@ Formulas in :mod:`hdlif_ref.kernels.reference.norm` (the plain-NumPy twin). Sums
 run in float64 for both dtypes (two passes: mean, then squared deviations, so the
 variance does not suffer from cancellation); ``y`` and ``gx`` are written in
 ``x``'s dtype. Each iteration owns one channel, so results do not depend on the
-thread count.
+thread count. Launched by :func:`._threads.run`: one thread for small tensors, else
+channels handed out dynamically.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit_parallel
+from ._threads import run
 from .reference import norm as _reference
 
 
@@ -112,7 +114,7 @@ def _batch_norm_train_forward_numba(x, weight, bias, eps):
     mean = np.zeros(channels)
     var = np.zeros(channels)
     if x.size:
-        _bn_train_fwd(x, w, b, float(eps), y, mean, var)
+        run(_bn_train_fwd, x.size, channels, x, w, b, float(eps), y, mean, var)
     return y, mean, var
 
 
@@ -123,7 +125,7 @@ def _batch_norm_train_backward_numba(grad_out, x, mean, invstd, weight, need_x, 
     gw = np.zeros(channels)
     gb = np.zeros(channels)
     if x.size:
-        _bn_train_bwd(grad_out, x, mean, invstd, w, need_x, gx, gw, gb)
+        run(_bn_train_bwd, x.size, channels, grad_out, x, mean, invstd, w, need_x, gx, gw, gb)
     return (gx if need_x else None, gw.astype(x.dtype) if need_weight else None,
             gb.astype(x.dtype) if need_bias else None)
 
@@ -133,7 +135,7 @@ def _batch_norm_eval_forward_numba(x, mean, invstd, weight, bias):
     scale = w * invstd
     y = np.empty_like(x)
     if x.size:
-        _scale_shift(x, scale, b - mean * scale, y)
+        run(_scale_shift, x.size, x.shape[1], x, scale, b - mean * scale, y)
     return y
 
 
@@ -144,11 +146,11 @@ def _batch_norm_eval_backward_numba(grad_out, x, mean, invstd, weight, need_x, n
     if need_x:
         gx = np.empty_like(x)
         if x.size:
-            _scale_shift(grad_out, w * invstd, np.zeros(channels), gx)
+            run(_scale_shift, x.size, channels, grad_out, w * invstd, np.zeros(channels), gx)
     gw = np.zeros(channels)
     gb = np.zeros(channels)
     if (need_weight or need_bias) and x.size:
-        _bn_eval_sums(grad_out, x, mean, invstd, gw, gb)
+        run(_bn_eval_sums, x.size, channels, grad_out, x, mean, invstd, gw, gb)
     return gx, gw.astype(x.dtype) if need_weight else None, gb.astype(x.dtype) if need_bias else None
 
 

@@ -5,8 +5,9 @@ Window of output ``(p, q)``: padded-input rows ``p*sh .. p*sh + kh - 1``, column
 average (divisor ``kh * kw``, PyTorch's ``count_include_pad=True``); max pooling
 pads with ``-inf`` and records, per output, the flat index ``h * W + w`` of the
 first real element equal to the maximum (the first NaN if any), which the
-backward uses. Each iteration reads and writes only its own plane. The
-plain-NumPy twin is :mod:`hdlif_ref.kernels.reference.pool`.
+backward uses. Each iteration reads and writes only its own plane; launched by
+:func:`._threads.run` (one thread for small tensors, else planes handed out
+dynamically). The plain-NumPy twin is :mod:`hdlif_ref.kernels.reference.pool`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit_parallel
+from ._threads import run
 from .reference import pool as _reference
 
 
@@ -107,8 +109,8 @@ def _avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
     ho, wo = _out_size(height, width, kh, kw, sh, sw, ph, pw)
     out = np.empty((n, c, ho, wo), dtype=x.dtype)
     if out.size:
-        _avg_pool_fwd(x.reshape(n * c, height, width), kh, kw, sh, sw, ph, pw,
-                      out.reshape(n * c, ho, wo))
+        run(_avg_pool_fwd, x.size, n * c, x.reshape(n * c, height, width), kh, kw, sh, sw, ph, pw,
+            out.reshape(n * c, ho, wo))
     return out
 
 
@@ -116,8 +118,8 @@ def _avg_pool2d_backward_numba(grad_out, height, width, kh, kw, sh, sw, ph, pw):
     n, c, ho, wo = grad_out.shape
     gx = np.zeros((n, c, height, width), dtype=grad_out.dtype)
     if gx.size:
-        _avg_pool_bwd(grad_out.reshape(n * c, ho, wo), kh, kw, sh, sw, ph, pw,
-                      gx.reshape(n * c, height, width))
+        run(_avg_pool_bwd, gx.size, n * c, grad_out.reshape(n * c, ho, wo), kh, kw, sh, sw, ph, pw,
+            gx.reshape(n * c, height, width))
     return gx
 
 
@@ -127,8 +129,8 @@ def _max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
     out = np.empty((n, c, ho, wo), dtype=x.dtype)
     index = np.empty((n, c, ho, wo), dtype=np.int64)
     if out.size:
-        _max_pool_fwd(x.reshape(n * c, height, width), kh, kw, sh, sw, ph, pw,
-                      out.reshape(n * c, ho, wo), index.reshape(n * c, ho, wo))
+        run(_max_pool_fwd, x.size, n * c, x.reshape(n * c, height, width), kh, kw, sh, sw, ph, pw,
+            out.reshape(n * c, ho, wo), index.reshape(n * c, ho, wo))
     return out, index
 
 
@@ -136,8 +138,8 @@ def _max_pool2d_backward_numba(grad_out, index, height, width):
     n, c, ho, wo = grad_out.shape
     gx = np.zeros((n, c, height, width), dtype=grad_out.dtype)
     if gx.size:
-        _max_pool_bwd(grad_out.reshape(n * c, ho, wo), index.reshape(n * c, ho, wo),
-                      gx.reshape(n * c, height * width))
+        run(_max_pool_bwd, gx.size, n * c, grad_out.reshape(n * c, ho, wo), index.reshape(n * c, ho, wo),
+            gx.reshape(n * c, height * width))
     return gx
 
 

@@ -2,6 +2,7 @@
 inside the convolution kernels, and the user's own settings winning."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,6 +40,21 @@ def test_a_wait_policy_set_by_the_user_wins_and_is_reported():
         assert info["policy_applied"] is False
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (an OpenMP runtime loaded first)")
+def test_an_openmp_runtime_loaded_before_the_kernels_is_reported():
+    """torch imported first: Numba's pool shares torch's libgomp, which read its environment before the
+    policy was set, so the policy is reported as not applied, unless it was in the environment at start."""
+    code = "import torch; " + PROBE
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    if info["threading_layer"] == "omp":
+        assert info["policy_applied"] is False
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["policy_applied"] is True
+
+
 def test_numba_threads_sets_and_restores_the_count():
     before = numba.get_num_threads()
     with numba_threads(1) as n:
@@ -65,3 +81,58 @@ def test_blas_threads_are_one_inside_kernels_and_restored_after_the_outermost_bl
 def test_threading_info_keys():
     info = threading_info()
     assert set(info) == {"threading_layer", "num_threads", "omp_wait_policy", "policy_applied"}
+
+
+# ------------------------------------------------------------------ the threads setting and short kernels
+import numpy as np  # noqa: E402
+
+import hdlif_ref.kernels as kernels  # noqa: E402
+from hdlif_ref.kernels import _threads, norm, pool  # noqa: E402
+from hdlif_ref.kernels._config import njit_parallel  # noqa: E402
+
+
+@njit_parallel(cache=False)  # reads Numba's thread count: not cacheable
+def _threads_seen(out):
+    for i in numba.prange(out.shape[0]):
+        out[i] = numba.get_num_threads()
+
+
+def test_set_num_threads_checks_its_argument_and_num_threads_restores():
+    before = kernels.get_num_threads()
+    with kernels.num_threads(1) as n:
+        assert n == 1 and kernels.get_num_threads() == 1 == numba.get_num_threads()
+    assert kernels.get_num_threads() == before
+    for bad in (0, -1, numba.config.NUMBA_NUM_THREADS + 1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"threads=.* must be an int in \[1, "):
+            kernels.set_num_threads(bad)
+    assert kernels.get_num_threads() == before
+
+
+def test_run_uses_one_thread_below_the_threshold_and_restores_the_count():
+    seen = np.zeros(64)
+    before = numba.get_num_threads()
+    _threads.run(_threads_seen, _threads.PARALLEL_MIN_ELEMENTS - 1, seen.size, seen)
+    np.testing.assert_array_equal(seen, 1.0)
+    assert numba.get_num_threads() == before
+    _threads.run(_threads_seen, _threads.PARALLEL_MIN_ELEMENTS, seen.size, seen)
+    np.testing.assert_array_equal(seen, before)
+
+
+@pytest.mark.parametrize("elements", [1 << 12, (1 << 20) + 4096])
+def test_batch_norm_and_pooling_are_bit_identical_on_one_or_all_threads(elements):
+    """Below and above PARALLEL_MIN_ELEMENTS (one thread, then a dynamic schedule)."""
+    x = np.random.default_rng(0).standard_normal((16, 16, elements // 256)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    planes = x.reshape(16, 16, -1, 16)
+
+    def both():
+        y, mean, var = norm.batch_norm_train_forward.numba_impl(x, None, None, 1e-5)
+        grads = norm.batch_norm_train_backward.numba_impl(g, x, mean, 1 / np.sqrt(var + 1e-5), None, True, True, True)
+        return (y, mean, var) + grads + (pool.avg_pool2d_forward.numba_impl(planes, 2, 2, 2, 2, 0, 0),)
+
+    with numba_threads(1):
+        one = both()
+    with numba_threads(numba.config.NUMBA_NUM_THREADS):
+        many = both()
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)

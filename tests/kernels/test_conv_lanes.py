@@ -1,0 +1,217 @@
+"""The register-blocked lanes path of conv2d (kernels/conv_lanes.py): stage by stage against its NumPy
+twin, end to end against the formula's twin (reference/conv.py) and by finite differences, and
+bit-for-bit reproducible (twice, and on 1 or 2 threads)."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from hdlif_ref.autograd import Tensor, gradcheck, ops
+from hdlif_ref.kernels import conv as conv_kernels
+from hdlif_ref.kernels import conv_lanes as lanes
+from hdlif_ref.kernels._simd import lanes_of
+from hdlif_ref.kernels._threads import numba_threads
+from hdlif_ref.kernels.reference import conv as reference
+from hdlif_ref.kernels.reference import conv_lanes as twin
+
+#: float32 unit roundoff; see test_conv.py: a float32 sum of K products is within (K + 2) U32 sum |terms|.
+U32 = 2.0 ** -24
+
+
+@st.composite
+def lanes_case(draw, dtype=None):
+    """A convolution the lanes path takes: any batch (partial and several blocks of lanes), 1-5
+    channels, 1-9 pixels a side (odd sizes), kernels 1-3 (and as large as the padded input),
+    strides 1-2 and paddings 0-2 per dimension."""
+    dtype = dtype or draw(st.sampled_from([np.float64, np.float32]))
+    n = draw(st.integers(1, 2 * lanes_of(dtype) + 3))
+    c_in, c_out = draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    kh = draw(st.sampled_from([k for k in (1, 2, 3) if k <= h + 2 * ph] + [h + 2 * ph]))
+    kw = draw(st.sampled_from([k for k in (1, 2, 3) if k <= w + 2 * pw] + [w + 2 * pw]))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype) if draw(st.booleans()) else None
+    return x, weight, bias, stride, (ph, pw)
+
+
+def _fixed(n, c_in, c_out, h, w, k, stride, padding, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    return (rng.standard_normal((n, c_in, h, w)).astype(dtype),
+            rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype), rng.standard_normal(c_out).astype(dtype),
+            (stride, stride) if isinstance(stride, int) else stride,
+            (padding, padding) if isinstance(padding, int) else padding)
+
+
+def _output_shape(x, weight, stride, padding):
+    (sh, sw), (ph, pw) = stride, padding
+    return (x.shape[0], weight.shape[0], (x.shape[2] + 2 * ph - weight.shape[2]) // sh + 1,
+            (x.shape[3] + 2 * pw - weight.shape[3]) // sw + 1)
+
+
+def _bounds(x, weight, bias, grad, stride, padding):
+    """Exact (float64) results and their float32 rounding bounds ``(K + 2) U32 sum |terms|``."""
+    x64, w64, g64 = (a.astype(np.float64) for a in (x, weight, grad))
+    b64 = None if bias is None else bias.astype(np.float64)
+    exact = (reference.conv2d_forward(x64, w64, b64, stride, padding, 1),) + reference.conv2d_backward(
+        g64, x64, w64, stride, padding, 1, True, True, False)[:2]
+    mags = (reference.conv2d_forward(np.abs(x64), np.abs(w64), None if b64 is None else np.abs(b64), stride,
+                                     padding, 1),) + reference.conv2d_backward(
+        np.abs(g64), np.abs(x64), np.abs(w64), stride, padding, 1, True, True, False)[:2]
+    c_out, c_in, kh, kw = weight.shape
+    n, _, ho, wo = grad.shape
+    counts = (c_in * kh * kw + 1, c_out * kh * kw, n * ho * wo)
+    return exact, mags, counts
+
+
+@settings(max_examples=60)
+@example(case=_fixed(17, 3, 5, 8, 8, 3, 1, 1))            # 3x3 "same", full and partial blocks (float64: 8 lanes)
+@example(case=_fixed(9, 2, 3, 7, 9, 3, 2, 1))             # stride 2, odd sizes
+@example(case=_fixed(8, 1, 1, 5, 6, 1, 2, 0))             # 1x1 stride 2: a phase without taps in dx
+@example(case=_fixed(8, 2, 2, 6, 5, (3, 1), (2, 1), (0, 1)))  # padding [h, w], stride (2, 1)
+@example(case=_fixed(1, 1, 1, 1, 1, 1, 1, 0))             # batch 1, channel 1, one pixel
+@example(case=_fixed(16, 4, 4, 4, 4, 3, 1, 1, np.float32))  # float32: one full block of 16 lanes
+@given(case=lanes_case())
+def test_lanes_path_matches_the_formula(case):
+    """Forward, dx and dW of the lanes path against reference.conv: float64 to 1e-12, float32 within
+    the rounding bound of a sum of its K products (whatever the order of the sum)."""
+    x, weight, bias, stride, padding = case
+    out = lanes.conv2d_forward(x, weight, bias, stride, padding)
+    assert out.shape == _output_shape(x, weight, stride, padding) and out.dtype == x.dtype
+    grad = np.random.default_rng(1).standard_normal(out.shape).astype(x.dtype)
+    gx, gw = lanes.conv2d_backward(grad, x, weight, stride, padding, True, True)
+    assert gx.shape == x.shape and gw.shape == weight.shape and gx.dtype == gw.dtype == x.dtype
+    got = (out, gx, gw)
+    if x.dtype == np.float64:
+        want = (reference.conv2d_forward(x, weight, bias, stride, padding, 1),) + reference.conv2d_backward(
+            grad, x, weight, stride, padding, 1, True, True, False)[:2]
+        for g, w, name in zip(got, want, ("out", "gx", "gw")):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=name)
+    else:
+        exact, mags, counts = _bounds(x, weight, bias, grad, stride, padding)
+        for g, w, mag, k, name in zip(got, exact, mags, counts, ("out", "gx", "gw")):
+            assert np.all(np.abs(g - w) <= (k + 2) * U32 * mag + 1e-30), name
+
+
+@settings(max_examples=25)
+@example(case=_fixed(11, 3, 4, 5, 7, 3, 2, 1))
+@given(case=lanes_case())
+def test_each_stage_matches_its_twin(case):
+    """pack and the weight tiles (exactly), the correlation engine (forward and dx jobs) and the
+    weight-gradient tiles."""
+    x, weight, bias, stride, padding = case
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = weight.shape
+    tol = dict(rtol=1e-12, atol=1e-12) if x.dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    corr, _, wq = lanes.forward_geometry(height, width, kh, kw, stride, padding)
+    xp = lanes.pack(x, corr.plane)
+    np.testing.assert_array_equal(xp, twin.pack(x, corr.plane))
+    bias = np.zeros(c_out, dtype=x.dtype) if bias is None else bias
+    shape = _output_shape(x, weight, stride, padding)
+    wt = lanes.tile_weights(weight, corr, False)
+    np.testing.assert_array_equal(wt, twin.tile_weights(weight, corr, False))
+    got, want = np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=x.dtype)
+    lanes.correlate(xp, n, c_in, corr, wt, bias, got)
+    twin.correlate(xp, n, c_in, corr, wt, bias, want)
+    np.testing.assert_allclose(got, want, **tol)
+    ho, wo = shape[2:]
+    grad = np.random.default_rng(2).standard_normal(shape).astype(x.dtype)
+    dcorr, mt, lt, grow = lanes.input_grad_geometry(height, width, kh, kw, stride, padding, ho, wo)
+    gp = lanes.pack(grad, dcorr.plane)
+    np.testing.assert_array_equal(gp, twin.pack(grad, dcorr.plane))
+    wtx = lanes.tile_weights(weight, dcorr, True)
+    np.testing.assert_array_equal(wtx, twin.tile_weights(weight, dcorr, True))
+    got, want = np.empty_like(x), np.empty_like(x)
+    lanes.correlate(gp, n, c_out, dcorr, wtx, np.zeros(c_in, dtype=x.dtype), got)
+    twin.correlate(gp, n, c_out, dcorr, wtx, np.zeros(c_in, dtype=x.dtype), want)
+    np.testing.assert_allclose(got, want, **tol)
+    pairs = np.stack([np.repeat(np.arange(c_in), kh * kw), np.tile(corr.offs, c_in)], axis=1).astype(np.int64)
+    pairs = np.concatenate([pairs, np.repeat(pairs[-1:], -len(pairs) % lanes.TILE_U, axis=0)])
+    o4 = -(-c_out // lanes.TILE_O) * lanes.TILE_O
+    tiles = np.empty((o4 // lanes.TILE_O, len(pairs) // lanes.TILE_U, lanes.TILE_O * lanes.TILE_U), dtype=x.dtype)
+    want = np.empty((o4, len(pairs)), dtype=x.dtype)
+    posx, posg = lanes.weight_grad_positions(ho, wo, wq, mt * grow + lt, grow)
+    args = (corr.plane.nvec, gp, dcorr.plane.nvec, n, posx, posg, pairs, c_out)
+    lanes._wgrad(xp, *args, 3, tiles)
+    twin.wgrad(xp, *args, want)
+    np.testing.assert_allclose(lanes.tiles_to_matrix(tiles)[:c_out], want[:c_out], **tol)
+
+
+@pytest.mark.parametrize("stride, padding, k", [(1, 1, 3), (2, 1, 3), (2, 0, 1), ((1, 2), (0, 1), (2, 3))])
+def test_gradcheck_on_the_lanes_path(monkeypatch, stride, padding, k):
+    """dx, dW and the bias by finite differences in float64, every convolution forced onto the lanes path
+    (9 images: a full block of 8 lanes and one image in a second block)."""
+    monkeypatch.setattr(conv_kernels, "FORCED_PATH", "lanes")
+    x, w, b, stride, padding = _fixed(9, 2, 3, 5, 6, k, stride, padding, seed=3)
+    x, w, b = (Tensor(a, requires_grad=True) for a in (x, w, b))
+    assert conv_kernels.conv_path(9, 2, 3, 5, 6, *w.shape[2:], stride, padding, 1, np.float64) == "lanes"
+    assert gradcheck(lambda x, w, b: ops.conv2d(x, w, b, stride=stride, padding=padding), [x, w, b])
+
+
+@pytest.mark.parametrize("shape", [
+    (37, 16, 24, 8, 8, 3, 1, 1),   # W1-like: three blocks of 16, the last one partial
+    (20, 8, 12, 9, 9, 3, 2, 1),    # stride 2
+])
+def test_bit_identical_twice_and_on_one_or_two_threads(shape):
+    """float32: results depend on neither the run nor the thread count (each item writes its own
+    outputs; dW tiles own their sums)."""
+    x, w, b, stride, padding = _fixed(*shape, dtype=np.float32, seed=4)
+    g = np.random.default_rng(5).standard_normal(_output_shape(x, w, stride, padding)).astype(np.float32)
+
+    def run():
+        with numba.parallel_chunksize(1):
+            return (lanes.conv2d_forward(x, w, b, stride, padding),) + lanes.conv2d_backward(
+                g, x, w, stride, padding, True, True)
+
+    first, second = run(), run()
+    with numba_threads(1):
+        one = run()
+    with numba_threads(numba.config.NUMBA_NUM_THREADS):
+        many = run()
+    for a, b_, c, d in zip(first, second, one, many):
+        np.testing.assert_array_equal(a, b_)
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(a, d)
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 5, 5), (0, 3, 5, 5)])
+def test_zero_channels_and_zero_batch_on_the_lanes_path(monkeypatch, shape):
+    monkeypatch.setattr(conv_kernels, "FORCED_PATH", "lanes")
+    x = Tensor(np.zeros(shape), requires_grad=True)
+    w = Tensor(np.ones((4, shape[1], 3, 3)), requires_grad=True)
+    b = Tensor(np.arange(4.0), requires_grad=True)
+    out = ops.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(out.data, np.broadcast_to(np.arange(4.0)[:, None, None], out.shape))
+    out.sum().backward()
+    np.testing.assert_array_equal(w.grad, 0.0)
+    assert x.grad.shape == x.shape
+
+
+# (N, C_in, C_out, H, k, stride): the convolutions of W1 (digits_net, batch 64) and W3 (ResNet-18 width 0.25,
+# batch 32) take the lanes path; small batches, and grouped convolutions, do not (the rule of conv_path, as
+# measured in docs/performance.md)
+@pytest.mark.parametrize("n, c_in, c_out, h, k, s, dtype, groups, path", [
+    (64, 16, 32, 8, 3, 1, np.float32, 1, "lanes"),
+    (64, 32, 64, 4, 3, 1, np.float32, 1, "lanes"),
+    (32, 128, 128, 4, 3, 1, np.float32, 1, "lanes"),
+    (32, 16, 32, 32, 3, 2, np.float32, 1, "lanes"),
+    (32, 16, 32, 32, 1, 2, np.float32, 1, "lanes"),
+    (12, 16, 32, 8, 3, 1, np.float32, 1, "lanes"),     # 12 of 16 lanes: 0.75
+    (11, 16, 32, 8, 3, 1, np.float32, 1, "direct"),
+    (8, 64, 64, 8, 3, 1, np.float32, 1, "gemm"),
+    (24, 32, 32, 8, 1, 1, np.float32, 1, "gemm"),       # 1x1: every lane filled, or im2col + GEMM
+    (32, 32, 32, 8, 1, 1, np.float32, 1, "lanes"),
+    (24, 256, 256, 8, 3, 1, np.float32, 1, "gemm"),     # over 128 output channels: likewise
+    (64, 256, 256, 8, 3, 1, np.float32, 1, "lanes"),
+    (6, 4, 4, 8, 3, 1, np.float64, 1, "lanes"),        # float64: 8 lanes
+    (64, 16, 16, 8, 3, 1, np.float32, 16, "gemm"),
+])
+def test_path_rule(n, c_in, c_out, h, k, s, dtype, groups, path):
+    assert conv_kernels.conv_path(n, c_in, c_out, h, h, k, k, (s, s), (k // 2, k // 2), groups, dtype) == path
