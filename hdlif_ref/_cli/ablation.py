@@ -51,7 +51,7 @@ def _command(args: argparse.Namespace, seeds: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.ablation import QUICK_SEEDS, SEEDS, make_tasks, parse_rows, run_task, task_cost
+    from ..training.ablation import QUICK_SEEDS, SEEDS, THREADS_ENV, make_tasks, parse_rows, run_task, task_cost
     from ..training.ablation_report import add_session, write_report, write_sweep
     from ..training.sweep import TaskStore, require_distributed, run_sweep
 
@@ -73,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     write_sweep(out, tasks, {"command": command, "quick": args.quick, "seeds": seeds, "datasets": names,
                              "rows": args.rows})
     cores = os.cpu_count() or 1
-    # each local worker gets its share of the cores for Numba (the numbers do not depend on it)
-    worker_env = {"NUMBA_NUM_THREADS": str(max(1, cores // args.workers))}
+    # each local worker's kernels use its share of the cores (the numbers do not depend on it); not
+    # NUMBA_NUM_THREADS: Numba refuses a change of it once its pool runs, and the pool may start at import
+    worker_env = {THREADS_ENV: str(max(1, cores // args.workers))}
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     placement = (f"Dask cluster {args.scheduler}" if args.scheduler else
                  f"local Dask cluster, {args.workers} workers" if args.workers > 1 else "in process")

@@ -34,6 +34,8 @@ import platform
 import time
 import tracemalloc
 
+import numba
+
 from .._version import __version__
 from .config import resolve_config
 from .run import Run, deployment_report
@@ -167,6 +169,10 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None  # a diverged loss is stored as null, not as NaN
 
 
+#: How many kernel threads a sweep task may use (set by ``hdlif-ref ablation`` for its local workers).
+THREADS_ENV = "HDLIF_REF_THREADS"
+
+
 def run_task(task: dict) -> dict:
     """Train and evaluate one (dataset, row, seed); ``{"result": ..., "measurement": ...}``.
 
@@ -174,6 +180,9 @@ def run_task(task: dict) -> dict:
     ``measurement`` holds wall times, traced memory and where it ran.
     """
     start = time.perf_counter()
+    threads = os.environ.get(THREADS_ENV)
+    if threads:
+        numba.set_num_threads(min(max(1, int(threads)), numba.config.NUMBA_NUM_THREADS))
     config = resolve_config(task["config"])
     run = Run(config)
     epoch_seconds, train = [], None

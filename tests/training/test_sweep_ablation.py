@@ -40,7 +40,7 @@ def quiet(_):
 def subprocess_env() -> dict:
     """This checkout first on the path (an installed copy elsewhere must not answer), one Numba thread."""
     path = os.environ.get("PYTHONPATH")
-    return dict(os.environ, PYTHONPATH=ROOT + (os.pathsep + path if path else ""), NUMBA_NUM_THREADS="1")
+    return dict(os.environ, PYTHONPATH=ROOT + (os.pathsep + path if path else ""), HDLIF_REF_THREADS="1")
 
 
 def results_of(store: TaskStore, tasks) -> dict:
@@ -95,7 +95,7 @@ def test_seed_i_gives_every_row_the_same_split_initialization_stream_and_batch_o
 def test_two_local_workers_give_the_sequential_numbers_bit_for_bit(tmp_path, sequential):
     pytest.importorskip("distributed")
     store = TaskStore(str(tmp_path))
-    summary = run_sweep(TASKS, run_task, store, workers=2, worker_env={"NUMBA_NUM_THREADS": "1"}, log=quiet,
+    summary = run_sweep(TASKS, run_task, store, workers=2, worker_env={"HDLIF_REF_THREADS": "1"}, log=quiet,
                         timeout=300)
     assert summary.complete and summary.executed == len(TASKS)
     assert results_of(store, TASKS) == sequential
@@ -109,7 +109,7 @@ def test_killing_a_worker_mid_sweep_still_completes_with_the_same_numbers(tmp_pa
     distributed = pytest.importorskip("distributed")
     killed, errors = [], []
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:0", env={"NUMBA_NUM_THREADS": "1"}) as cluster, \
+                                  dashboard_address="127.0.0.1:0", env={"HDLIF_REF_THREADS": "1"}) as cluster, \
             distributed.Client(cluster) as client:
 
         def kill_a_busy_worker():
