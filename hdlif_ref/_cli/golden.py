@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.golden import check_golden, format_results, write_golden
+    from ..oracle.golden import check_golden, format_results, write_golden
 
     if args.check:
         if not args.timeout > 0:

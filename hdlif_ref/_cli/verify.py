@@ -1,4 +1,4 @@
-"""``hdlif-ref verify``: the paper-equation checks of :mod:`hdlif_ref.deploy.verify` as a table.
+"""``hdlif-ref verify``: the paper-equation checks of :mod:`hdlif_ref.oracle.verify` as a table.
 
 Exit code 0 when every check passes, 1 when one fails. What each row computes:
 ``docs/cli.md`` (section ``verify``).
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.verify import format_table, run_checks
+    from ..oracle.verify import format_table, run_checks
 
     if args.seed < 0:
         raise ValueError(f"--seed={args.seed} must be >= 0")

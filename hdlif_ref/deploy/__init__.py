@@ -1,1 +1,1 @@
-"""Deployment: frozen models, counters (SPEC E18-E20), golden vectors."""
+"""Deployment: frozen models, counters (SPEC E18-E20). Golden vectors and verify: :mod:`hdlif_ref.oracle`."""

@@ -7,7 +7,7 @@ import hdlif_ref.kernels.hdlif as hdlif_kernels
 from hdlif_ref import neurons
 from hdlif_ref.cli import main
 from hdlif_ref.deploy import metrics
-from hdlif_ref.deploy.verify import brute_force_sops, eps_by_differences, hdlif_inputs, run_checks
+from hdlif_ref.oracle.verify import brute_force_sops, eps_by_differences, hdlif_inputs, run_checks
 from hdlif_ref.neurons import theory
 
 ROWS = ["E3 ", "E4 ", "E4 sep.", "E6 ", "E6'", "E10", "E13", "E18", "E19", "E20"]

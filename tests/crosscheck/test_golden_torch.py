@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hdlif_ref.cli import main  # noqa: E402
-from hdlif_ref.deploy.golden import check_golden, read_golden, write_golden  # noqa: E402
+from hdlif_ref.oracle.golden import check_golden, read_golden, write_golden  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "golden.md"
 ON_THRESHOLD_SPIKE = "torch.where(fired, m - theta[t], torch.zeros_like(m))"

@@ -14,7 +14,7 @@ for ``outputs/s`` and both gradient sets (``backward(grad_s)`` with
 ``gradient="stbp"`` and ``"online"``), and the ``*_record`` traces for ``m``, ``u``,
 ``mhat``, all in float64. The writer and ``--check`` both call it; the test suite
 checks its results against independent element-by-element loops and a PyTorch
-implementation (``tests/deploy/test_golden.py``, ``tests/crosscheck/``).
+implementation (``tests/oracle/test_golden.py``, ``tests/crosscheck/``).
 
 Reading a file from elsewhere: it carries no checksum, so :func:`read_golden`
 validates everything before trusting it (format attributes, kinds, every
@@ -245,7 +245,7 @@ def _read_isolated(path: str, timeout: float):
     ``__main__``); its answer, cases or an error message, comes back pickled on stdout."""
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    code = "import sys; from hdlif_ref.deploy.golden import _child_main; _child_main(sys.argv[1])"
+    code = "import sys; from hdlif_ref.oracle.golden import _child_main; _child_main(sys.argv[1])"
     try:
         done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:  # subprocess.run has killed the child

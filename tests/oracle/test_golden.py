@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hdlif_ref.deploy.golden import (DEFAULT_ATOL, DEFAULT_RTOL, GoldenFileError, check_golden, compare,
+from hdlif_ref.oracle.golden import (DEFAULT_ATOL, DEFAULT_RTOL, GoldenFileError, check_golden, compare,
                                      format_results, read_golden, recompute, write_golden)
 from tests.neurons._loops import hdlif_loop, lif_loop, membn_loop, parallel_loop
 
@@ -429,7 +429,7 @@ def test_isolated_reading_matches_and_times_out(golden):
 
 
 def test_compare_reports_worst_error_and_ratio():
-    from hdlif_ref.deploy.golden import GoldenCase
+    from hdlif_ref.oracle.golden import GoldenCase
 
     ours = {"outputs/s": np.array([1.0, 2.0, 0.0])}
     theirs = np.array([1.0, 2.0 + 4e-6, 2e-9])

@@ -227,7 +227,7 @@ NOPS_TOLERANCE = 0.03
 
 def check_e18(rng):
     from ..models import spiking_resnet
-    from .metrics import parameter_memory
+    from ..deploy.metrics import parameter_memory
 
     paper = {("fp32", 10): 44.66, ("fp32", 100): 44.84, ("ternary", 10): 2.82, ("ternary", 100): 3.00}
     rows = []
@@ -267,7 +267,7 @@ def brute_force_sops(x: np.ndarray, conv) -> int:
 def check_e19(rng):
     from ..models import spiking_resnet
     from ..layers.synapses import Conv2d
-    from .metrics import count_nops, synapse_ops
+    from ..deploy.metrics import count_nops, synapse_ops
 
     worst = 0
     for cin, cout, groups, k, stride, pad, size in ((2, 4, 1, 3, 1, 1, 7), (4, 4, 2, 3, 2, 0, 8),
@@ -289,7 +289,7 @@ def check_e19(rng):
 
 
 def check_e20(rng):
-    from .metrics import OpCounts, energy, energy_45nm
+    from ..deploy.metrics import OpCounts, energy, energy_45nm
 
     mj = energy_45nm(sops=273.02e6) * 1e3
     hand = 273.02e6 * 0.9 * 1e-12 * 1e3  # = 0.245718 mJ
