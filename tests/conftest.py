@@ -1,6 +1,13 @@
 """Shared test settings: hypothesis without deadlines (Numba compiles on first call)."""
 import os
 
+# Before torch is imported (the crosscheck tests import it at collection): with OpenMP's default
+# active waiting, torch's idle pool spins against Numba's on 2 cores and every parallel kernel of a
+# later test runs several times slower (measured: writing the golden file 5 s -> 18-21 s). The package
+# sets the same policy when its kernels load (hdlif_ref/kernels/_config.py), which is too late once
+# torch's OpenMP runtime has started.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(

@@ -14,6 +14,7 @@ Formats, kinds, fields, attrs, synonyms and profiles: docs/golden.md.
 """
 from .check import CaseReport, Report, Row, check, list_cases
 from .reader import GoldenCase, GoldenFile, GoldenFileError, read_golden
+from .model_case import training_step
 from .recompute import recompute
 from .schema import KINDS, PROFILES
 from .write import write
@@ -21,10 +22,3 @@ from .write import write
 __all__ = ["check", "write", "recompute", "training_step", "read_golden", "list_cases", "Report", "CaseReport",
            "Row", "GoldenCase", "GoldenFile", "GoldenFileError", "KINDS", "PROFILES"]
 
-
-def training_step(model, x, y, method: str = "stbp", steps="all"):
-    """One training step's loss and parameter gradients, without changing the model (see
-    :func:`hdlif_ref.oracle.model_case.training_step`)."""
-    from .model_case import training_step as _training_step
-
-    return _training_step(model, x, y, method=method, steps=steps)

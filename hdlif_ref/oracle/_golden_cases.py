@@ -284,6 +284,14 @@ def _membn_fold(shape, per_channel, with_theta):
     return make
 
 
+def _model(which, sgd_mode, online_steps):
+    def make(rng):
+        from .model_case import model_case
+
+        return model_case(rng, which, sgd_mode, online_steps)
+    return make
+
+
 _CASES = [
     # v1 neuron kinds (SPEC section 6), [T] parameters
     ("hdlif_T1", "hdlif", _v1("hdlif", (1, 3, 8))),
@@ -327,4 +335,7 @@ _CASES = [
     ("seca2_repeat_4to8", "seca2", _seca2((2, 8, 2, 2), (2, 4, 3, 3), 3, 1)),
     ("membn_fold_T4_per_channel", "membn_fold", _membn_fold((4, 3, 3, 2, 2), True, True)),
     ("membn_fold_T2_default_theta", "membn_fold", _membn_fold((2, 4, 2), False, False)),
+    # whole networks (SPEC section 7, kind model): T = 4, batch 4
+    ("model_vgg_small", "model", _model("vgg", "stbp", [2, 4])),
+    ("model_resnet_small", "model", _model("resnet", "online", [1, 3, 4])),
 ]

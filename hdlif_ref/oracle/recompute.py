@@ -62,7 +62,7 @@ def recompute_with_margins(kind: str, inputs: dict[str, np.ndarray], attrs: dict
     spec = KIND_TABLE[kind]
     attrs = dict(attrs or {})
     sgd = attrs.pop("params_after", None)
-    settings = resolve_attrs(spec, attrs)
+    settings = resolve_attrs(spec, attrs, ignore=("kind",) + (("T",) if spec.needs_T else ()))
     if settings.problems:
         raise ValueError(f"recompute({kind!r}): " + "; ".join(settings.problems))
     synonyms = spec.field_synonyms

@@ -21,14 +21,13 @@ from hdlif_ref.oracle import GoldenFileError, check, read_golden, recompute, wri
 from hdlif_ref.oracle.check import check_case, check_file
 from hdlif_ref.oracle.schema import PROFILES
 
-LAYER_AND_NEURON_KINDS = ("hdlif", "lif", "parallel", "membn", "conv2d", "linear", "batchnorm", "avgpool", "maxpool",
-                          "weight_quant", "spike_quant", "seca1", "seca2", "membn_fold")
+from hdlif_ref.oracle.schema import KINDS
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     path = tmp_path_factory.mktemp("golden") / "g.h5"
-    write(path, cases=LAYER_AND_NEURON_KINDS)
+    write(path)  # every kind, whole networks included
     return path
 
 
@@ -63,7 +62,7 @@ def failing(report):
 def test_the_written_file_passes_with_every_kind(golden):
     report = check_file(golden)
     assert report.verdict == "PASS", [l for l in report.format() if "FAIL" in l]
-    assert {c.kind for c in report.cases} == set(LAYER_AND_NEURON_KINDS)
+    assert {c.kind for c in report.cases} == set(KINDS)
     assert all(r.status == "PASS" for r in report.rows) and not any(c.notes for c in report.cases)
     assert report.verdict_line().startswith("verdict: PASS (profile float64; ")
 
@@ -72,7 +71,9 @@ def test_every_line_prints_its_tolerance_and_every_case_its_settings(golden):
     lines = check_file(golden).format()
     assert lines[1].split()[-3:] == ["rtol", "atol", "result"]
     rows = [l for l in lines if l.rstrip().endswith("PASS") and "settings:" not in l and not l.startswith("verdict")]
-    assert rows and all(" 1e-06    1e-09  PASS" in l or "0e+00    0e+00  PASS" in l for l in rows)  # codes: exact
+    models = [l for l in rows if l.startswith("model_")]
+    assert models and all(" 1e-05    1e-08  PASS" in l for l in models)  # the profile's model tolerance
+    assert all(" 1e-06    1e-09  PASS" in l or "0e+00    0e+00  PASS" in l for l in rows if l not in models)
     membn = next(l for l in lines if l.startswith("membn_T4 ") and "settings:" in l)
     assert "bn_eps=1e-05" in membn and "bn_mode='train' (file 'training')" in membn and "rtol=1e-06" in membn
     conv = next(l for l in lines if l.startswith("conv2d_k3_s2_p10_binary") and "settings:" in l)
@@ -180,13 +181,14 @@ def test_a_case_may_tighten_the_tolerance_but_not_loosen_it(written, tmp_path, g
             f["cases/hdlif_T8/outputs/s"][...] = values
             for key, value in (attrs or {}).items():
                 f["cases/hdlif_T8"].attrs[key] = value
-        return statuses(check(edit(written, tmp_path, change), isolate=False))[("hdlif_T8", "outputs/s")]
+        return statuses(check(edit(written, tmp_path, change), isolate=False, cases=["hdlif"]))[("hdlif_T8",
+                                                                                                "outputs/s")]
 
     assert nudge(0.5) == "PASS"  # inside atol + rtol |x|
     assert nudge(3.0) == "FAIL"  # outside the profile's tolerance
     assert nudge(3.0, {"rtol": 1e-5}) == "FAIL"  # a looser case tolerance is ignored
     assert nudge(0.5, {"rtol": 1e-8}) == "FAIL"  # a tighter one is used
-    report = check(written, isolate=False, profile="float32")  # the float32 profile, from the checker
+    report = check(written, isolate=False, profile="float32", cases=["hdlif", "model"])  # the checker's profile
     assert report.verdict == "PASS" and {(c.rtol, c.atol) for c in report.cases} == {(1e-4, 1e-5)}
 
 
@@ -241,7 +243,7 @@ def test_a_file_with_nothing_to_compare_fails(written, tmp_path):
                 if group != "inputs":
                     del case[group]
     report = check(edit(written, tmp_path, strip), isolate=False,
-                   allow_missing=("outputs", "grads", "grads_stbp", "grads_online"))
+                   allow_missing=("outputs", "grads", "grads_stbp", "grads_online", "params_after"))
     assert report.verdict == "FAIL" and "nothing was compared" in report.verdict_line()
 
 
@@ -255,7 +257,7 @@ def test_unknown_groups_fields_and_attrs_are_notes(written, tmp_path):
         f["cases/membn_T4"].attrs["eps"] = 1e-3
         f["cases/lif_T4_hard_triangle"].attrs["alpha"] = 0.5
         f.attrs["comment"] = "from elsewhere"
-    report = check(edit(written, tmp_path, change), isolate=False)
+    report = check(edit(written, tmp_path, change), isolate=False, cases=["hdlif", "lif", "membn"])
     notes = {c.name: " | ".join(c.notes) for c in report.cases}
     assert "group grad_stbp/ (1 dataset) is not one this checker knows for kind 'hdlif'" in notes["hdlif_T2"]
     assert "group grads_bptt/" in notes["hdlif_T2"]
@@ -431,7 +433,7 @@ def test_report_json_and_case_selection(written, tmp_path, capsys):
     assert json.loads(out.read_text())["verdict"] == "PASS"
     assert capsys.readouterr().out.splitlines()[-1].startswith("verdict: PASS")
     bad = edit(written, tmp_path, lambda f: f["cases/seca2_repeat_4to8/outputs/y"].__setitem__((0, 0, 0, 0), 9.0))
-    assert main(["golden", "--check", str(bad), "--json", str(out)]) == 1
+    assert main(["golden", "--check", str(bad), "--json", str(out), "--cases", "seca2"]) == 1
     assert json.loads(out.read_text())["verdict"] == "FAIL"
     assert main(["golden", "--list", str(written)]) == 0
     listed = capsys.readouterr().out
