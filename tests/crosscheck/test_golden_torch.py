@@ -54,3 +54,18 @@ def test_a_relu_spike_fails_at_the_exact_threshold_point(tmp_path):
     failed = {r.field for r in check(path, isolate=False).rows if r.status == "FAIL"}
     assert {"grads_stbp/I", "grads_stbp/theta", "grads_online/I", "grads_online/theta"} <= failed
     assert not any(f.startswith("outputs/") for f in failed)  # the forward is the same
+
+
+def test_the_documented_port_example_passes(tmp_path):
+    """docs/golden.md's worked example (a PyTorch batch norm checked in a few lines) runs as written."""
+    match = re.search(r"<!-- golden-port-example -->\s*```python\n(.*?)```", DOC.read_text(), re.S)
+    assert match, "docs/golden.md lost its worked example"
+    previous = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(match.group(1), str(DOC), "exec"), {"__name__": "golden_port_example"})
+    finally:
+        os.chdir(previous)
+    report = check(tmp_path / "port.h5", isolate=False)
+    assert report.verdict == "PASS" and report.version == 2
+    assert any(r.status == "SKIP" and r.field == "grads/running_mean" for r in report.rows)
