@@ -94,6 +94,11 @@ class Report:
         return [r for c in self.cases for r in c.rows]
 
     @property
+    def settings(self) -> dict[str, dict[str, str]]:
+        """The settings each case was checked with: case name -> {setting: "value (where from)"}."""
+        return {c.name: dict(c.settings) for c in self.cases}
+
+    @property
     def compared(self) -> int:
         return sum(r.status in ("PASS", "FAIL") for r in self.rows)
 
