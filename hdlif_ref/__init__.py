@@ -52,10 +52,12 @@ _EXPORTS = {
     **dict.fromkeys(["parameter_memory", "count_ops", "energy"], "hdlif_ref.deploy.metrics"),
 }
 
-__all__ = ["__version__", "backend", "get_backend", "set_backend", *_EXPORTS]
+__all__ = ["__version__", "backend", "get_backend", "set_backend", "oracle", *_EXPORTS]
 
 
 def __getattr__(name: str):
+    if name == "oracle":  # the subpackage itself: h.oracle.check(...), h.oracle.write(...)
+        return importlib.import_module("hdlif_ref.oracle")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'hdlif_ref' has no attribute {name!r}")
@@ -65,4 +67,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | {"oracle"})

@@ -4,6 +4,12 @@ import os
 # The one-line "compiling Numba kernels" notice would land in whichever test compiles first and
 # break its stderr checks on a cold cache; tests/cli/test_warmup.py checks the notice in a subprocess.
 os.environ.setdefault("HDLIF_REF_COMPILE_NOTICE", "0")
+# Before torch is imported (the crosscheck tests import it at collection): with OpenMP's default
+# active waiting, torch's idle pool spins against Numba's on 2 cores and every parallel kernel of a
+# later test runs several times slower (measured: writing the golden file 5 s -> 18-21 s). The package
+# sets the same policy when its kernels load (hdlif_ref/kernels/_config.py), which is too late once
+# torch's OpenMP runtime has started.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from hypothesis import HealthCheck, settings
 

@@ -39,7 +39,7 @@ from hdlif_ref.datasets._safe_pickle import restricted_loads
 from hdlif_ref.datasets.event_files import read_hdf5_events, read_npz_events
 from hdlif_ref.deploy.frozen import FrozenModel, Op
 from hdlif_ref.deploy.frozen_io import SEALED as FROZEN_SEALED, FrozenModelError, load_frozen, save_frozen
-from hdlif_ref.deploy.golden import GoldenFileError, read_golden
+from hdlif_ref.oracle.reader import GoldenFileError, read_golden
 from hdlif_ref.training.checkpoint import SEALED as CHECKPOINT_SEALED, CheckpointError, load_checkpoint, save_checkpoint
 from tests.hostile_h5 import KNOWN_BYTES, WAYS_OUT, OpenWatch, add_unread_external_link, reach_outside
 

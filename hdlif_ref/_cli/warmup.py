@@ -121,7 +121,7 @@ def warm_deploy(log) -> None:
 
 
 def warm_verify(log) -> None:
-    from ..deploy.verify import run_checks
+    from ..oracle.verify import run_checks
     from ..kernels._threads import threading_info
 
     run_checks(0)

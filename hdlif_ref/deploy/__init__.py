@@ -1,5 +1,7 @@
 """Deployment: frozen models (BN and Mem-BN folded, packed ternary codes), counters (SPEC E18-E20).
 
+Golden vectors and verify live in :mod:`hdlif_ref.oracle`.
+
 ``freeze(model)`` turns a trained network into a :class:`FrozenModel` that runs without
 autograd; ``save_frozen``/``load_frozen`` write and read it (docs/deploy.md). The names
 below are imported on first use, so that importing the frozen runner

@@ -11,7 +11,7 @@ from hdlif_ref._cli.plot import network_activity  # noqa: E402
 from hdlif_ref.autograd import no_grad  # noqa: E402
 from hdlif_ref.cli import main  # noqa: E402
 from hdlif_ref.deploy import plots  # noqa: E402
-from hdlif_ref.deploy.verify import eps_by_differences  # noqa: E402
+from hdlif_ref.oracle.verify import eps_by_differences  # noqa: E402
 from hdlif_ref.training.config import resolve_config  # noqa: E402
 from hdlif_ref.training.progress import MetricsLog  # noqa: E402
 from hdlif_ref.training.run import Run  # noqa: E402

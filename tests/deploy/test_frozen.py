@@ -293,3 +293,16 @@ def test_more_configurations_fold_exactly_in_float64(build):
     reference = eval_logits(model, x)
     logits = freeze(model, x.shape[1:], dtype=np.float64).run(x)
     assert np.max(np.abs(logits - reference)) <= 1e-9 * np.max(np.abs(reference))
+
+
+def test_predict_is_the_argmax_of_the_mean_over_steps_not_the_last_step():
+    """SPEC E16: ``argmax_c mean_t o_t``. A frozen model with no ops returns its frames as logits; here the
+    last step of sample 0 points at class 1 while the mean points at class 0 (and sample 1 the other way)."""
+    from hdlif_ref.deploy.frozen import FrozenModel
+
+    model = FrozenModel([], T=3, num_classes=3, input_shape=(3,), meta={}, dtype=np.float64)
+    frames = np.array([[[5.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                       [[5.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                       [[0.0, 1.0, 0.0], [0.0, 0.0, 1.5]]])  # [T, N, classes]
+    np.testing.assert_array_equal(model.predict(frames), [0, 1])
+    assert frames[-1].argmax(axis=1).tolist() == [1, 2]  # what a last-step predict would say

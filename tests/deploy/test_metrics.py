@@ -122,3 +122,21 @@ def test_e19_nops_of_resnet18_vanilla_versus_half_parallel():
     print(f"NOPs T=4: vanilla {vanilla.nops / 1e6:.2f} M, 50% parallel {half.nops / 1e6:.2f} M "
           f"(-{reduction:.1%}); paper 6.59 M -> 4.62 M (-29.9%)")
     assert 0.25 <= reduction <= 0.40
+
+
+@pytest.mark.parametrize("bits", list(range(1, 33)))
+def test_e20_bitwidth_table_at_every_width(bits):
+    """Every spike width alone: <= 8 bits is an int32 accumulation (0.1 pJ), wider an fp32 add (0.9 pJ); the
+    other terms get counts that tell the constants apart (MAC = fp32 mul + add 4.6, NOP MUL 3.7, NOP ADD 0.9)."""
+    counts = OpCounts(sops=1000.0, macs=10.0, nop_mul=100.0, nop_add=10000.0, sops_by_bits={bits: 1000.0})
+    sop = 0.1 if bits <= 8 else 0.9
+    assert energy(counts, "bitwidth") == pytest.approx((1000 * sop + 10 * 4.6 + 100 * 3.7 + 10000 * 0.9) * 1e-12,
+                                                       rel=1e-12)
+
+
+def test_e20_45nm_constants_cannot_be_permuted():
+    """Counts 1, 10, 100, 1000 on SOP, MAC, NOP MUL, NOP ADD: any permutation of 0.9 / 4.6 / 3.7 / 0.9 pJ, or
+    a wrong constant, changes the total (1 x 0.9 + 10 x 4.6 + 100 x 3.7 + 1000 x 0.9 = 1316.9 pJ)."""
+    assert energy(OpCounts(sops=1.0, macs=10.0, nop_mul=100.0, nop_add=1000.0)) == pytest.approx(1316.9e-12,
+                                                                                                rel=1e-12)
+    assert energy_45nm(sops=1, macs=10, nop_mul=100, nop_add=1000) == pytest.approx(1316.9e-12, rel=1e-12)

@@ -99,12 +99,51 @@ def test_train_and_eval_switch_batch_norm():
     np.testing.assert_allclose(bn(x).data, (x.data - bn.running_mean) / np.sqrt(bn.running_var + 1e-5))
 
 
-def test_layers_gradcheck_through_quantized_synapse_bn_and_pool():
+def test_layers_gradcheck_through_bn_and_pool():
     net = Sequential(Conv2d(2, 3, 3, padding=1, rng=rng(), dtype=np.float64), BatchNorm2d(3, dtype=np.float64),
                      AvgPool2d(2), Flatten(), Linear(12, 2, rng=rng(2), dtype=np.float64))
     x = Tensor(rng(3).standard_normal((2, 2, 4, 4)))
     params = list(net.parameters())
     assert gradcheck(lambda *ps: net(x), params)
+
+
+@pytest.mark.parametrize("mode", ["binary", "ternary"])
+def test_quantized_synapses_really_quantize_and_pass_gradients_straight_through(mode):
+    """A binary/ternary conv and linear in a small stack: the weight the forward uses takes one value per
+    output channel (times {-1, +1} or {-1, 0, +1}); gradients w.r.t. the input and every float parameter
+    pass gradcheck; the quantized weights' gradient is the straight-through one (the gradient w.r.t. the
+    quantized weight, times 1[|w| <= 1] for binary)."""
+    conv = Conv2d(2, 3, 3, padding=1, weight_mode=mode, rng=rng(), dtype=np.float64)
+    conv.weight.data[0, 0, 0, 0] = 1.5  # one |w| > 1: the binary mask drops its gradient
+    lin = Linear(12, 2, weight_mode=mode, rng=rng(2), dtype=np.float64)
+    net = Sequential(conv, BatchNorm2d(3, dtype=np.float64), AvgPool2d(2), Flatten(), lin)
+    x = Tensor(rng(3).standard_normal((2, 2, 4, 4)), requires_grad=True)
+    for layer in (conv, lin):
+        used = ops.quantize_weight(layer.weight, mode).data
+        per_channel = used.reshape(used.shape[0], -1)
+        for row in per_channel:  # one magnitude per channel: a_c * code
+            assert len(np.unique(np.abs(row[row != 0]))) == 1
+        assert not np.array_equal(used, layer.weight.data)
+        if mode == "ternary":
+            assert (per_channel == 0).any()
+    floats = [p for name, p in net.named_parameters() if not name.endswith(("0.weight", "4.weight"))]
+    assert gradcheck(lambda x_, *ps: net(x_), [x] + floats)
+    g = rng(4).standard_normal((2, 2))
+    net.zero_grad()
+    net(x).backward(g)
+    # the same stack with float layers holding the quantized weights: its weight gradients, straight through
+    twin_conv = Conv2d(2, 3, 3, padding=1, dtype=np.float64)
+    twin_lin = Linear(12, 2, dtype=np.float64)
+    twin = Sequential(twin_conv, BatchNorm2d(3, dtype=np.float64), AvgPool2d(2), Flatten(), twin_lin)
+    twin.load_state_dict(net.state_dict())
+    twin_conv.weight.data[...] = ops.quantize_weight(conv.weight, mode).data
+    twin_lin.weight.data[...] = ops.quantize_weight(lin.weight, mode).data
+    twin(Tensor(x.data)).backward(g)
+    for layer, ref in ((conv, twin_conv), (lin, twin_lin)):
+        mask = (np.abs(layer.weight.data) <= 1.0) if mode == "binary" else 1.0
+        np.testing.assert_allclose(layer.weight.grad, ref.weight.grad * mask, rtol=1e-12, atol=1e-14)
+    if mode == "binary":
+        assert conv.weight.grad[0, 0, 0, 0] == 0.0 and twin_conv.weight.grad[0, 0, 0, 0] != 0.0
 
 
 def test_dropout_keeps_one_mask_per_sequence_and_is_identity_in_eval():

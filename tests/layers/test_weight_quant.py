@@ -86,3 +86,28 @@ def test_unpacking_a_corrupt_payload_is_an_error():
         unpack_ternary(np.array([0xFF], dtype=np.uint8), (4,))
     with pytest.raises(ValueError, match="expected 1 uint8 bytes"):
         unpack_ternary(np.zeros(2, dtype=np.uint8), (4,))
+
+
+def test_e12_hand_case_weights_exactly_on_delta_are_dropped():
+    """SPEC E12's strict ``|w| > delta_c``, by hand: |w| = (.4375, .4375, 1, .25, .875, .5, 1, .5) has mean 0.625
+    exactly (dyadic), and 0.7 x 0.625 rounds to exactly 0.4375, so the first two weights sit on delta_c and
+    get code 0 (``>=`` would keep them: codes 1, -1 and a_c = 4.75 / 7 instead of 3.875 / 5)."""
+    w = np.array([[0.4375, -0.4375, 1.0, -0.25, 0.875, 0.5, -1.0, 0.5]])
+    assert 0.7 * np.mean(np.abs(w)) == 0.4375
+    codes, a = ternary_codes(w)
+    np.testing.assert_array_equal(codes, [[0, 0, 1, 0, 1, 1, -1, 1]])
+    assert a[0] == (1.0 + 0.875 + 0.5 + 1.0 + 0.5) / 5  # = 0.775
+    leaf = Tensor(w.copy(), requires_grad=True)
+    y = ops.quantize_weight(leaf, "ternary")
+    np.testing.assert_array_equal(y.data, 0.775 * np.array([[0, 0, 1, 0, 1, 1, -1, 1]]))
+    y.backward(np.arange(8.0).reshape(1, 8))
+    np.testing.assert_array_equal(leaf.grad, np.arange(8.0).reshape(1, 8))  # straight through, on delta too
+
+
+def test_e11_mask_includes_one_and_sign_of_zero_is_plus_one_by_hand():
+    w = np.array([[1.0, -1.0, 1.5, 0.0, -0.5]])
+    leaf = Tensor(w.copy(), requires_grad=True)
+    y = ops.quantize_weight(leaf, "binary")
+    np.testing.assert_array_equal(y.data, 0.8 * np.array([[1, -1, 1, 1, -1]]))  # a_c = 4 / 5
+    y.backward(np.full((1, 5), 2.0))
+    np.testing.assert_array_equal(leaf.grad, [[2.0, 2.0, 0.0, 2.0, 2.0]])  # 1[|w| <= 1]: |w| = 1 keeps it

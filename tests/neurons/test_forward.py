@@ -31,12 +31,25 @@ def test_hdlif_forward_matches_plain_loop(backend, case):
         np.testing.assert_array_equal(got, want)
 
 
-def test_hdlif_forward_exactly_on_threshold():
-    # SPEC E3: m_t = theta_t gives s* = 0 and u = theta; the next step then starts from theta.
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_hdlif_forward_exactly_on_threshold(backend):
+    """SPEC E3: m_t = theta_t gives s* = 0 and u = theta; the next step then starts from theta.
+
+    The forward alone cannot tell ``>=`` from ``>`` here (both give s* = 0 and u = 1), so the
+    gradient is read too: with H(0) = 1, dL/dI_0 = g_0 (u_0 = theta_0 is a constant of m_0) and
+    dL/dtheta_0 = -g_0 + lam_1 dL/dm_1 = -g_0; a ``>`` gives dL/dI_0 = lam_1 dL/dm_1 = 0 here and
+    dL/dtheta_0 = 0.
+    """
     I = np.array([[1.0], [0.25]])  # T = 2, one neuron; theta = 1, lam = 0.5
-    rec = hdlif_record(I, np.array([0.5, 0.5]), np.array([1.0, 1.0]))
-    assert rec.m[0, 0] == 1.0 and rec.s[0, 0] == 0.0 and rec.u[0, 0] == 1.0
-    assert rec.m[1, 0] == 0.5 * 1.0 + 0.25 and rec.s[1, 0] == 0.0 and rec.u[1, 0] == 0.75
+    with hdlif_ref.backend(backend):
+        rec = hdlif_record(I, np.array([0.5, 0.5]), np.array([1.0, 1.0]))
+        assert rec.m[0, 0] == 1.0 and rec.s[0, 0] == 0.0 and rec.u[0, 0] == 1.0
+        assert rec.m[1, 0] == 0.5 * 1.0 + 0.25 and rec.s[1, 0] == 0.0 and rec.u[1, 0] == 0.75
+        leaves = [Tensor(v, requires_grad=True) for v in (I, np.array([0.5, 0.5]), np.array([1.0, 1.0]))]
+        hdlif_seq(*leaves).backward(np.array([[2.0], [3.0]]))
+    # step 1 does not fire (m_1 = 0.75 < 1): dL/dm_1 = 0; step 0 sits on theta: chi[0,0] = 1
+    np.testing.assert_array_equal(leaves[0].grad, [[2.0], [0.0]])
+    np.testing.assert_array_equal(leaves[2].grad, [-2.0, 0.0])
 
 
 @pytest.mark.parametrize("reset", ["hard", "soft"])

@@ -72,8 +72,9 @@ def test_e8_parallel_matches_finite_differences(case):
     assert gradcheck(stepped(parallel_hdlif_step, ParallelHDLIFParams), [leaf(I), leaf(theta)])
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("path", ["fused", "stepped"])
-def test_e3_gradients_exactly_on_the_threshold(path):
+def test_e3_gradients_exactly_on_the_threshold(path, backend):
     """m_0 = theta_0 exactly: chi[0,0] = H(0) = 1 and chi[1,0] = 0 (SPEC E3), worked by hand.
 
     T = 2, one neuron, lam = 0.5, theta = 1, I = (1, 0.75): m_0 = 1 (on the threshold,
@@ -84,23 +85,30 @@ def test_e3_gradients_exactly_on_the_threshold(path):
       dL/dlam_1 = g1 u_0 = g1;  dL/dlam_0 = dL/dm_0 u_{-1} = 0.
     A relu derivative of 0 at 0 would give dL/dI_0 = lam_1 g1 instead.
     """
+    import hdlif_ref
+
     g0, g1 = 0.3, -0.7
     I, lam, theta = leaf([[1.0], [0.75]]), leaf([0.5, 0.5]), leaf([1.0, 1.0])
-    if path == "fused":
-        s = hdlif_seq(I, lam, theta)
-    else:
-        s = stepped(hdlif_step, HDLIFParams)(I, lam, theta)
-    np.testing.assert_array_equal(s.data, [[0.0], [0.25]])
-    s.backward(np.array([[g0], [g1]]))
+    with hdlif_ref.backend(backend):
+        if path == "fused":
+            s = hdlif_seq(I, lam, theta)
+        else:
+            s = stepped(hdlif_step, HDLIFParams)(I, lam, theta)
+        np.testing.assert_array_equal(s.data, [[0.0], [0.25]])
+        s.backward(np.array([[g0], [g1]]))
     np.testing.assert_allclose(I.grad, [[g0], [g1]], rtol=0, atol=1e-15)
     np.testing.assert_allclose(theta.grad, [-g0 + 0.5 * g1, -g1], rtol=0, atol=1e-15)
     np.testing.assert_allclose(lam.grad, [0.0, g1], rtol=0, atol=1e-15)
 
 
-def test_e8_gradient_exactly_on_the_threshold():
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_e8_gradient_exactly_on_the_threshold(backend):
+    import hdlif_ref
+
     I, theta = leaf([[1.0, 0.5]]), leaf([1.0])
-    s = parallel_hdlif_seq(I, theta)
-    s.backward(np.array([[2.0, 3.0]]))
+    with hdlif_ref.backend(backend):
+        s = parallel_hdlif_seq(I, theta)
+        s.backward(np.array([[2.0, 3.0]]))
     np.testing.assert_array_equal(s.data, [[0.0, 0.0]])
     np.testing.assert_array_equal(I.grad, [[2.0, 0.0]])  # H(0) = 1 at I = theta
     np.testing.assert_array_equal(theta.grad, [-2.0])
