@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "3 pixels each; evenly spaced ones when not all fit)")
     p.add_argument("--panel-height", type=float, default=2.4,
                    help="height of one layer's panel in inches at 110 dpi (default 2.4); taller shows more neurons")
-    p.add_argument("--out", default="raster.png", help="PNG file (default raster.png)")
+    p.add_argument("--out", help="PNG file (default: raster.png beside CKPT, or plots/raster.png without one)")
 
     p = subs.add_parser("membrane", help="membrane traces of chosen neurons with their thresholds")
     network(p, False)
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--neurons", help="comma-separated neuron indices within one sample (default: three that "
                                      "fire, or 0,1,2)")
     p.add_argument("--sample", type=int, default=0, help="test sample (default 0)")
-    p.add_argument("--out", default="membrane.png", help="PNG file (default membrane.png)")
+    p.add_argument("--out", help="PNG file (default: membrane.png beside CKPT, or plots/membrane.png without one)")
 
     p = subs.add_parser("curves", help="training curves from a run directory")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds metrics.jsonl)")
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--neuron", type=int, help="neuron index within one sample (default: the one that "
                                               "fires most)")
     p.add_argument("--sample", type=int, default=0, help="test sample (default 0)")
-    p.add_argument("--out", default="eps.png", help="PNG file (default eps.png)")
+    p.add_argument("--out", help="PNG file (default: eps.png beside CKPT, or plots/eps.png without one)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         plots._figure(1)  # fail early, before loading anything, if matplotlib is missing
     except plots.MatplotlibMissing as exc:
         raise CLIError(f"hdlif-ref plot: {exc}") from None
+    if args.plot_kind != "curves" and args.out is None:
+        # beside the checkpoint (a run directory), else in ./plots/: never a stray file in a checkout (.gitignore)
+        checkpoint = getattr(args, "checkpoint", None)
+        folder = os.path.dirname(os.path.abspath(checkpoint)) if checkpoint else "plots"
+        args.out = os.path.join(folder, f"{args.plot_kind}.png")
+        os.makedirs(folder, exist_ok=True)
     path = {"raster": _raster, "membrane": _membrane, "curves": _curves, "eps": _eps}[args.plot_kind](args, plots)
     print(f"wrote {path}")
     return 0

@@ -158,3 +158,10 @@ def test_subprocess_plot(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert is_png(tmp_path / "e.png")
+
+
+def test_default_output_goes_beside_the_checkpoint_or_into_plots(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "eps", "--T", "4"]) == 0
+    assert (tmp_path / "plots" / "eps.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plots"]  # nothing else in the working directory
