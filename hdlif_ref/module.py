@@ -300,6 +300,16 @@ class Module:
             hook(self, args, out)
         return out
 
+    def forward_after(self, previous: "Module", x: Any) -> Any:
+        """``self(previous(x))`` computed in one pass, or ``None`` (the default) for the plain two calls.
+
+        :class:`Sequential` asks each module this about its predecessor. A module that can fuse
+        with what precedes it (a neuron after its batch norm, when no graph is recorded:
+        ``hdlif_ref.neurons.fused``) overrides it, and must leave exactly the state and results
+        the two calls would.
+        """
+        return None
+
     def register_forward_hook(self, hook: Callable[["Module", tuple, Any], None]) -> "HookHandle":
         """Call ``hook(module, inputs, output)`` after every forward; returns a handle with ``remove()``."""
         self._forward_hooks.append(hook)
@@ -341,6 +351,15 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x: Any) -> Any:
-        for m in self._modules.values():
-            x = m(x)
+        modules = list(self._modules.values())
+        i, count = 0, len(modules)
+        while i < count:
+            if i + 1 < count:
+                fused = modules[i + 1].forward_after(modules[i], x)
+                if fused is not None:
+                    x = fused
+                    i += 2
+                    continue
+            x = modules[i](x)
+            i += 1
         return x
