@@ -15,6 +15,8 @@ norm's running statistics and step counter are what the plain path leaves, bit f
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
@@ -70,7 +72,7 @@ def _quantizer_args(neuron):
     if q is None:
         return 1.0, None
     step = float(q.step.data.reshape(()))
-    if not (np.isfinite(step) and step > 0):
+    if not (math.isfinite(step) and step > 0):
         return None  # spike_quantize refuses it: let the plain path say so
     return step, q.qmax
 
