@@ -144,15 +144,16 @@ def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
     T = x.shape[0]
     if T != neuron.T:
         return None  # the fused sequence op refuses it
+    out = np.empty(x.shape, dtype=x.dtype)
     results, u_prev = [], None
     for t in range(T):
         result = _run(bn, neuron, kind, x.data[t], t, t, u_prev)
         if result is None:
             return None
-        results.append(result)
+        out[t] = result[0].reshape(x.shape[1:])
         u_prev = result[1]
+        results.append((None, None) + result[2:])  # the statistics, for the commit below; not the arrays
     for result in results:  # every step went through: now the side effects, in step order
         _commit_stats(bn, result)
-    out = np.stack([r[0] for r in results]).reshape(x.shape)
     _count_firing(neuron, out)
     return Tensor(out)
