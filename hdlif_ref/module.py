@@ -25,6 +25,17 @@ from .autograd import Tensor
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: Bumped by every change of any module's children (adding, replacing or removing a submodule),
+#: anywhere: a module's cached list of the modules below it (:meth:`Module.named_modules`) is
+#: valid only while this number has not moved, so a cached walk can never miss a change.
+_tree_version = [0]
+#: False: every walk is made afresh (the reference; the A/B measurement flips it).
+CACHE_WALKS = True
+
+
+def _tree_changed() -> None:
+    _tree_version[0] += 1
+
 
 class Parameter(Tensor):
     """A leaf tensor that a module trains (``requires_grad=True`` by default).
@@ -87,12 +98,15 @@ class Module:
         if name in self._buffers and (value is None or isinstance(value, np.ndarray)):
             self._buffers[name] = value  # assigning to a buffer's name updates the buffer
             return
-        for table in (self._parameters, self._buffers, self._modules):
+        if self._modules.pop(name, None) is not None:
+            _tree_changed()
+        for table in (self._parameters, self._buffers):
             table.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
+            _tree_changed()
         else:
             object.__setattr__(self, name, value)
             return
@@ -111,6 +125,8 @@ class Module:
             if name in table:
                 del table[name]
                 self._persistent.discard(name)
+                if table is self._modules:
+                    _tree_changed()
                 return
         object.__delattr__(self, name)
 
@@ -120,7 +136,8 @@ class Module:
             raise TypeError(f"register_buffer: {name!r} must be an ndarray or None, got {type(array).__name__}")
         self.__dict__.pop(name, None)
         self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        if self._modules.pop(name, None) is not None:
+            _tree_changed()
         self._buffers[name] = array
         if persistent:
             self._persistent.add(name)
@@ -136,7 +153,22 @@ class Module:
             yield m
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        """This module and all below it, depth first, each once."""
+        """This module and all below it, depth first, each once.
+
+        The walk is kept (per module and prefix) until any module's children change anywhere
+        (:data:`_tree_version`): the walks that every training step makes (``train``,
+        ``detach_state``, ``parameters``, ...) then cost a list iteration.
+        """
+        if not CACHE_WALKS:
+            return self._walk_modules(prefix)
+        cached = self.__dict__.get("_walk")
+        if cached is not None and cached[0] == _tree_version[0] and cached[1] == prefix:
+            return iter(cached[2])
+        walk = list(self._walk_modules(prefix))
+        object.__setattr__(self, "_walk", (_tree_version[0], prefix, walk))
+        return iter(walk)
+
+    def _walk_modules(self, prefix: str) -> Iterator[tuple[str, "Module"]]:
         seen: set[int] = set()
         stack = [(prefix, self)]
         while stack:
@@ -300,6 +332,16 @@ class Module:
             hook(self, args, out)
         return out
 
+    def forward_after(self, previous: "Module", x: Any) -> Any:
+        """``self(previous(x))`` computed in one pass, or ``None`` (the default) for the plain two calls.
+
+        :class:`Sequential` asks each module this about its predecessor. A module that can fuse
+        with what precedes it (a neuron after its batch norm, when no graph is recorded:
+        ``hdlif_ref.neurons.fused``) overrides it, and must leave exactly the state and results
+        the two calls would.
+        """
+        return None
+
     def register_forward_hook(self, hook: Callable[["Module", tuple, Any], None]) -> "HookHandle":
         """Call ``hook(module, inputs, output)`` after every forward; returns a handle with ``remove()``."""
         self._forward_hooks.append(hook)
@@ -341,6 +383,15 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x: Any) -> Any:
-        for m in self._modules.values():
-            x = m(x)
+        modules = list(self._modules.values())
+        i, count = 0, len(modules)
+        while i < count:
+            if i + 1 < count:
+                fused = modules[i + 1].forward_after(modules[i], x)
+                if fused is not None:
+                    x = fused
+                    i += 2
+                    continue
+            x = modules[i](x)
+            i += 1
         return x

@@ -125,12 +125,14 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Any, **params: Any):
         """Run the op on tensors, float arrays or Python numbers; record it if needed."""
+        grad_enabled = is_grad_enabled()
         arrays, parents, needs, dtype_hint = [], [], [], None
         for x in inputs:
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 if x.requires_grad:
-                    parents.append(x if x._ctx is None else Edge(x))
+                    # the link to a computed input is only made when the node is recorded
+                    parents.append(x if x._ctx is None or not grad_enabled else Edge(x))
                     needs.append(True)
                 else:
                     parents.append(None)
@@ -149,7 +151,7 @@ class Function:
             if not isinstance(x, np.ndarray):
                 arrays[i] = _scalar_to_array(cls.name, i, x, dtype_hint)
 
-        record = any(needs) and is_grad_enabled()
+        record = grad_enabled and any(needs)
         ctx = Context(cls, tuple(needs))
         out = cls.forward(ctx, *arrays, **params)
         if isinstance(out, tuple):

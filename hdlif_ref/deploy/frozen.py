@@ -33,7 +33,7 @@ import numpy as np
 from ..kernels.channel_conv import conv1d_channels_forward
 from ..kernels.conv import conv2d_forward
 from ..kernels.hdlif import hdlif_forward
-from ..kernels.inference import scale_shift_, spike_levels_
+from ..kernels.inference import EXACT_FLOAT32, conv_levels, scale_shift_, spike_levels_
 from ..kernels.lif import lif_forward
 from ..kernels.linear import linear_forward
 from ..kernels.parallel import parallel_hdlif_forward
@@ -69,8 +69,65 @@ def _conv1d_channels(z: np.ndarray, w: np.ndarray) -> np.ndarray:
     return conv1d_channels_forward(np.ascontiguousarray(z), np.ascontiguousarray(w, dtype=z.dtype))
 
 
+#: The integer synapse (:func:`~hdlif_ref.kernels.inference.conv_levels`, event-driven) runs when at most
+#: ``C_out * INTEGER_DENSITY_PER_CHANNEL`` of its inputs are non-zero; denser inputs take the float32
+#: convolution, which is exact on the same levels too (docs/performance.md, "Integer inference").
+INTEGER_DENSITY_PER_CHANNEL = 1.0 / 256
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and not n & (n - 1)
+
+
+def integer_inputs(ops: list[Op], levels: tuple[int, int] | None = None,
+                   plan: dict[int, tuple[int, int]] | None = None) -> tuple[dict[int, tuple[int, int]],
+                                                                            tuple[int, int] | None]:
+    """Which synapses receive exact integer spike levels, derived from the op list alone.
+
+    ``levels = (divisor, max_level)`` describes what flows between ops: ``level / divisor`` with
+    integer ``0 <= level <= divisor * max_level``. A neuron with ``bits`` (SPEC E13) or a LIF (E7,
+    binary) emits levels ``(1, 2^n - 1)`` (``(1, 1)``); average pooling multiplies the divisor by its
+    window (a power of two, or the levels are lost); max pooling, flattening and a tap keep them;
+    anything else (a synapse, an affine, SECA, global pooling) ends them. A dense (``groups = 1``)
+    convolution with ternary or binary codes that receives levels, and whose
+    ``fan_in * divisor * max_level`` stays below 2^24, is planned as an integer synapse. Returns
+    ``({id(op): (divisor, max_level)}, levels after the ops)``.
+    """
+    plan = {} if plan is None else plan
+    for op in ops:
+        kind, a = op.kind, op.attrs
+        if kind == "synapse":
+            if (levels is not None and a.get("conv") and int(a.get("groups", 1)) == 1
+                    and a.get("weight_mode") in ("ternary", "binary")):
+                divisor, top = levels
+                fan_in = int(np.prod(op.arrays["weight"].shape[1:]))
+                if fan_in * divisor * top < EXACT_FLOAT32:
+                    plan[id(op)] = levels
+            levels = None
+        elif kind == "neuron":
+            bits = int(a.get("bits") or 0)
+            levels = (1, 2 ** bits - 1) if bits else ((1, 1) if a.get("neuron") == "lif" else None)
+        elif kind == "avg_pool":
+            area = int(a["kernel"][0]) * int(a["kernel"][1])
+            levels = (levels[0] * area, levels[1]) if levels is not None and _power_of_two(area) else None
+        elif kind in ("max_pool", "flatten", "tap"):
+            pass
+        elif kind == "block":
+            integer_inputs(op.children["main"], levels, plan)
+            integer_inputs(op.children["shortcut"], levels, plan)
+            _, levels = integer_inputs(op.children["post"], None, plan)
+        else:
+            levels = None
+    return plan, levels
+
+
 class FrozenModel:
-    """A frozen network: ``ops`` run in order on ``[T, N, ...]`` arrays; see the module docstring."""
+    """A frozen network: ``ops`` run in order on ``[T, N, ...]`` arrays; see the module docstring.
+
+    ``integer`` (default True): synapses fed integer spike levels run the exact integer kernel where
+    it is faster (:func:`integer_inputs`); False runs every synapse as a float convolution (the
+    reference: the same bits, tested).
+    """
 
     def __init__(self, ops: list[Op], T: int, num_classes: int, input_shape: tuple[int, ...], meta: dict,
                  dtype=np.float32):
@@ -78,8 +135,10 @@ class FrozenModel:
         self.dtype = np.dtype(dtype)
         self.input_shape, self.meta = tuple(input_shape), dict(meta)
         self.counts: OpCounts | None = None
+        self.integer = True
         self._weights: dict = {}
         self._taps: dict[int, np.ndarray] = {}
+        self._levels = integer_inputs(ops)[0]
 
     # ------------------------------------------------------------------ running
     def run(self, x: np.ndarray, count: bool = False) -> np.ndarray:
@@ -88,7 +147,7 @@ class FrozenModel:
         if x.ndim == len(self.input_shape) + 1:
             if x.shape[1:] != self.input_shape:
                 raise ValueError(f"run: input samples have shape {x.shape[1:]}, the model takes {self.input_shape}")
-            x = np.broadcast_to(x, (self.T,) + x.shape)
+            x = np.broadcast_to(x, (self.T,) + x.shape)  # stride 0 over T: the first synapse runs once
         elif x.ndim == len(self.input_shape) + 2:
             if x.shape[0] != self.T or x.shape[2:] != self.input_shape:
                 raise ValueError(f"run: input {x.shape} is not [T={self.T}, N, {', '.join(map(str, self.input_shape))}]")
@@ -97,7 +156,7 @@ class FrozenModel:
                              f"or [T, N, ...]")
         self.counts = OpCounts() if count else None  # summed over batch and steps
         self._taps = {}
-        out = self._run_ops(self.ops, np.ascontiguousarray(x))
+        out = self._run_ops(self.ops, x if x.strides[0] == 0 and self.T > 1 else np.ascontiguousarray(x))
         self._taps = {}
         return out
 
@@ -119,17 +178,33 @@ class FrozenModel:
 
     def _synapse(self, op: Op, x: np.ndarray) -> np.ndarray:
         T, n = x.shape[:2]
-        flat = np.ascontiguousarray(x.reshape((T * n,) + x.shape[2:]))
-        w = self._weight(op, flat.dtype)
         if self.counts is not None:
-            self._count_synapse(op, flat)
-        if op.attrs["conv"]:
-            y = conv2d_forward(flat, w, None, tuple(op.attrs["stride"]), tuple(op.attrs["padding"]),
-                               int(op.attrs["groups"]))
-        else:
-            y = linear_forward(flat, w, None)
+            self._count_synapse(op, np.ascontiguousarray(x.reshape((T * n,) + x.shape[2:])))
+        if T > 1 and x.strides[0] == 0:
+            # every step is the same image (direct encoding): the synapse runs on one step, and only the
+            # per-step scale and shift (batch norm folded per step, E16 DC) differ between steps
+            y1 = self._raw_synapse(op, np.ascontiguousarray(x[0]))
+            y = np.empty((T,) + y1.shape, dtype=y1.dtype)
+            y[...] = y1
+            return scale_shift_(y, op.arrays["scale"], op.arrays["bias"])
+        levels = self._levels.get(id(op)) if self.integer else None
+        if levels is not None:
+            limit = min(1.0, op.arrays["weight"].shape[0] * INTEGER_DENSITY_PER_CHANNEL)
+            if np.count_nonzero(x) <= limit * x.size:  # sparse enough for the event-driven kernel
+                return conv_levels(np.ascontiguousarray(x), op.arrays["weight"], levels[0],
+                                   tuple(op.attrs["stride"]), tuple(op.attrs["padding"]), op.arrays["scale"],
+                                   op.arrays["bias"])
+        y = self._raw_synapse(op, np.ascontiguousarray(x.reshape((T * n,) + x.shape[2:])))
         # y is ours (a fresh kernel output): scale and shift it in place, in one pass
         return scale_shift_(y.reshape((T, n) + y.shape[1:]), op.arrays["scale"], op.arrays["bias"])
+
+    def _raw_synapse(self, op: Op, flat: np.ndarray) -> np.ndarray:
+        """``flat (*) W`` on ``[B, ...]`` without scale and bias (float convolution or GEMM)."""
+        w = self._weight(op, flat.dtype)
+        if op.attrs["conv"]:
+            return conv2d_forward(flat, w, None, tuple(op.attrs["stride"]), tuple(op.attrs["padding"]),
+                                  int(op.attrs["groups"]))
+        return linear_forward(flat, w, None)
 
     def _count_synapse(self, op: Op, flat: np.ndarray) -> None:
         a, out = op.attrs, op.arrays["weight"].shape[0]

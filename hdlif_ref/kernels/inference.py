@@ -103,3 +103,107 @@ def spike_levels_(s, step, qmax):
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step!r}")
     return _spike_levels_kernel(s, step, qmax)
+
+
+# ---------------------------------------------------------------------------- integer synapses
+@njit_parallel
+def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out):
+    """Event-driven ``codes (*) levels`` in int32, then ``(acc * inv_d) * scale + bias`` per output channel.
+
+    ``x: [B, C, H, W]`` holds ``level / d`` (exact: ``d`` a power of two); ``codes: [C, kh, kw, O]``
+    int32; ``out: [B, O, Ho * Wo]``; image ``b`` is step ``b // N``. Only non-zero inputs are
+    visited: each adds ``level * codes[c, i, j, :]`` (a contiguous run over the output channels)
+    to the outputs it reaches.
+    """
+    B, C, H, W = x.shape
+    kh, kw, O = codes.shape[1], codes.shape[2], codes.shape[3]
+    scale_per_step, bias_per_step = scale.shape[0] > 1, bias.shape[0] > 1
+    # the output row p that input row i reaches through kernel row di (-1: none), likewise columns:
+    # tables, so that the event loop does no integer division
+    p_of = np.full((H, kh), -1, dtype=np.int64)
+    for i in range(H):
+        for di in range(kh):
+            pn = i + ph - di
+            if pn >= 0 and pn % sh == 0 and pn // sh < Ho:
+                p_of[i, di] = pn // sh
+    q_of = np.full((W, kw), -1, dtype=np.int64)
+    for j in range(W):
+        for dj in range(kw):
+            qn = j + pw - dj
+            if qn >= 0 and qn % sw == 0 and qn // sw < Wo:
+                q_of[j, dj] = qn // sw
+    for b in prange(B):
+        acc = np.zeros((Ho * Wo, O), dtype=np.int32)
+        for c in range(C):
+            for i in range(H):
+                for j in range(W):
+                    v = x[b, c, i, j]
+                    if v == 0:
+                        continue
+                    level = np.int32(v * d)
+                    for di in range(kh):
+                        p = p_of[i, di]
+                        if p < 0:
+                            continue
+                        for dj in range(kw):
+                            q = q_of[j, dj]
+                            if q < 0:
+                                continue
+                            row = acc[p * Wo + q]
+                            w = codes[c, di, dj]
+                            for o in range(O):
+                                row[o] += level * w[o]
+        t = b // N
+        for o in range(O):
+            a = scale[t if scale_per_step else 0, o]
+            s = bias[t if bias_per_step else 0, o]
+            dst = out[b, o]
+            for k in range(Ho * Wo):
+                y = x.dtype.type(acc[k, o]) * inv_d  # exact: |acc| < 2^24, inv_d a power of two
+                dst[k] = y * a + s
+
+
+def _conv_levels_numba(x, codes, divisor, stride, padding, scale, bias):
+    T, N, C, H, W = x.shape
+    O, _, kh, kw = codes.shape
+    (sh, sw), (ph, pw) = stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    codes_t = np.ascontiguousarray(codes.transpose(1, 2, 3, 0), dtype=np.int32)  # output channels innermost
+    s = np.ascontiguousarray(np.reshape(scale, (-1, O)), dtype=x.dtype)
+    b = np.ascontiguousarray(np.reshape(bias, (-1, O)), dtype=x.dtype)
+    out = np.empty((T * N, O, Ho * Wo), dtype=x.dtype)
+    if out.size:
+        _conv_levels(x.reshape(T * N, C, H, W), codes_t, x.dtype.type(divisor), x.dtype.type(1.0 / divisor),
+                     sh, sw, ph, pw, Ho, Wo, N, s, b, out)
+    return out.reshape(T, N, O, Ho, Wo)
+
+
+_conv_levels_kernel = dispatch(_conv_levels_numba, _ref.conv_levels)
+
+#: Largest ``fan_in * divisor * max_level`` for which :func:`conv_levels` is used: every partial sum of
+#: integer products is then below 2^24, so a float32 convolution of the same levels is exact too and
+#: both give the same bits (docs/performance.md, "Integer inference"); int32 would allow 2^31.
+EXACT_FLOAT32 = 1 << 24
+
+
+def conv_levels(x, codes, divisor, stride, padding, scale, bias):
+    """Integer synapse of the frozen model: ternary/binary ``codes`` on integer spike levels, int32 sums.
+
+    ``x: [T, N, C, H, W]`` float32/float64, C-contiguous, holding ``level / divisor`` (``divisor`` a
+    power of two, the product of the average-pooling windows since the neuron: the levels are
+    exact); ``codes: [O, C, kh, kw]`` integers in {-1, 0, +1}; ``stride``, ``padding`` pairs;
+    ``scale``, ``bias``: ``[O]``, ``[1, O]`` or ``[T, O]``. Returns
+    ``y = (acc / divisor) * scale + bias``, ``[T, N, O, Ho, Wo]`` of ``x``'s dtype, where ``acc`` is the
+    exact integer convolution; the Numba kernel visits only non-zero inputs (event-driven). The
+    caller keeps ``kh * kw * C * divisor * max_level`` below :data:`EXACT_FLOAT32`.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64) or x.ndim != 5:
+        raise TypeError(f"x must be a float32/float64 [T, N, C, H, W] array, got {getattr(x, 'shape', x)!r}")
+    if not x.flags.c_contiguous:
+        raise ValueError("x must be C-contiguous")
+    if codes.ndim != 4 or codes.shape[1] != x.shape[2] or codes.dtype.kind not in "iu":
+        raise ValueError(f"codes must be integers [O, C={x.shape[2]}, kh, kw], got {codes.dtype} {codes.shape}")
+    divisor = int(divisor)
+    if divisor < 1 or divisor & (divisor - 1):
+        raise ValueError(f"divisor must be a power of two, got {divisor}")
+    return _conv_levels_kernel(x, codes, divisor, tuple(stride), tuple(padding), scale, bias)

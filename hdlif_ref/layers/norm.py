@@ -56,13 +56,17 @@ class _BatchNorm(Module):
         return ops.batch_norm(x, self.weight, self.bias, mean, var, training=self.training,
                               momentum=self.momentum, eps=self.eps)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def check(self, x: Tensor) -> None:
+        """The input checks of :meth:`forward` (dims, finite values, channels)."""
         name = type(self).__name__
         check_input(name, x, self.step_mode, (self._step_ndim,), self._layout)
         channel_axis = 2 if self.step_mode == "m" else 1
         if x.shape[channel_axis] != self.num_features:
             raise ValueError(f"{name}: input has {x.shape[channel_axis]} channels (shape {x.shape}), "
                              f"the layer expects num_features={self.num_features}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check(x)
         if self.step_mode == "s":
             y = self._normalize(x, self.t)
             self.t += 1

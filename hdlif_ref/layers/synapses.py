@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor, ops
+from ..autograd import batch_cache
+from ..autograd.batch_cache import active_cache
 from ..autograd.ops import WEIGHT_MODES, quantize_weight
 from ._steps import check_input, fold, unfold
 from ..module import Module, Parameter
@@ -45,6 +47,39 @@ def _check_weight_mode(layer: str, mode: str) -> str:
 def _uniform(rng: np.random.Generator | None, bound: float, shape, dtype) -> np.ndarray:
     rng = np.random.default_rng() if rng is None else rng
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def step_invariant(layer: Module, x: Tensor, synapse) -> Tensor | None:
+    """The synapse's output computed once for all steps when every step has the same input, else ``None``.
+
+    Two cases (docs/performance.md, "Once per batch"), both only for an input that needs no gradient
+    itself (an image, not a spike tensor):
+
+    * step mode ``"m"`` with a sequence whose steps are one array (a stride-0 time axis: the
+      trainers pass a direct-encoded image as ``np.broadcast_to(x, (T,) + x.shape)``): the synapse
+      runs on one step and its output is repeated ``T`` times (``ops.stack``, whose backward sums
+      the steps' gradients, in step order, before the synapse's backward; a copy rather than a
+      stride-0 view, so the next layers' kernels get the writeable contiguous arrays they
+      were compiled for);
+    * step mode ``"s"`` inside a training batch's :func:`~hdlif_ref.autograd.batch_cache.batch_cache`
+      that declared ``x``'s array the input of every step: computed at the first step, the same
+      tensor returned at the others (:meth:`~hdlif_ref.autograd.batch_cache.BatchCache.shared_output`).
+
+    ``batch_cache.ENABLED = False`` turns both off (the per-step reference path).
+    """
+    if x.requires_grad or not batch_cache.ENABLED:
+        return None
+    data = x.data
+    if layer.step_mode == "m":
+        if data.ndim >= 2 and data.shape[0] > 1 and data.strides[0] == 0:
+            step = data[0] if data[0].flags.writeable else data[0].copy()  # kernels take writeable arrays
+            y = synapse(Tensor(step))
+            return ops.stack([y] * data.shape[0], axis=0)
+        return None
+    cache = active_cache()
+    if cache is not None and cache.is_constant(data):
+        return cache.shared_output(layer, x, synapse)
+    return None
 
 
 class Conv2d(Module):
@@ -75,10 +110,15 @@ class Conv2d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input("Conv2d", x, self.step_mode, (4,), "N, C, H, W")
+        shared = step_invariant(self, x, self._synapse)
+        if shared is not None:
+            return shared
         x, T = fold(x, self.step_mode)
-        y = ops.conv2d(x, quantize_weight(self.weight, self.weight_mode), self.bias,
-                       stride=self.stride, padding=self.padding, groups=self.groups)
-        return unfold(y, T)
+        return unfold(self._synapse(x), T)
+
+    def _synapse(self, x: Tensor) -> Tensor:
+        return ops.conv2d(x, quantize_weight(self.weight, self.weight_mode), self.bias,
+                          stride=self.stride, padding=self.padding, groups=self.groups)
 
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -113,6 +153,10 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input has {x.shape[-1]} features (shape {x.shape}), "
                              f"the layer expects in_features={self.in_features}")
+        shared = step_invariant(self, x, self._synapse)
+        return shared if shared is not None else self._synapse(x)
+
+    def _synapse(self, x: Tensor) -> Tensor:
         return ops.linear(x, quantize_weight(self.weight, self.weight_mode), self.bias)
 
     def extra_repr(self) -> str:

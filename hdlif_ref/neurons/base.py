@@ -21,11 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import Tensor, is_grad_enabled
 from ..module import Module, Parameter
 from ._checks import FLOATS, check_spike_bits, check_T
+from .fused import bn_then_neuron
 from .quantizer import SpikeQuantizer
 from .records import NeuronState
+
+#: Neuron classes :mod:`.fused` can run with their batch norm, and their kernel kind (filled by ``modules``).
+_FUSABLE: dict = {}
 
 
 #: The threshold's domain is ``theta >= THETA_FLOOR`` (> 0): a neuron must not fire at rest.
@@ -127,6 +131,14 @@ class SpikingNeuron(Module):
         for hook in self._forward_hooks:
             hook(self, (x,), out)
         return out
+
+    def forward_after(self, previous: Module, x):
+        """``self(previous(x))`` in one kernel when ``previous`` is a ``BatchNorm2d`` and no graph is
+        recorded (:mod:`.fused`); ``None`` otherwise (the plain path)."""
+        kind = _FUSABLE.get(type(self))
+        if kind is None or is_grad_enabled():
+            return None
+        return bn_then_neuron(previous, self, x, _FUSABLE)
 
     def forward(self, I_t) -> Tensor:
         """One time step on ``I_t: [N, ...]`` (state kept, counter advanced)."""

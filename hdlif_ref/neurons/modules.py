@@ -16,7 +16,9 @@ import numpy as np
 
 from ..kernels.surrogates import resolve_gamma, surrogate_code
 from ._checks import RESETS, check_choice
-from .base import THETA_FLOOR, SpikingNeuron
+from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
+from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
+from .base import _FUSABLE, THETA_FLOOR, SpikingNeuron
 from .functional import hdlif_record, hdlif_seq, lif_record, lif_seq, parallel_hdlif_seq
 from .records import HDLIFParams, HDLIFRecord, LIFParams, LIFRecord, NeuronState, ParallelHDLIFParams
 from .steps import hdlif_step, lif_step, parallel_hdlif_step
@@ -131,3 +133,6 @@ class ParallelHDLIF(SpikingNeuron):
     def _seq(self, I, gradient: str):
         check_choice("ParallelHDLIF", "gradient", gradient, ("stbp", "online"))
         return parallel_hdlif_seq(I, self.theta)
+
+
+_FUSABLE.update({HDLIF: _HDLIF_KIND, ParallelHDLIF: _PARALLEL_KIND})

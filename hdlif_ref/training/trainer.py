@@ -25,6 +25,7 @@ forward pass) always stops: that update cannot be taken back (docs/training.md, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..autograd import Tensor, no_grad, ops
+from ..autograd.batch_cache import batch_cache
 from ..autograd.ops._args import NonFiniteInputError
 from ..module import Module
 from .optim import clip_grad_norm
@@ -114,6 +116,14 @@ def sequence_input(x: np.ndarray, T: int) -> np.ndarray:
         step_input(x, 0, T)
         return x
     return np.broadcast_to(x, (T,) + x.shape)
+
+
+def model_input(x: np.ndarray, T: int) -> np.ndarray:
+    """What the multi-step trainers feed the network: :func:`sequence_input`, contiguous, except that
+    a direct-encoded image stays the stride-0 view of one array, so that the first synapse sees that
+    every step has the same input and computes it once (docs/performance.md, "Once per batch")."""
+    seq = sequence_input(np.ascontiguousarray(x), T)
+    return seq if x.ndim != 5 and T > 1 else np.ascontiguousarray(seq)
 
 
 class _Counter:
@@ -318,8 +328,7 @@ class Trainer:
                 for x, y in batches:
                     y = np.asarray(y)
                     model.reset_state()
-                    x_seq = np.ascontiguousarray(sequence_input(np.asarray(x), self.T))
-                    logits = model(Tensor(x_seq)).data  # [T, N, classes]
+                    logits = model(Tensor(model_input(np.asarray(x), self.T))).data  # [T, N, classes]
                     loss = float(np.mean([self.step_loss(Tensor(logits[t]), y).item() for t in range(self.T)]))
                     counter.add(logits, y, loss)
         finally:
@@ -355,27 +364,34 @@ class OnlineTrainer(Trainer):
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """One batch; returns (mean over backpropagated steps of CE, per-step logits ``[T, N, classes]``)."""
         model, T = self.model, self.T
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = np.ascontiguousarray(x), np.asarray(y)
         model.train().set_step_mode("s")
         model.reset_state()
         chosen = set(self.draw_steps().tolist())
         self.optimizer.zero_grad()
         logits, losses = [], []
-        for t in range(T):
-            model.detach_state()
-            x_t = Tensor(np.ascontiguousarray(step_input(x, t, T)))
-            if t in chosen:
-                o_t = model(x_t)
-                loss = self.step_loss(o_t, y)
-                (loss / len(chosen)).backward()
-                losses.append(loss.item())
-                if self.update == "step":
-                    self._optimizer_step()
-                    self.optimizer.zero_grad()
-            else:
-                with no_grad():
+        # update="batch": the weights are fixed until the optimizer step after the loop, so weight
+        # codes and the first synapse's output on a direct-encoded image are computed once
+        # (batch_cache; closed, and its gradients flushed, before the step). update="step" moves
+        # the weights between steps: nothing is cached.
+        with batch_cache() if self.update == "batch" else contextlib.nullcontext() as cache:
+            if cache is not None and x.ndim != 5:
+                cache.declare_constant(x)  # direct encoding: step_input(x, t, T) is x at every t
+            for t in range(T):
+                model.detach_state()
+                x_t = Tensor(step_input(x, t, T))
+                if t in chosen:
                     o_t = model(x_t)
-            logits.append(o_t.data)
+                    loss = self.step_loss(o_t, y)
+                    (loss / len(chosen)).backward()
+                    losses.append(loss.item())
+                    if self.update == "step":
+                        self._optimizer_step()
+                        self.optimizer.zero_grad()
+                else:
+                    with no_grad():
+                        o_t = model(x_t)
+                logits.append(o_t.data)
         if self.update == "batch":
             self._optimizer_step()
         model.reset_state()  # drop the last step's graph-free state and references
@@ -391,7 +407,7 @@ class STBPTrainer(Trainer):
         model.train().set_step_mode("m")
         model.reset_state()
         self.optimizer.zero_grad()
-        out = model(Tensor(np.ascontiguousarray(sequence_input(x, T))))  # [T, N, classes]
+        out = model(Tensor(model_input(x, T)))  # [T, N, classes]
         n, classes = out.shape[1], out.shape[2]
         # mean over T*N rows = mean over t of the per-step mean CE (every step has N rows)
         loss = self._finite(ops.cross_entropy(ops.reshape(out, (T * n, classes)), np.tile(y, T),

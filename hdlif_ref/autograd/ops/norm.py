@@ -24,6 +24,12 @@ from ..tensor import Tensor
 from ._args import FLOAT_DTYPES, as_c, check_ndim, common_dtype, shape_of
 
 
+def update_running_stats(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
+    """In place: ``running = (1 - momentum) running + momentum stat``, the variance unbiased (``count`` values)."""
+    running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
+    running_var[...] = (1.0 - momentum) * running_var + momentum * var * (count / (count - 1))
+
+
 class BatchNorm(Function):
     name = "batch_norm"
 
@@ -38,9 +44,7 @@ class BatchNorm(Function):
         if training:
             y, mean, var = _kernels.batch_norm_train_forward(x3, weight, bias, eps)
             if running_mean is not None:
-                count = x3.shape[0] * x3.shape[2]
-                running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
-                running_var[...] = (1.0 - momentum) * running_var + momentum * var * (count / (count - 1))
+                update_running_stats(running_mean, running_var, mean, var, x3.shape[0] * x3.shape[2], momentum)
         else:
             mean = running_mean.astype(np.float64)
             var = running_var.astype(np.float64)

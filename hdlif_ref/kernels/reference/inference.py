@@ -23,3 +23,31 @@ def spike_levels_(s, step, qmax):
     np.rint(s, out=s)
     np.clip(s, 0, qmax, out=s)
     return s
+
+
+def conv_levels(x, codes, divisor, stride, padding, scale, bias):
+    """Integer synapse (SPEC E12/E11 codes on E13 spike levels), one output per step and channel:
+
+    ``acc[t, n, o, p, q] = sum_{c, i, j} codes[o, c, i, j] * level[t, n, c, p*sh - ph + i, q*sw - pw + j]``
+    in exact integers, ``level = x * divisor`` (``x`` holds ``level / divisor``, ``divisor`` a power of
+    two), then ``y = (acc * (1 / divisor)) * scale[t, o] + bias[t, o]``: the product rounded to
+    ``x``'s dtype, then the sum (the frozen model's float path, :func:`scale_shift_`, rounds the
+    same way). ``x: [T, N, C, H, W]``, ``codes: [O, C, kh, kw]`` integers, ``scale``, ``bias``:
+    ``[C]``, ``[1, C]`` or ``[T, C]``. Returns ``y: [T, N, O, Ho, Wo]`` of ``x``'s dtype.
+    """
+    T, N, C, H, W = x.shape
+    O, _, kh, kw = codes.shape
+    (sh, sw), (ph, pw) = stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    levels = np.rint(x.reshape(T * N, C, H, W) * divisor).astype(np.int64)
+    padded = np.zeros((T * N, C, H + 2 * ph, W + 2 * pw), dtype=np.int64)
+    padded[:, :, ph:ph + H, pw:pw + W] = levels
+    acc = np.zeros((T * N, O, Ho, Wo), dtype=np.int64)
+    w = codes.astype(np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+            acc += np.einsum("bchw,oc->bohw", window, w[:, :, i, j])
+    y = acc.astype(x.dtype) * x.dtype.type(1.0 / divisor)
+    y = y.reshape(T, N, O, Ho * Wo)
+    return scale_shift_(y, scale, bias).reshape(T, N, O, Ho, Wo)

@@ -1,0 +1,116 @@
+"""Batch norm, neuron step and spike quantizer in one pass, for steps that keep no graph.
+
+A synapse's batch norm (training: batch statistics; evaluation: running statistics), then
+one step of HD-LIF (SPEC E1, E2) or Parallel HD-LIF (E8), then optionally the ``n``-bit
+quantizer (E13), on ``x: [N, C, L]``: what ``BatchNorm2d`` -> neuron computes in three
+kernels, two intermediate arrays and three graph ops, here one kernel per channel that
+reads ``x`` (and ``u``) and writes the spikes and the new ``u``. Used where nothing needs
+the intermediates: online steps not in ``S`` and evaluation (docs/performance.md,
+"Graph-free steps").
+
+Bit for bit the plain path: the statistics are the same float64 loops as
+:func:`hdlif_ref.kernels.norm._bn_train_fwd`, the normalized current is
+``float(x * scale + shift)`` computed in float64 as there, and the neuron and quantizer
+do the per-element operations of :mod:`.hdlif`, :mod:`.parallel` and :mod:`.spike_quantize`
+in the same order (``fastmath`` off: no contraction). The NumPy twin
+(:func:`.reference.bn_neuron.bn_neuron_step`) is the plain path's twins called in a row.
+
+The kernel also counts the non-finite normalized currents per channel, so that the caller
+can fall back to the plain path, whose checks name them (``check_finite`` stays in force).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._backend import dispatch
+from ._config import njit_parallel
+from .reference import bn_neuron as _ref
+
+#: Neuron kinds of :func:`bn_neuron_step`.
+HDLIF, PARALLEL = 0, 1
+
+
+@njit_parallel
+def _bn_neuron(x, training, weight, bias, eps, scale, shift, u_prev, lam, theta, kind, quantize, step,
+               qmax, out, u_out, mean, var, bad):
+    n, channels, length = x.shape
+    count = n * length
+    zero = x.dtype.type(0)
+    big = x.dtype.type(np.finfo(x.dtype).max)
+    if training:
+        for c in numba.prange(channels):  # the loops of _bn_train_fwd: same float64 sums in the same order
+            total = 0.0
+            for k in range(n):
+                for t in range(length):
+                    total += x[k, c, t]
+            mu = total / count
+            squares = 0.0
+            for k in range(n):
+                for t in range(length):
+                    d = x[k, c, t] - mu
+                    squares += d * d
+            v = squares / count
+            mean[c] = mu
+            var[c] = v
+            scale[c] = weight[c] / math.sqrt(v + eps)
+            shift[c] = bias[c] - mu * scale[c]
+    # one iteration per (sample, channel) row: more and shorter work items than per channel, which
+    # keeps both threads busy on deep layers' small planes
+    for r in numba.prange(n * channels):
+        k, c = r // channels, r % channels
+        a, b = scale[c], shift[c]
+        lam_c, theta_c = lam[c], theta[c]
+        x_row, o_row = x[k, c], out[k, c]
+        nonfinite = 0
+        if kind == HDLIF:
+            up_row, un_row = u_prev[k, c], u_out[k, c]
+            for t in range(length):
+                z = x.dtype.type(x_row[t] * a + b)  # float64 arithmetic, stored in x's dtype, as the BN kernels
+                nonfinite += 0 if abs(z) <= big else 1  # NaN and +-inf
+                m = lam_c * up_row[t] + z  # E1
+                fired = m >= theta_c  # E2, H(0) = 1
+                s = m - theta_c if fired else zero
+                un_row[t] = theta_c if fired else m
+                if quantize:  # E13 (a loop invariant: LLVM unswitches it)
+                    s = step * min(max(np.rint(s / step), zero), qmax)
+                o_row[t] = s
+        else:
+            for t in range(length):
+                z = x.dtype.type(x_row[t] * a + b)
+                nonfinite += 0 if abs(z) <= big else 1
+                s = z - theta_c if z >= theta_c else zero  # E8
+                if quantize:
+                    s = step * min(max(np.rint(s / step), zero), qmax)
+                o_row[t] = s
+        bad[r] = nonfinite
+
+
+def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax):
+    channels = x.shape[1]
+    w = np.ones(channels) if weight is None else weight.astype(np.float64)
+    b = np.zeros(channels) if bias is None else bias.astype(np.float64)
+    if training:
+        scale, shift = np.zeros(channels), np.zeros(channels)
+    else:  # the eval forward's folding (norm._batch_norm_eval_forward_numba)
+        invstd = 1.0 / np.sqrt(var_in.astype(np.float64) + eps)
+        scale = w * invstd
+        shift = b - mean_in.astype(np.float64) * scale
+    out = np.empty_like(x)
+    u_out = np.empty_like(x) if kind == HDLIF else np.empty((0, 0, 0), dtype=x.dtype)
+    u_in = u_prev if kind == HDLIF else u_out
+    mean, var = np.zeros(channels), np.zeros(channels)
+    bad = np.zeros(x.shape[0] * channels, dtype=np.int64)
+    quantize = qmax is not None
+    dt = x.dtype.type
+    if x.size:
+        _bn_neuron(x, bool(training), w, b, float(eps), scale, shift, u_in, lam, theta, int(kind), quantize,
+                   dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, mean, var, bad)
+    return out, (u_out if kind == HDLIF else None), mean, var, int(bad.sum())
+
+
+#: ``(out, u_new, mean, var, nonfinite) = bn_neuron_step(x, training, weight, bias, eps, running_mean,
+#: running_var, u_prev, lam, theta, kind, step, qmax)``; see the twin for the argument list.
+bn_neuron_step = dispatch(_bn_neuron_numba, _ref.bn_neuron_step)

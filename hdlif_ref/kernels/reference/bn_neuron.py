@@ -1,0 +1,43 @@
+"""NumPy twin of :mod:`hdlif_ref.kernels.bn_neuron`: the plain path's twins called one after the other."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import neurons, norm, spike_quantize
+
+HDLIF, PARALLEL = 0, 1
+
+
+def bn_neuron_step(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax):
+    """Batch norm, one neuron step, the quantizer, on ``x: [N, C, L]``.
+
+    * ``training``: normalize with the batch statistics (returned as float64 ``mean``, biased
+      ``var``, ``[C]``); else with ``running_mean``, ``running_var`` (any float dtype, ``[C]``);
+      ``weight``, ``bias``: ``[C]`` in ``x``'s dtype, or ``None``; ``eps`` a float;
+    * ``kind`` 0 (HD-LIF, SPEC E1-E2: needs ``u_prev: [N, C, L]``, ``u_{t-1}``) or 1 (Parallel
+      HD-LIF, E8: ``u_prev`` ignored); ``lam``, ``theta``: this step's values per channel, ``[C]``;
+    * ``qmax`` (``2^n - 1``) and ``step``: the E13 quantizer, or ``qmax=None`` for none.
+
+    Returns ``(out, u_new or None, mean, var, nonfinite)``: the emitted spikes ``[N, C, L]``,
+    the new state (HD-LIF), the statistics used in training (zeros in evaluation) and the
+    number of non-finite normalized currents.
+    """
+    N, C, L = x.shape
+    if training:
+        y, mean, var = norm.batch_norm_train_forward(x, weight, bias, eps)
+    else:
+        y = norm.batch_norm_eval_forward(x, running_mean.astype(np.float64),
+                                         1.0 / np.sqrt(running_var.astype(np.float64) + eps), weight, bias)
+        mean, var = np.zeros(C), np.zeros(C)
+    nonfinite = int((~np.isfinite(y)).sum())
+    I = y.reshape(1, N, C * L)
+    if kind == HDLIF:
+        s, u_new, _ = neurons.hdlif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None])
+        u_new = u_new.reshape(N, C, L)
+    else:
+        s, _ = neurons.parallel_hdlif_forward(I, theta[None])
+        u_new = None
+    if qmax is not None:
+        dt = x.dtype.type
+        s = spike_quantize.spike_quantize_forward(s, dt(step), dt(qmax))
+    return s.reshape(N, C, L), u_new, mean, var, nonfinite

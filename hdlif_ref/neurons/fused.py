@@ -1,0 +1,159 @@
+"""A batch norm and the neuron after it in one kernel, when no graph is recorded (docs/performance.md,
+"Graph-free steps").
+
+Online steps outside the drawn set ``S`` (SPEC E16) and evaluation run under ``no_grad``:
+nobody needs the normalized current, the unquantized spike or the firing mask. For the
+pattern every builder uses, ``BatchNorm2d`` directly followed by an :class:`HDLIF` or
+:class:`ParallelHDLIF` (with or without the E13 quantizer), :func:`bn_then_neuron` computes
+both layers with :func:`hdlif_ref.kernels.bn_neuron.bn_neuron_step` and returns ``None``
+whenever the plain path must run instead: a graph is recorded, a hook watches either layer,
+dtypes differ, a shape or a parameter is not what the step functions accept (the plain path
+then raises its own error), or a normalized current is not finite (the plain path's
+``check_finite`` names it). The result, the neuron's state, its firing counts and the batch
+norm's running statistics and step counter are what the plain path leaves, bit for bit
+(tested against it). ``ENABLED = False`` switches it off.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd import Tensor, is_grad_enabled
+from ..autograd.ops.norm import update_running_stats
+from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
+from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
+from ..kernels.bn_neuron import bn_neuron_step
+from ..layers.norm import BatchNorm2d
+from .records import NeuronState
+
+#: False: always the plain path (the reference; tests and A/B measurements flip it).
+ENABLED = True
+
+
+def _step_values(p: np.ndarray, t: int, C: int, dtype) -> np.ndarray | None:
+    """Row ``t`` of a ``[T]`` / ``[T, C]`` neuron parameter as ``[C]`` of ``dtype``, or None if it does not fit."""
+    row = p[t]
+    if row.ndim == 0:
+        return np.full(C, row, dtype=dtype)
+    if row.shape != (C,):
+        return None
+    return np.ascontiguousarray(row, dtype=dtype)
+
+
+def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
+    """``neuron(bn(x))`` in one pass, or ``None`` when the plain path must run (see the module docstring).
+
+    ``kinds`` maps the neuron classes that can be fused to their kernel kind (the neuron
+    package passes ``{HDLIF: 0, ParallelHDLIF: 1}``).
+    """
+    if not ENABLED or is_grad_enabled() or type(bn) is not BatchNorm2d or type(neuron) not in kinds:
+        return None
+    quantizer = neuron.quantizer
+    if bn._forward_hooks or neuron._forward_hooks or (quantizer is not None and quantizer._forward_hooks):
+        return None
+    if bn.step_mode != neuron.step_mode or not isinstance(x, Tensor):
+        return None
+    dtype = x.dtype
+    params = [neuron.theta] + ([neuron.lam] if kinds[type(neuron)] == _HDLIF_KIND else [])
+    params += [p for p in (bn.weight, bn.bias) if p is not None]
+    if quantizer is not None:
+        params.append(quantizer.step)
+    if any(p.data.dtype != dtype for p in params):
+        return None
+    bn.check(x)  # the batch norm's own input checks (dims, finite values, channels): its errors, raised here
+    if neuron.step_mode == "s":
+        return _step(bn, neuron, x, kinds[type(neuron)])
+    return _sequence(bn, neuron, x, kinds[type(neuron)])
+
+
+def _quantizer_args(neuron):
+    q = neuron.quantizer
+    if q is None:
+        return 1.0, None
+    step = float(q.step.data.reshape(()))
+    if not (math.isfinite(step) and step > 0):
+        return None  # spike_quantize refuses it: let the plain path say so
+    return step, q.qmax
+
+
+def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarray | None):
+    """Kernel call on ``x_t: [N, C, H, W]``, the batch norm's step ``t_bn`` (its row of per-step statistics)
+    and the neuron's step ``t``; ``None`` if the plain path must run. No side effects."""
+    N, C = x_t.shape[:2]
+    x3 = np.ascontiguousarray(x_t).reshape(N, C, -1)
+    count = x3.shape[0] * x3.shape[2]
+    if bn.training and count < 2:
+        return None
+    if t >= neuron.T:
+        return None
+    theta = _step_values(neuron.theta.data, t, C, x3.dtype)
+    lam = _step_values(neuron.lam.data, t, C, x3.dtype) if kind == _HDLIF_KIND else theta
+    q = _quantizer_args(neuron)
+    if theta is None or lam is None or q is None:
+        return None
+    if kind == _HDLIF_KIND:
+        u3 = np.zeros_like(x3) if u_prev is None else np.ascontiguousarray(u_prev).reshape(x3.shape)
+    else:
+        u3 = None
+    mean_run, var_run = bn._stats_for_step(t_bn)  # raises as the plain path would past T
+    weight = None if bn.weight is None else bn.weight.data
+    bias = None if bn.bias is None else bn.bias.data
+    out, u_new, mean, var, bad = bn_neuron_step(x3, bn.training, weight, bias, bn.eps, mean_run, var_run, u3,
+                                                lam, theta, kind, q[0], q[1])
+    if bad:
+        return None
+    return out, u_new, mean, var, count, mean_run, var_run
+
+
+def _commit_stats(bn, result) -> None:
+    _, _, mean, var, count, mean_run, var_run = result
+    if bn.training and mean_run is not None:
+        update_running_stats(mean_run, var_run, mean, var, count, bn.momentum)
+
+
+def _count_firing(neuron, out: np.ndarray) -> None:
+    if neuron.track_firing:
+        nonzero, total = neuron.firing_counts
+        neuron.firing_counts = (nonzero + int(np.count_nonzero(out)), total + int(out.size))
+
+
+def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
+    state = neuron.state
+    t = state.t
+    if t >= neuron.T:
+        return None  # SpikingNeuron.forward raises
+    u_prev = None
+    if kind == _HDLIF_KIND and state.u is not None:
+        if state.u.shape != x.shape or state.u.dtype != x.dtype:
+            return None
+        u_prev = state.u.data
+    result = _run(bn, neuron, kind, x.data, bn.t, t, u_prev)
+    if result is None:
+        return None
+    out, u_new = result[0], result[1]
+    _commit_stats(bn, result)
+    bn.t += 1
+    neuron._state = NeuronState(None if u_new is None else Tensor(u_new.reshape(x.shape)), t + 1)
+    out = out.reshape(x.shape)
+    _count_firing(neuron, out)
+    return Tensor(out)
+
+
+def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
+    T = x.shape[0]
+    if T != neuron.T:
+        return None  # the fused sequence op refuses it
+    out = np.empty(x.shape, dtype=x.dtype)
+    results, u_prev = [], None
+    for t in range(T):
+        result = _run(bn, neuron, kind, x.data[t], t, t, u_prev)
+        if result is None:
+            return None
+        out[t] = result[0].reshape(x.shape[1:])
+        u_prev = result[1]
+        results.append((None, None) + result[2:])  # the statistics, for the commit below; not the arrays
+    for result in results:  # every step went through: now the side effects, in step order
+        _commit_stats(bn, result)
+    _count_firing(neuron, out)
+    return Tensor(out)

@@ -1,0 +1,191 @@
+"""Deployed inference in exact integer arithmetic (docs/performance.md, "Integer inference"): ternary or
+binary codes on integer spike levels, int32 sums, the per-channel scale once; the same bits as the
+float frozen path, and the first synapse computed once under direct encoding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hdlif_ref import backend
+from hdlif_ref.deploy import frozen as frozen_module
+from hdlif_ref.deploy.convert import freeze
+from hdlif_ref.deploy.frozen import Op, integer_inputs
+from hdlif_ref.deploy.frozen_io import load_frozen, save_frozen
+from hdlif_ref.kernels.conv import conv2d_forward
+from hdlif_ref.kernels.inference import conv_levels, scale_shift_
+from hdlif_ref.models import digits_net, spiking_resnet
+
+
+def loop_conv_levels(levels, codes, stride, padding):
+    """The exact integer convolution, one output at a time (Python ints)."""
+    B, C, H, W = levels.shape
+    O, _, kh, kw = codes.shape
+    (sh, sw), (ph, pw) = stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    out = np.zeros((B, O, Ho, Wo), dtype=np.int64)
+    for b in range(B):
+        for o in range(O):
+            for p in range(Ho):
+                for q in range(Wo):
+                    total = 0
+                    for c in range(C):
+                        for i in range(kh):
+                            for j in range(kw):
+                                r, s = p * sh - ph + i, q * sw - pw + j
+                                if 0 <= r < H and 0 <= s < W:
+                                    total += int(codes[o, c, i, j]) * int(levels[b, c, r, s])
+                    out[b, o, p, q] = total
+    return out
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 7),
+       st.integers(1, 7), st.sampled_from([1, 3]), st.integers(1, 2), st.integers(0, 1), st.sampled_from([1, 2, 4]),
+       st.sampled_from([np.float32, np.float64]), st.floats(0, 1), st.integers(0, 2 ** 16))
+def test_conv_levels_is_the_exact_integer_convolution(T, N, C, O, H, W, k, stride, pad, divisor, dtype, density,
+                                                      seed):
+    if H + 2 * pad < k or W + 2 * pad < k:
+        return
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-1, 2, (O, C, k, k)).astype(np.int8)
+    levels = rng.integers(0, 16 * divisor, (T, N, C, H, W)) * (rng.random((T, N, C, H, W)) < density)
+    x = (levels / divisor).astype(dtype)
+    scale = rng.uniform(0.1, 2, (T, O)).astype(dtype)
+    bias = rng.uniform(-1, 1, (O,)).astype(dtype)
+    exact = loop_conv_levels(levels.reshape((T * N,) + levels.shape[2:]), codes, (stride, stride), (pad, pad))
+    expected = (exact.astype(dtype) * dtype(1.0 / divisor)).reshape((T, N) + exact.shape[1:])
+    expected = scale_shift_(np.ascontiguousarray(expected), scale, bias)
+    # the float path: a float convolution of the same levels, then the same scale and shift
+    y = conv2d_forward(x.reshape((T * N,) + x.shape[2:]), codes.astype(dtype), None, (stride, stride), (pad, pad), 1)
+    float_path = scale_shift_(y.reshape((T, N) + y.shape[1:]), scale, bias)
+    np.testing.assert_array_equal(float_path, expected)
+    for name in ("numba", "numpy"):
+        with backend(name):
+            out = conv_levels(x, codes, divisor, (stride, stride), (pad, pad), scale, bias)
+        np.testing.assert_array_equal(out, expected, err_msg=name)
+
+
+def test_conv_levels_checks_its_arguments():
+    x = np.zeros((1, 1, 2, 3, 3), np.float32)
+    codes = np.zeros((2, 2, 1, 1), np.int8)
+    with pytest.raises(ValueError, match="power of two"):
+        conv_levels(x, codes, 3, (1, 1), (0, 0), np.ones(2, np.float32), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="codes"):
+        conv_levels(x, codes.astype(np.float32), 1, (1, 1), (0, 0), np.ones(2), np.zeros(2))
+    with pytest.raises(TypeError):
+        conv_levels(x.astype(np.int32), codes, 1, (1, 1), (0, 0), np.ones(2), np.zeros(2))
+
+
+# ------------------------------------------------------------------ which synapses get integer inputs
+def test_plan_follows_the_levels_through_pooling_and_blocks():
+    digits = freeze(digits_net(T=2, weight_mode="ternary", spike_bits=4, rng=np.random.default_rng(0)))
+    plan = integer_inputs(digits.ops)[0]
+    synapses = [op for op in digits.ops if op.kind == "synapse"]
+    # first layer analog, classifier float32: the two ternary convolutions, the second after a 2x2 average
+    assert [plan.get(id(op)) for op in synapses] == [None, (1, 15), (4, 15), None]
+    resnet = freeze(spiking_resnet(18, width=0.125, T=2, weight_mode="ternary", spike_bits=2,
+                                   rng=np.random.default_rng(0)), input_shape=(3, 8, 8))
+    assert len(integer_inputs(resnet.ops)[0]) == 2 * 8 + 3  # both convolutions of 8 blocks, 3 shortcuts
+    assert integer_inputs(freeze(digits_net(T=2, weight_mode="ternary", rng=np.random.default_rng(0))).ops)[0] == {}
+    assert integer_inputs(freeze(digits_net(T=2, spike_bits=4, rng=np.random.default_rng(0))).ops)[0] == {}
+    lif = freeze(digits_net(T=2, neuron="lif", weight_mode="binary", rng=np.random.default_rng(0)))
+    assert sorted(integer_inputs(lif.ops)[0].values()) == [(1, 1), (4, 1)]
+
+
+def test_plan_drops_inexact_cases():
+    neuron = Op("neuron", dict(neuron="hdlif", bits=4))
+    conv = Op("synapse", dict(conv=True, groups=1, weight_mode="ternary"), dict(weight=np.zeros((2, 3, 3, 3), np.int8)))
+    assert integer_inputs([neuron, conv])[0] == {id(conv): (1, 15)}
+    pool3 = Op("avg_pool", dict(kernel=(3, 3)))
+    assert integer_inputs([neuron, pool3, conv])[0] == {}  # 1/9 is not exact
+    wide = Op("synapse", dict(conv=True, groups=1, weight_mode="ternary"),
+              dict(weight=np.zeros((2, 4096, 3, 3), np.int8)))
+    assert integer_inputs([Op("neuron", dict(neuron="hdlif", bits=9)), wide])[0] == {}  # 36864 * 511 >= 2^24
+
+
+# ------------------------------------------------------------------ networks: integer path = float path
+NETWORKS = {
+    "digits 4-bit ternary": (lambda: digits_net(T=4, weight_mode="ternary", spike_bits=4,
+                                                rng=np.random.default_rng(0)), (12, 1, 8, 8)),
+    "digits 1-bit binary, Parallel": (lambda: digits_net(T=3, weight_mode="binary", spike_bits=1,
+                                                         parallel_fraction=0.5, rng=np.random.default_rng(0)),
+                                      (12, 1, 8, 8)),
+    "digits LIF": (lambda: digits_net(T=3, weight_mode="ternary", neuron="lif", rng=np.random.default_rng(0)),
+                   (12, 1, 8, 8)),
+    "resnet 2-bit SECA_II Parallel": (lambda: spiking_resnet(18, width=0.25, T=3, weight_mode="ternary",
+                                                             spike_bits=2, seca="II", parallel_fraction=0.5,
+                                                             rng=np.random.default_rng(0)), (6, 3, 16, 16)),
+    "resnet 4-bit SECA_I": (lambda: spiking_resnet(18, width=0.25, T=2, weight_mode="ternary", spike_bits=4,
+                                                   seca="I", rng=np.random.default_rng(0)), (6, 3, 16, 16)),
+}
+
+
+def active(model, theta=0.05, step=0.02):
+    """Low thresholds and steps: every layer fires (an untrained network is nearly silent)."""
+    for neuron in model.neurons():
+        neuron.theta.data[...] = theta
+        if neuron.quantizer is not None:
+            neuron.quantizer.step.data[...] = step
+    return model
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_integer_synapses_give_the_float_paths_bits(monkeypatch, tmp_path, name, dtype):
+    make, shape = NETWORKS[name]
+    model = active(make())
+    x = np.random.default_rng(1).standard_normal(shape).astype(dtype) * 2
+    fz = freeze(model, input_shape=shape[1:], dtype=dtype)
+    calls = []
+    original = frozen_module.conv_levels
+    monkeypatch.setattr(frozen_module, "conv_levels",
+                        lambda x_, *a: calls.append(np.count_nonzero(x_) / x_.size) or original(x_, *a))
+    monkeypatch.setattr(frozen_module, "INTEGER_DENSITY_PER_CHANNEL", 1.0)  # every planned synapse
+    references = {}
+    for backend_name in ("numpy", "numba"):  # each backend against its own float path
+        with backend(backend_name):
+            fz.integer = False
+            reference = references[backend_name] = fz.run(x)
+            assert calls == []
+            fz.integer = True
+            np.testing.assert_array_equal(fz.run(x), reference, err_msg=backend_name)
+        assert calls and max(calls) > 0.1  # the integer kernels ran, on real activity
+        calls.clear()
+    np.testing.assert_array_equal(fz.predict(x), reference.mean(axis=0).argmax(axis=1))
+    if dtype == np.float32:  # a deployed file plans its integer synapses again from its ops
+        save_frozen(fz, tmp_path / "m.h5")
+        loaded = load_frozen(tmp_path / "m.h5")
+        np.testing.assert_array_equal(loaded.run(x), reference)
+
+
+def test_density_rule_picks_either_kernel_with_the_same_bits(monkeypatch):
+    make, shape = NETWORKS["digits 4-bit ternary"]
+    fz = freeze(active(make()), input_shape=shape[1:])
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    outs = []
+    for limit in (0.0, 1.0 / 256, 1.0):
+        monkeypatch.setattr(frozen_module, "INTEGER_DENSITY_PER_CHANNEL", limit)
+        outs.append(fz.run(x))
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
+# ------------------------------------------------------------------ first synapse once per batch
+def test_direct_encoding_runs_the_first_synapse_on_one_step(monkeypatch):
+    make, shape = NETWORKS["resnet 4-bit SECA_I"]
+    fz = freeze(active(make()), input_shape=shape[1:])
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    batches = []
+    original = frozen_module.conv2d_forward
+    monkeypatch.setattr(frozen_module, "conv2d_forward", lambda flat, *a: batches.append(flat.shape[0]) or
+                        original(flat, *a))
+    image = fz.run(x)
+    assert batches[0] == shape[0]  # N images, not T * N
+    frames = fz.run(np.ascontiguousarray(np.broadcast_to(x, (fz.T,) + x.shape)))
+    assert batches[len(batches) // 2] == fz.T * shape[0]
+    np.testing.assert_array_equal(image, frames)
+    fz.run(x, count=True)  # the counters still see every step's input
+    counted = fz.counts
+    fz.run(np.ascontiguousarray(np.broadcast_to(x, (fz.T,) + x.shape)), count=True)
+    assert counted == fz.counts
