@@ -111,6 +111,7 @@ def training_pair(net: str, algorithm: str, sizes: Sizes, with_torch: bool, T: i
 
     def ours():
         return trainer.train_batch(x, y)[0]
+    ours.model = model  # for the hooks that read the layer shapes (e2e_roofline)
 
     theirs = None
     if with_torch and torch is not None:
