@@ -266,3 +266,25 @@ def update_docs(text: str, threads: int, path: Path = DOCS) -> bool:
         return False
     atomic_write(path, doc[:begin + len(begin_mark)] + "\n" + text + "\n" + doc[end:], binary=False)
     return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.e2e_report RESULTS.json [--update-docs]``: the report of a saved run, again."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.e2e_report", description=main.__doc__)
+    parser.add_argument("json", help="a latest.json written by python -m benchmarks")
+    parser.add_argument("--update-docs", action="store_true", help="rewrite the run's block in docs/performance.md")
+    args = parser.parse_args(argv)
+    results = json.loads(Path(args.json).read_text())
+    text = table(results)
+    print(text)
+    if args.update_docs and not update_docs(text, results["threads"]["requested"]):
+        print(f"# {DOCS}: markers {doc_markers(results['threads']['requested'])} not found; not updated")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,34 +41,49 @@ def _set_ours(n: int) -> str:
 @contextlib.contextmanager
 def pinned_threads(n: int):
     """Give both sides ``n`` threads (torch intra-op, our kernels, the BLAS libraries through threadpoolctl)
-    for the block, restoring the previous counts after; yields what is set."""
+    for the block, restoring the previous counts after; yields what is set. Nests.
+
+    Order matters: SciPy's BLAS (which our kernels call) is loaded before the limits are
+    taken, so they reach it; and torch's and our counts are restored only after
+    threadpoolctl has restored the BLAS libraries, whose restore can reset the OpenMP
+    thread count that ``torch.get_num_threads`` reads (seen: a nested block left torch on
+    2 threads inside a 1-thread run). A count that is not back afterwards raises.
+    """
+    from hdlif_ref.kernels import _blas  # noqa: F401 (loads SciPy's BLAS: the limits below reach it)
+    from hdlif_ref.kernels._threads import threading_info
+
     previous_numba = numba.get_num_threads()
     previous_torch = torch.get_num_threads() if torch is not None else None
-    how = _set_ours(n)
-    info = {"requested": n, "numba": numba.get_num_threads(), "ours_set_by": how}
-    if torch is not None:
-        torch.set_num_threads(n)
-        info["torch_intra_op"] = torch.get_num_threads()
-        info["torch_interop"] = torch.get_num_interop_threads()
-    with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_info, threadpool_limits
+    try:
+        with contextlib.ExitStack() as stack:
+            info = {"requested": n}
+            try:
+                from threadpoolctl import threadpool_info, threadpool_limits
 
-            stack.enter_context(threadpool_limits(n, user_api="blas"))
-            info["blas"] = [{k: d.get(k) for k in ("internal_api", "prefix", "num_threads", "filepath")}
-                            for d in threadpool_info() if d.get("user_api") == "blas"]
-        except ImportError:  # pragma: no cover
-            info["blas"] = "threadpoolctl not installed: BLAS libraries keep their default thread counts"
-        from hdlif_ref.kernels._threads import threading_info
-
-        info["numba_runtime"] = threading_info()
-        info["omp_wait_policy_seen_by_torch"] = TORCH_OMP_POLICY
-        try:
+                stack.enter_context(threadpool_limits(n, user_api="blas"))
+            except ImportError:  # pragma: no cover
+                threadpool_info = None
+            info["ours_set_by"] = _set_ours(n)
+            info["numba"] = numba.get_num_threads()
+            if torch is not None:
+                torch.set_num_threads(n)
+                info["torch_intra_op"] = torch.get_num_threads()
+                info["torch_interop"] = torch.get_num_interop_threads()
+            info["blas"] = ("threadpoolctl not installed: BLAS libraries keep their default thread counts"
+                            if threadpool_info is None else
+                            [{k: d.get(k) for k in ("internal_api", "prefix", "num_threads", "filepath")}
+                             for d in threadpool_info() if d.get("user_api") == "blas"])
+            info["numba_runtime"] = threading_info()
+            info["omp_wait_policy_seen_by_torch"] = TORCH_OMP_POLICY
             yield info
-        finally:
-            _set_ours(previous_numba)
-            if previous_torch is not None:
-                torch.set_num_threads(previous_torch)
+    finally:
+        _set_ours(previous_numba)
+        if previous_torch is not None:
+            torch.set_num_threads(previous_torch)
+    if numba.get_num_threads() != previous_numba or (torch is not None and torch.get_num_threads() != previous_torch):
+        raise RuntimeError(f"pinned_threads({n}): thread counts not restored (numba {numba.get_num_threads()} "
+                           f"for {previous_numba}, torch {torch.get_num_threads() if torch else None} for "
+                           f"{previous_torch})")
 
 
 def blas_summary(info: dict) -> str:
