@@ -268,10 +268,12 @@ def _workload_fn(name: str, sizes):
     return wl.training_pair(net, algorithm, sizes, False)[0]
 
 
-def _peers(sizes, peer_threads, repeats, warmup, log):
+def _peers(sizes, peer_threads, repeats, warmup, log, quick):
     from benchmarks import peers
 
-    return peers.run(sizes.peer_batch, sizes.peer_T, peer_threads, repeats, warmup, log)
+    result = peers.run(sizes.peer_batch, sizes.peer_T, peer_threads, repeats, warmup, log)
+    result["profiles"] = peers.profiles(sizes.peer_batch, sizes.peer_T, quick, log)  # why a target is missed
+    return result
 
 
 def _roofline(sizes, repeats, log, quick):
@@ -334,7 +336,7 @@ def _run(repeats, warmup, quick, thread_info, with_torch, profile, log, skip, pe
                                                    "holds": mem["growth"]["online_k1"] <= ONLINE_K1_GROWTH_LIMIT}}
     small = max(1, min(repeats, 5))  # the extra parts take fewer samples: many points, one run
     parts = {
-        "peers": lambda: _peers(sizes, peer_threads, repeats, warmup, log),
+        "peers": lambda: _peers(sizes, peer_threads, repeats, warmup, log, quick),
         "roofline": lambda: _roofline(sizes, small, log, quick),
         "scaling": lambda: _scaling(sizes, with_torch, small, log),
         "breakdown_W3": lambda: _breakdown(sizes, quick, log),

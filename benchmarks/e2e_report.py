@@ -162,6 +162,11 @@ def _peers(results: dict) -> list[str]:
             lines.append(f"| {what} | {t['median']:.1f} [{t['min']:.1f}, {t['max']:.1f}] | "
                          f"{_f(None if ratio is None else ratio['ours_stbp'], '{:.2f}')} | "
                          f"{_f(None if ratio is None else ratio['ours_online_k1'], '{:.2f}')} |")
+    for key, prof in p.get("profiles", {}).items():
+        tool = "cProfile" if key.startswith("ours") else "torch.profiler, self CPU time"
+        lines += ["", f"Profile of {p['rows'].get(key, key)}, one thread ({tool}, per step, top 10 by own time; "
+                      f"{prof['total_ms_per_step']:.1f} ms profiled per step):", ""]
+        lines += _profile_rows(prof["top"], share=True)
     return lines
 
 

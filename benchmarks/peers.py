@@ -290,3 +290,39 @@ def targets(result: dict) -> list[dict]:
                     "holds": None if value is None else value <= limit,
                     "note": None if value is not None else "peer not installed or not run at 1 thread"})
     return out
+
+
+# ----------------------------------------------------------------------------- why: the profiles
+def torch_profile(fn: Callable, steps: int = 3, top: int = 10) -> dict:
+    """torch's profiler over ``steps`` calls of ``fn`` (after one warm-up): the ``top`` ops by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.bench_e2e import _quiet_stderr  # the C++ profiler's start/stop lines
+
+    fn()
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / steps / 1e3
+    rows = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    return {"total_ms_per_step": total,
+            "top": [{"function": e.key, "calls": e.count / steps, "own_ms_per_step": e.self_cpu_time_total / steps / 1e3,
+                     "cumulative_ms_per_step": e.cpu_time_total / steps / 1e3,
+                     "share": e.self_cpu_time_total / steps / 1e3 / total if total else 0.0} for e in rows]}
+
+
+def profiles(batch: int, T: int, quick: bool = False, log=print) -> dict:
+    """One thread: cProfile of our two rows, torch's profiler of SpikingJelly's two (when installed), top 10."""
+    from benchmarks.bench_e2e import profile_ours
+
+    x, y = data(batch)
+    out = {}
+    log("# P1-P3: profiles of ours and SpikingJelly's steps, one thread ...")
+    with pinned_threads(1):
+        for key, _ in OURS_ROWS:
+            out[key] = profile_ours(ours_step(key, x, y, T), calls=2 if quick else 5, top=10)
+        if available()["versions"]["spikingjelly"] is not None:
+            for key in ("spikingjelly_bptt", "spikingjelly_sltt_k1"):
+                out[key] = torch_profile(peer_step(key, x, y, T), steps=2 if quick else 5)
+    return out

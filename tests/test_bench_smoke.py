@@ -72,6 +72,8 @@ def _check_issue21_fields(results: dict, out: str) -> None:
         for key, ratio in entry["other_over_ours"].items():
             assert math.isclose(ratio["ours_stbp"], entry["ms"][key]["median"] / entry["ms"]["ours_stbp"]["median"])
     assert "P1-P3" in out and "1 thread(s):" in out
+    assert {"ours_stbp", "ours_online_k1"} <= set(peers["profiles"])  # the profiles that say why
+    assert all(0 < len(p["top"]) <= 10 for p in peers["profiles"].values())
     # roofline: the W3 step and every conv shape against sgemm measured in the same run
     step = results["roofline"]["W3_step"]
     assert step["gflop"] > 0 and math.isclose(step["fraction"], step["gflops"] / step["sgemm_gflops"])
