@@ -1,10 +1,13 @@
-"""``python -m benchmarks``: the end-to-end benchmark of issue 9 (also ``hdlif-ref bench``, which runs this).
+"""``python -m benchmarks``: the end-to-end benchmark of issues 9 and 21 (also ``hdlif-ref bench``, which runs this).
 
 Prints the markdown tables and writes ``latest.json`` into ``--out DIR`` (default: a
 fresh ``bench-YYYYMMDD-HHMMSS`` folder in the current directory; the tracked
 ``benchmarks/results/latest.json`` is only rewritten by ``--out benchmarks/results``).
-With ``--update-docs`` (only then) it also rewrites the table in ``docs/performance.md``.
-What is measured and how: :mod:`benchmarks.bench_e2e`. The part benchmarks run on
+With ``--update-docs`` (only then) it also rewrites its block in ``docs/performance.md``
+(one block per thread count: ``--threads 2``, the default, and ``--threads 1``).
+What is measured and how: :mod:`benchmarks.bench_e2e` (W1-W5), :mod:`benchmarks.peers`
+(P1-P3), :mod:`benchmarks.e2e_roofline`, :mod:`benchmarks.e2e_scaling`,
+:mod:`benchmarks.bench_checks`; the targets: :mod:`benchmarks.e2e_report`. The part benchmarks run on
 their own: ``python -m benchmarks.bench_autograd``, ``benchmarks.bench_kernels``,
 ``benchmarks.bench_neurons``.
 
@@ -37,7 +40,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="folder for latest.json (default: a new bench-YYYYMMDD-HHMMSS folder in the current "
                              "directory; --out benchmarks/results updates the tracked results)")
     parser.add_argument("--update-docs", action="store_true",
-                        help="also rewrite the end-to-end table in docs/performance.md (never without this flag)")
+                        help="also rewrite this thread count's end-to-end block in docs/performance.md (never "
+                             "without this flag)")
+    parser.add_argument("--skip", default="", metavar="PARTS",
+                        help="comma-separated parts not to run: memory, peers, roofline, scaling, breakdown, checks")
+    parser.add_argument("--peer-threads", default="1,2", metavar="N[,N]",
+                        help="thread counts of the P1-P3 peer comparison (default 1,2)")
     return parser
 
 
@@ -63,11 +71,25 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--profile={args.profile!r}; allowed: {', '.join(names)}, worst, none")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out={args.out!r} exists and is not a folder")
+    unknown = [p for p in _list(args.skip) if p not in bench_e2e.PARTS]
+    if unknown:
+        raise ValueError(f"--skip={args.skip!r}: unknown part(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join(bench_e2e.PARTS)}")
+    try:
+        counts = [int(n) for n in _list(args.peer_threads)]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--peer-threads={args.peer_threads!r} must be thread counts >= 1, e.g. 1,2")
+
+
+def _list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run with parsed options; 0 on success."""
-    from benchmarks import bench_e2e
+    from benchmarks import bench_e2e, e2e_report
 
     check_args(args)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 7)
@@ -75,17 +97,19 @@ def run_from_args(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else default_out()
     results = bench_e2e.run(repeats=repeats, warmup=1 if args.quick else 2, quick=args.quick,
                             threads=args.threads, with_torch=not args.no_torch,
-                            profile=None if args.profile == "none" else args.profile, log=log)
-    text = bench_e2e.table(results)
+                            profile=None if args.profile == "none" else args.profile, log=log,
+                            skip=tuple(_list(args.skip)), peer_threads=tuple(int(n) for n in _list(args.peer_threads)))
+    text = e2e_report.table(results)
     print(text)
     path = out / "latest.json"
     bench_e2e.write_json(results, path)
     log(f"# wrote {path} ({results['seconds']:.0f} s)")
     if args.update_docs:
-        if not bench_e2e.update_docs(text):
-            log(f"# {bench_e2e.DOCS}: markers {bench_e2e.DOC_BEGIN} ... {bench_e2e.DOC_END} not found; not updated")
+        if not e2e_report.update_docs(text, args.threads):
+            begin, end = e2e_report.doc_markers(args.threads)
+            log(f"# {e2e_report.DOCS}: markers {begin} ... {end} not found; not updated")
             return 1
-        log(f"# updated {bench_e2e.DOCS}")
+        log(f"# updated {e2e_report.DOCS}")
     return 0
 
 

@@ -17,6 +17,10 @@ names, so ``load_state_dict`` copies our weights and checks the structure), and
 ``hdlif_ref.training.trainer``: per-step forward with the state detached, backward
 of ``CE(o_t, y) / |S|`` on the drawn steps only (the others under ``no_grad``),
 one optimizer step per batch; or the whole sequence, ``mean_t CE``, one backward.
+After each optimizer step the parameters with a domain floor (our ``Parameter.lower``:
+the thresholds and the spike steps) are projected onto it, ``w <- max(w, lower)``, as
+our optimizers do (:func:`project`); with SGD(lr=0.1, momentum=0.9) on the benchmark's
+random batches the spike steps reach their floor within two steps.
 Multi-step mode (STBP, inference) folds ``T`` into the batch for the stateless
 layers and normalizes each step with its own batch statistics, as ours does.
 """
@@ -296,7 +300,22 @@ def mirror(model: SpikingNet, dtype=torch.float32) -> PeerNet:
     """The PyTorch peer of ``model`` with a copy of its parameters and buffers (same names)."""
     peer = PeerNet(_mirror_module(model.features), _mirror_module(model.classifier), model.T).to(dtype)
     load_weights(peer, model)
+    theirs = dict(peer.named_parameters())
+    peer.floors = [(theirs[name], p.lower) for name, p in model.named_parameters()
+                   if getattr(p, "lower", None) is not None]
     return peer
+
+
+def project(net: PeerNet) -> None:
+    """``w <- max(w, lower)`` for every parameter whose ours has a floor (``Parameter.lower``), as our optimizers."""
+    with torch.no_grad():
+        for p, lower in getattr(net, "floors", ()):
+            p.clamp_(min=lower)
+
+
+def at_floor(net: PeerNet) -> int:
+    """How many parameter values sit on their floor (0: the projection never acted)."""
+    return sum(int((p <= lower).sum()) for p, lower in getattr(net, "floors", ()))
 
 
 def load_weights(peer: PeerNet, model: SpikingNet) -> None:
@@ -327,6 +346,7 @@ def online_step(net: PeerNet, optimizer, x: torch.Tensor, y: torch.Tensor, chose
             with torch.no_grad():
                 net(x)
     optimizer.step()
+    project(net)
     net.reset()
     return float(np.mean(losses))
 
@@ -341,6 +361,7 @@ def stbp_step(net: PeerNet, optimizer, x: torch.Tensor, y: torch.Tensor) -> floa
     loss = F.cross_entropy(out.reshape(T * out.shape[1], -1), y.repeat(T))
     loss.backward()
     optimizer.step()
+    project(net)
     net.reset()
     return loss.item()
 

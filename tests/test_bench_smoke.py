@@ -1,10 +1,12 @@
-"""Smoke run of the end-to-end benchmark (issue 9): ``python -m benchmarks --quick`` and ``hdlif-ref bench``.
+"""Smoke run of the end-to-end benchmark (issues 9, 21): ``python -m benchmarks --quick`` and ``hdlif-ref bench``.
 
 Tiny sizes, one timed call per side: every path runs (the PyTorch peer and its
-float64 equality check when torch is installed, ours alone otherwise), the table
-is printed and the JSON file has the fields other tools read. No timing is
-asserted: numbers from a smoke run mean nothing. Nothing tracked is written
-unless asked: the default output is a new folder in the current directory.
+float64 equality check when torch is installed, ours alone otherwise; the P1-P3
+peers that are installed, the roofline, the scaling, the W3 breakdown, the
+non-finite-check cost and the targets table), the table is printed and the JSON
+file has the fields other tools read. No timing is asserted: numbers from a smoke
+run mean nothing. Nothing tracked is written unless asked: the default output is a
+new folder in the current directory.
 """
 import ast
 import json
@@ -21,6 +23,9 @@ from hdlif_ref.cli import main
 
 RATIO_KEYS = {"W1", "W2_online_all", "W2_stbp", "W3", "W4_digits", "W4_resnet"}
 MEMORY_KEYS = {"online_k1", "online_kT", "stbp"}
+TARGET_NAMES = RATIO_KEYS | {f"P_{k}" for k in ("spikingjelly_bptt", "spikingjelly_sltt_k1", "snntorch_bptt",
+                                                "snntorch_k1", "norse_bptt", "norse_k1")} | {
+    "conv_W1", "conv_W3", "W3_roofline", "memory_online_k1", "nonfinite_checks"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,6 +51,68 @@ def test_bench_quick_writes_table_and_json_into_a_new_folder_here(tmp_path, caps
     else:
         assert all(r is None for r in results["ratios"].values())
     assert results["profile"]["workload"] == "W1" and results["profile"]["top"]
+    _check_issue21_fields(results, out)
+
+
+def _check_issue21_fields(results: dict, out: str) -> None:
+    """The parts issue 21 added: present, consistent, and in the printed report."""
+    assert results["settings"]["lr"] == 0.1 and results["settings"]["momentum"] == 0.9
+    assert len(results["load_average_start"]) == 3 and len(results["load_average_end"]) == 3
+    if results["compared_with_torch"]:
+        for check in results["self_check"].values():
+            assert check["steps"] >= 2 and max(check["param_rel_diff"], check["loss_rel_diff"]) <= 1e-9
+            assert check["at_floor_ours"] == check["at_floor_torch"]  # the peer mirrors Parameter.lower
+    # P1-P3: every installed peer has its rows at each thread count; the others are skipped with a note
+    peers = results["peers"]
+    assert set(peers["by_threads"]) == {"1", "2"}
+    for lib, version in peers["versions"].items():
+        assert (version is None) == (lib in peers["notes"])
+    for entry in peers["by_threads"].values():
+        assert set(entry["ms"]) == set(peers["rows"]) and {"ours_stbp", "ours_online_k1"} <= set(entry["ms"])
+        for key, ratio in entry["other_over_ours"].items():
+            assert math.isclose(ratio["ours_stbp"], entry["ms"][key]["median"] / entry["ms"]["ours_stbp"]["median"])
+    assert "P1-P3" in out and "1 thread(s):" in out
+    assert {"ours_stbp", "ours_online_k1"} <= set(peers["profiles"])  # the profiles that say why
+    assert all(0 < len(p["top"]) <= 10 for p in peers["profiles"].values())
+    # roofline: the W3 step and every conv shape against sgemm measured in the same run
+    step = results["roofline"]["W3_step"]
+    assert step["gflop"] > 0 and math.isclose(step["fraction"], step["gflops"] / step["sgemm_gflops"])
+    if step["gflop_torch_counter"] is not None:  # our analytic count agrees with torch's flop counter
+        assert math.isclose(step["gflop_torch_counter"], step["gflop_analytic"], rel_tol=1e-6)
+    shapes = results["roofline"]["convs"]["shapes"]
+    assert {"W1", "W3"} == {w for row in shapes for w in row["workloads"]}
+    assert all(row["sgemm_gflops"] > 0 and row["fwd_bwd_gflops"] > 0 for row in shapes)
+    # T and batch scaling of W1 and W3
+    sizes = results["settings"]["sizes"]
+    for axis, values in (("T", sizes["scaling_T"]), ("batch", sizes["scaling_batch"])):
+        for name in ("W1", "W3"):
+            assert results["scaling"][axis][name]["values"] == values
+            assert len(results["scaling"][axis][name]["points"]) == len(values)
+    # the W3 breakdown: top 10 by own time, shares of the profiled time
+    top = results["breakdown_W3"]["top"]
+    assert 0 < len(top) <= 10 and all(0 <= r["share"] <= 1 for r in top)
+    assert [r["own_ms_per_step"] for r in top] == sorted((r["own_ms_per_step"] for r in top), reverse=True)
+    assert "Per-op time of ours on W3" in out
+    assert {"checked_ms", "unchecked_ms", "cost", "holds"} <= set(results["checks"]) and "Non-finite" in out
+    # the targets table: every issue-21 target once, holds a bool or None (not measured)
+    names = [t["name"] for t in results["targets"]]
+    assert sorted(names) == sorted(TARGET_NAMES)
+    assert all(t["holds"] in (True, False, None) for t in results["targets"])
+    assert "Targets (issue 21):" in out
+
+
+def test_bench_skip_and_peer_threads_options(tmp_path, capsys):
+    """``--skip`` leaves parts out of the JSON (their targets then read None); ``--peer-threads`` picks the counts."""
+    out_dir = tmp_path / "b"
+    assert bench_main(["--quick", "--no-torch", "--profile", "none", "--out", str(out_dir), "--peer-threads", "1",
+                       "--skip", "memory,roofline,scaling,breakdown,checks"]) == 0
+    results = json.loads((out_dir / "latest.json").read_text())
+    for part in ("memory", "roofline", "scaling", "breakdown_W3", "checks", "self_check", "profile"):
+        assert part not in results
+    assert set(results["peers"]["by_threads"]) == {"1"}
+    by_name = {t["name"]: t for t in results["targets"]}
+    assert by_name["conv_W1"]["holds"] is None and by_name["memory_online_k1"]["holds"] is None
+    assert by_name["W1"]["holds"] is None  # not compared: --no-torch
 
 
 def test_bench_rejects_bad_options(capsys):
@@ -53,6 +120,10 @@ def test_bench_rejects_bad_options(capsys):
     assert "--repeats=0 must be >= 1" in capsys.readouterr().err
     assert bench_main(["--profile", "W9"]) == 2
     assert "--profile='W9'; allowed: W1" in capsys.readouterr().err
+    assert bench_main(["--skip", "peers,gpu"]) == 2
+    assert "--skip='peers,gpu': unknown part(s) gpu" in capsys.readouterr().err
+    assert bench_main(["--peer-threads", "0"]) == 2
+    assert "--peer-threads='0' must be thread counts >= 1" in capsys.readouterr().err
 
 
 def test_hdlif_ref_bench_forwards_to_python_m_benchmarks(capfd):
@@ -88,3 +159,15 @@ def test_the_package_never_imports_benchmarks():
                           cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]" and len(names) > 50
+
+
+def test_peers_absent_are_skipped_with_a_note(monkeypatch):
+    """A peer library that cannot be imported leaves only our rows; its targets read None with a note."""
+    from benchmarks import peers
+
+    monkeypatch.setattr(peers, "LIBRARIES", {name: f"no_such_module_{name}" for name in peers.LIBRARIES})
+    result = peers.run(batch=4, T=2, threads=(1,), repeats=1, warmup=0, log=lambda text: None)
+    assert set(result["versions"].values()) == {None} and set(result["notes"]) == set(peers.LIBRARIES)
+    assert all("pip install -e .[peers]" in note for note in result["notes"].values())
+    assert set(result["by_threads"]["1"]["ms"]) == {"ours_stbp", "ours_online_k1"}
+    assert all(t["holds"] is None and t["note"] for t in peers.targets(result))
