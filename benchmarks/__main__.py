@@ -32,7 +32,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per side and workload (default 7)")
     parser.add_argument("--threads", type=int, default=2,
                         help="threads of both sides: torch, Numba, BLAS (default 2)")
-    parser.add_argument("--no-torch", action="store_true", help="time ours only")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="W1-W4, memory and scaling without the PyTorch peer (P1-P3 still run: --skip peers)")
     parser.add_argument("--profile", default="worst", metavar="WORKLOAD",
                         help="cProfile ours on W1, W2_online_all, W2_stbp, W3, W4_digits or W4_resnet; 'worst' "
                              "(default: the workload farthest from its target) or 'none'")

@@ -37,8 +37,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks.e2e_threads import TORCH_OMP_POLICY as _TORCH_OMP_POLICY  # noqa: F401 (torch before our kernels)
-from benchmarks.e2e_threads import blas_summary, pinned_threads, torch
+from benchmarks.e2e_threads import pinned_threads, torch  # first: torch loads before our kernels
 
 import contextlib
 import cProfile
