@@ -8,9 +8,9 @@ reads ``x`` (and ``u``) and writes the spikes and the new ``u``. Used where noth
 the intermediates: online steps not in ``S`` and evaluation (docs/performance.md,
 "Graph-free steps").
 
-Bit for bit the plain path: the statistics are the same float64 loops as
-:func:`hdlif_ref.kernels.norm._bn_train_fwd`, the normalized current is
-``float(x * scale + shift)`` computed in float64 as there, and the neuron and quantizer
+Bit for bit the plain path: the statistics come from the function that
+:func:`hdlif_ref.kernels.norm._bn_train_fwd` calls (:func:`.norm.channel_stats`), the normalized
+current is ``float(x * scale + shift)`` computed in float64 as there, and the neuron and quantizer
 do the per-element operations of :mod:`.hdlif`, :mod:`.parallel` and :mod:`.spike_quantize`
 in the same order (``fastmath`` off: no contraction). The NumPy twin
 (:func:`.reference.bn_neuron.bn_neuron_step`) is the plain path's twins called in a row.
@@ -27,6 +27,7 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit_parallel
+from .norm import channel_stats
 from .reference import bn_neuron as _ref
 
 #: Neuron kinds of :func:`bn_neuron_step`.
@@ -37,22 +38,11 @@ HDLIF, PARALLEL = 0, 1
 def _bn_neuron(x, training, weight, bias, eps, scale, shift, u_prev, lam, theta, kind, quantize, step,
                qmax, out, u_out, mean, var, bad):
     n, channels, length = x.shape
-    count = n * length
     zero = x.dtype.type(0)
     big = x.dtype.type(np.finfo(x.dtype).max)
     if training:
-        for c in numba.prange(channels):  # the loops of _bn_train_fwd: same float64 sums in the same order
-            total = 0.0
-            for k in range(n):
-                for t in range(length):
-                    total += x[k, c, t]
-            mu = total / count
-            squares = 0.0
-            for k in range(n):
-                for t in range(length):
-                    d = x[k, c, t] - mu
-                    squares += d * d
-            v = squares / count
+        for c in numba.prange(channels):  # the statistics of _bn_train_fwd: the same function
+            mu, v = channel_stats(x, c)
             mean[c] = mu
             var[c] = v
             scale[c] = weight[c] / math.sqrt(v + eps)

@@ -6,6 +6,13 @@ variance does not suffer from cancellation); ``y`` and ``gx`` are written in
 ``x``'s dtype. Each iteration owns one channel, so results do not depend on the
 thread count. Launched by :func:`._threads.run`: one thread for small tensors, else
 channels handed out dynamically.
+
+Summation order (:func:`channel_stats`, :func:`channel_grad_sums`): a channel's ``N * L``
+values are summed as ``L`` column sums over the batch (``acc[t] += x[k, c, t]``, ``k`` in
+order), then the columns in order. The order depends on the shape only, and the column
+loop is element-wise over a contiguous row, which LLVM vectorizes without reassociating
+anything (``fastmath`` stays off); a single running sum is one latency-bound chain, 3.5-4x
+slower on the networks' shapes (docs/performance.md, "Batch norm and pooling").
 """
 from __future__ import annotations
 
@@ -15,35 +22,70 @@ import numba
 import numpy as np
 
 from ._backend import dispatch
-from ._config import njit_parallel
+from ._config import njit, njit_parallel
 from ._threads import run
 from .reference import norm as _reference
+
+
+@njit
+def channel_stats(x, c):
+    """``(mean, biased variance)`` of channel ``c`` of ``x: [N, C, L]`` in float64 (module doc: the order)."""
+    n, _, length = x.shape
+    count = n * length
+    acc = np.zeros(length)
+    for k in range(n):
+        row = x[k, c]
+        for t in range(length):
+            acc[t] += row[t]
+    total = 0.0
+    for t in range(length):
+        total += acc[t]
+    mu = total / count
+    acc[:] = 0.0
+    for k in range(n):
+        row = x[k, c]
+        for t in range(length):
+            d = row[t] - mu
+            acc[t] += d * d
+    squares = 0.0
+    for t in range(length):
+        squares += acc[t]
+    return mu, squares / count
+
+
+@njit
+def channel_grad_sums(g, x, c, mu, inv):
+    """``(sum g, sum g * (x - mu) * inv)`` over channel ``c`` in float64, in :func:`channel_stats`' order."""
+    n, _, length = x.shape
+    acc_g = np.zeros(length)
+    acc_gx = np.zeros(length)
+    for k in range(n):
+        g_row, x_row = g[k, c], x[k, c]
+        for t in range(length):
+            acc_g[t] += g_row[t]
+            acc_gx[t] += g_row[t] * ((x_row[t] - mu) * inv)
+    sum_g = 0.0
+    sum_gx = 0.0
+    for t in range(length):
+        sum_g += acc_g[t]
+        sum_gx += acc_gx[t]
+    return sum_g, sum_gx
 
 
 @njit_parallel
 def _bn_train_fwd(x, weight, bias, eps, y, mean, var):
     """Batch statistics per channel, then ``y = weight * (x - mean) / sqrt(var + eps) + bias``."""
     n, channels, length = x.shape
-    count = n * length
     for c in numba.prange(channels):
-        total = 0.0
-        for k in range(n):
-            for t in range(length):
-                total += x[k, c, t]
-        mu = total / count
-        squares = 0.0
-        for k in range(n):
-            for t in range(length):
-                d = x[k, c, t] - mu
-                squares += d * d
-        v = squares / count
+        mu, v = channel_stats(x, c)
         mean[c] = mu
         var[c] = v
         scale = weight[c] / math.sqrt(v + eps)
         shift = bias[c] - mu * scale
         for k in range(n):
+            x_row, y_row = x[k, c], y[k, c]
             for t in range(length):
-                y[k, c, t] = x[k, c, t] * scale + shift
+                y_row[t] = x_row[t] * scale + shift
 
 
 @njit_parallel
@@ -54,12 +96,7 @@ def _bn_train_bwd(g, x, mean, invstd, weight, need_x, gx, gw, gb):
     for c in numba.prange(channels):
         mu = mean[c]
         inv = invstd[c]
-        sum_g = 0.0
-        sum_gx = 0.0
-        for k in range(n):
-            for t in range(length):
-                sum_g += g[k, c, t]
-                sum_gx += g[k, c, t] * ((x[k, c, t] - mu) * inv)
+        sum_g, sum_gx = channel_grad_sums(g, x, c, mu, inv)
         gb[c] = sum_g
         gw[c] = sum_gx
         if need_x:
@@ -67,9 +104,10 @@ def _bn_train_bwd(g, x, mean, invstd, weight, need_x, gx, gw, gb):
             mg = sum_g / count
             mgx = sum_gx / count
             for k in range(n):
+                g_row, x_row, gx_row = g[k, c], x[k, c], gx[k, c]
                 for t in range(length):
-                    xhat = (x[k, c, t] - mu) * inv
-                    gx[k, c, t] = scale * (g[k, c, t] - mg - xhat * mgx)
+                    xhat = (x_row[t] - mu) * inv
+                    gx_row[t] = scale * (g_row[t] - mg - xhat * mgx)
 
 
 @njit_parallel
@@ -80,25 +118,16 @@ def _scale_shift(x, scale, shift, y):
         a = scale[c]
         b = shift[c]
         for k in range(n):
+            x_row, y_row = x[k, c], y[k, c]
             for t in range(length):
-                y[k, c, t] = x[k, c, t] * a + b
+                y_row[t] = x_row[t] * a + b
 
 
 @njit_parallel
 def _bn_eval_sums(g, x, mean, invstd, gw, gb):
     """``gb = sum g``, ``gw = sum g * (x - mean) * invstd`` per channel."""
-    n, channels, length = x.shape
-    for c in numba.prange(channels):
-        mu = mean[c]
-        inv = invstd[c]
-        sum_g = 0.0
-        sum_gx = 0.0
-        for k in range(n):
-            for t in range(length):
-                sum_g += g[k, c, t]
-                sum_gx += g[k, c, t] * ((x[k, c, t] - mu) * inv)
-        gb[c] = sum_g
-        gw[c] = sum_gx
+    for c in numba.prange(x.shape[1]):
+        gb[c], gw[c] = channel_grad_sums(g, x, c, mean[c], invstd[c])
 
 
 def _affine(weight, bias, channels):

@@ -144,6 +144,32 @@ def test_numba_equals_twin_on_larger_shapes(dtype):
                                rtol=tol, atol=tol)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 9), c=st.integers(1, 3), length=st.integers(1, 70), seed=st.integers(0, 2**31 - 1),
+       offset=st.sampled_from([0.0, 1e4]), dtype=st.sampled_from([np.float32, np.float64]))
+def test_channel_sums_against_exactly_rounded_sums(n, c, length, seed, offset, dtype):
+    """The kernels' float64 sums (column sums over the batch, then over positions) against
+    ``math.fsum`` (exactly rounded): within ``M * 2^-52`` of the sum of magnitudes, ``M = N * L``."""
+    import math
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, c, length)) + offset).astype(dtype)
+    g = rng.standard_normal((n, c, length)).astype(dtype)
+    count = n * length
+    for ch in range(c):
+        values = x[:, ch].astype(np.float64).ravel()
+        mu, var = norm_kernels.channel_stats(x, ch)
+        exact_mu = math.fsum(values) / count
+        assert abs(mu - exact_mu) <= count * 2.0**-52 * np.abs(values).sum() / count
+        deviations = (values - mu) ** 2
+        assert abs(var - math.fsum(deviations) / count) <= 2 * count * 2.0**-52 * deviations.sum() / count
+        inv = 1.0 / math.sqrt(var + 1e-5)
+        sum_g, sum_gx = norm_kernels.channel_grad_sums(g, x, ch, mu, inv)
+        gs = g[:, ch].astype(np.float64).ravel()
+        products = gs * ((values - mu) * inv)
+        assert abs(sum_g - math.fsum(gs)) <= count * 2.0**-52 * np.abs(gs).sum()
+        assert abs(sum_gx - math.fsum(products)) <= 2 * count * 2.0**-52 * np.abs(products).sum()
+
+
 def test_dtypes():
     x = Tensor(np.random.default_rng(3).standard_normal((4, 2, 3, 3)).astype(np.float32), requires_grad=True)
     w = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)

@@ -177,3 +177,33 @@ X = Tensor(np.zeros((1, 2, 4, 4)))
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 9), w=st.integers(2, 9),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31 - 1),
+       special=st.booleans())
+def test_2x2_path_is_the_generic_kernel_bit_for_bit(n, c, h, w, dtype, seed, special):
+    """The 2x2 / stride-2 / unpadded kernels against the generic window kernels on the same input:
+    odd sizes (a row or column left out), batch 1, channel 1, signed zeros, huge and tiny values."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    if special:
+        pool = np.array([0.0, -0.0, 1e38, -1e38, 1e-40, 3.0, -3.0], dtype=dtype)
+        x = rng.choice(pool, size=x.shape).astype(dtype)
+    ho, wo = h // 2, w // 2
+    g = rng.standard_normal((n, c, ho, wo)).astype(dtype)
+    if special:
+        g = rng.choice(np.array([0.0, -0.0, 2.0], dtype=dtype), size=g.shape).astype(dtype)
+    window = (2, 2, 2, 2, 0, 0)
+    fast = pool_kernels.avg_pool2d_forward.numba_impl(x, *window)
+    generic = np.empty_like(fast)
+    pool_kernels._avg_pool_fwd(x.reshape(n * c, h, w), *window, generic.reshape(n * c, ho, wo))
+    assert fast.tobytes() == generic.tobytes()  # bit for bit, -0.0 included
+    fast_g = pool_kernels.avg_pool2d_backward.numba_impl(g, h, w, *window)
+    generic_g = np.empty_like(fast_g)
+    pool_kernels._avg_pool_bwd(g.reshape(n * c, ho, wo), *window, generic_g.reshape(n * c, h, w))
+    assert fast_g.tobytes() == generic_g.tobytes()
+    expected = loop_pool(x.astype(np.float64), *window, "avg")
+    np.testing.assert_allclose(fast, expected, rtol=6 * 2.0**-24 if dtype == np.float32 else 1e-15,
+                               atol=2 * float(np.finfo(dtype).smallest_subnormal))  # 1e-40 / 4 is subnormal
