@@ -27,6 +27,7 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit_parallel
+from ._threads import run
 from .norm import channel_stats
 from .reference import bn_neuron as _ref
 
@@ -96,8 +97,9 @@ def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, la
     quantize = qmax is not None
     dt = x.dtype.type
     if x.size:
-        _bn_neuron(x, bool(training), w, b, float(eps), scale, shift, u_in, lam, theta, int(kind), quantize,
-                   dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, mean, var, bad)
+        run(_bn_neuron, x.size, x.shape[0] * channels, x, bool(training), w, b, float(eps), scale, shift, u_in,
+            lam, theta, int(kind), quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out,
+            mean, var, bad)
     return out, (u_out if kind == HDLIF else None), mean, var, int(bad.sum())
 
 

@@ -87,7 +87,7 @@ def test_threading_info_keys():
 import numpy as np  # noqa: E402
 
 import hdlif_ref.kernels as kernels  # noqa: E402
-from hdlif_ref.kernels import _threads, norm, pool  # noqa: E402
+from hdlif_ref.kernels import _threads, bn_neuron, norm, pool  # noqa: E402
 from hdlif_ref.kernels._config import njit_parallel  # noqa: E402
 
 
@@ -128,7 +128,12 @@ def test_batch_norm_and_pooling_are_bit_identical_on_one_or_all_threads(elements
     def both():
         y, mean, var = norm.batch_norm_train_forward.numba_impl(x, None, None, 1e-5)
         grads = norm.batch_norm_train_backward.numba_impl(g, x, mean, 1 / np.sqrt(var + 1e-5), None, True, True, True)
-        return (y, mean, var) + grads + (pool.avg_pool2d_forward.numba_impl(planes, 2, 2, 2, 2, 0, 0),)
+        c = x.shape[1]
+        fused = bn_neuron.bn_neuron_step.numba_impl(x, True, None, None, 1e-5, None, None, np.zeros_like(x),
+                                                    np.full(c, 0.5, np.float32), np.ones(c, np.float32),
+                                                    bn_neuron.HDLIF, np.float32(0.25), np.float32(15))
+        return ((y, mean, var) + grads + (pool.avg_pool2d_forward.numba_impl(planes, 2, 2, 2, 2, 0, 0),)
+                + fused[:4])
 
     with numba_threads(1):
         one = both()
@@ -136,3 +141,15 @@ def test_batch_norm_and_pooling_are_bit_identical_on_one_or_all_threads(elements
         many = both()
     for a, b in zip(one, many):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_fused_bn_neuron_kernel_is_launched_by_the_thread_policy(monkeypatch):
+    """It once ran its own static prange on every thread, which a busy machine slows 3x (issue 21)."""
+    calls = []
+    monkeypatch.setattr(bn_neuron, "run", lambda kernel, elements, items, *args: calls.append(
+        (kernel, elements, items)) or kernel(*args))
+    x = np.random.default_rng(0).standard_normal((4, 3, 10)).astype(np.float32)
+    bn_neuron.bn_neuron_step.numba_impl(x, True, None, None, 1e-5, None, None, np.zeros_like(x),
+                                        np.full(3, 0.5, np.float32), np.ones(3, np.float32), bn_neuron.HDLIF,
+                                        np.float32(0.25), np.float32(15))
+    assert calls == [(bn_neuron._bn_neuron, x.size, 4 * 3)]
