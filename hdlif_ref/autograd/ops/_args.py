@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from ...kernels.finite import count_nonfinite
 from ..tensor import Tensor
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -36,12 +37,12 @@ class NonFiniteInputError(ValueError):
 def check_finite(op: str, name: str, x) -> None:
     """:class:`NonFiniteInputError` (a ``ValueError``) if ``x`` holds a NaN or an infinity, naming the first one.
 
-    One vectorized pass per call (``np.isfinite(...).all()``), never inside a kernel's loop:
-    a NaN fails every comparison with a threshold, so without this check a neuron would
-    silently swallow it and emit no spike (docs/training.md, "Non-finite values").
+    One pass per call (:func:`hdlif_ref.kernels.finite.count_nonfinite`), never inside a
+    kernel's loop: a NaN fails every comparison with a threshold, so without this check a
+    neuron would silently swallow it and emit no spike (docs/training.md, "Non-finite values").
     """
     data = x.data if isinstance(x, Tensor) else x
-    if data.dtype.kind != "f" or np.isfinite(data).all():
+    if data.dtype.kind != "f" or count_nonfinite(data) == 0:
         return
     bad = ~np.isfinite(data)
     first = tuple(int(i) for i in np.argwhere(bad)[0])
