@@ -58,12 +58,16 @@ def _apply_thread_policy() -> bool:
     the variables (a value already in the environment is taken to have been there at start-up)."""
     from numba.np.ufunc import parallel
 
+    global WAIT_POLICY_BEFORE
+    WAIT_POLICY_BEFORE = os.environ.get("OMP_WAIT_POLICY")
     preset = all(os.environ.get(name) is not None for name in THREAD_POLICY_ENV)
     for name, value in THREAD_POLICY_ENV.items():
         os.environ.setdefault(name, value)
     return not getattr(parallel, "_is_initialized", False) and (preset or not _openmp_already_loaded())
 
 
+#: OMP_WAIT_POLICY as the environment had it before this module set its default (None: unset).
+WAIT_POLICY_BEFORE: str | None = None
 #: False if Numba's thread pool was running, or an OpenMP runtime was loaded, before this module was imported.
 POLICY_IN_TIME = _apply_thread_policy()
 

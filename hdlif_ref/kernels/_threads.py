@@ -14,6 +14,16 @@
   hands out its iterations dynamically, :data:`CHUNKS_PER_THREAD` chunks per thread, so
   that a slowed thread simply takes fewer. Results never depend on this: every kernel's
   iterations write disjoint outputs.
+* What a parallel loop costs to start depends on what the idle workers do
+  (:func:`idle_workers_spin`). Asleep (``OMP_WAIT_POLICY=PASSIVE``, this package's default),
+  a worker is woken through the kernel, and on this virtual machine its idle core with it:
+  a 16 -> 32 channel 8x8 convolution (0.45 ms) ran no faster on two threads than on one. Busy-
+  waiting (libgomp's default, e.g. in a process that loaded torch first, or ``GOMP_SPINCOUNT``
+  / ``OMP_WAIT_POLICY=ACTIVE`` set by the user), the same convolution ran 1.6x faster on two.
+  So the sizes below which a kernel keeps one thread are :data:`PARALLEL_MIN_ELEMENTS_ASLEEP`
+  / ``conv.PARALLEL_MIN_MACS_ASLEEP`` with sleeping workers and the smaller
+  :data:`PARALLEL_MIN_ELEMENTS_SPINNING` / ``conv.PARALLEL_MIN_MACS_SPINNING`` with spinning
+  ones (docs/performance.md, "Threads on a busy machine").
 * The OpenMP wait policy is set in :mod:`._config` (``OMP_WAIT_POLICY=PASSIVE`` before
   Numba's OpenMP pool starts); :func:`threading_info` reports it.
 """
@@ -26,7 +36,7 @@ from typing import Iterator
 import numba
 import numpy as np
 
-from ._config import POLICY_IN_TIME, THREAD_POLICY_ENV, njit_parallel
+from ._config import POLICY_IN_TIME, THREAD_POLICY_ENV, WAIT_POLICY_BEFORE, njit_parallel
 
 #: OMP_WAIT_POLICY as it was when this module was imported (before any parallel kernel ran,
 #: when imported through the kernels): what Numba's OpenMP pool will read when it starts.
@@ -58,8 +68,30 @@ def threading_info() -> dict:
             "omp_wait_policy": wait, "policy_applied": applied}
 
 
-#: Below this many elements a kernel launched by :func:`run` uses one thread (measured, see the module doc).
-PARALLEL_MIN_ELEMENTS = 1 << 20
+def idle_workers_spin(gomp_spincount: str | None, policy_before: str | None, policy_in_time: bool) -> bool:
+    """Whether Numba's idle OpenMP workers busy-wait after a parallel loop rather than sleep.
+
+    ``gomp_spincount``: ``GOMP_SPINCOUNT`` (libgomp's spin count: it decides if set, 0 = sleep);
+    ``policy_before``: ``OMP_WAIT_POLICY`` before this package set its default; ``policy_in_time``:
+    whether the OpenMP runtime read the environment after that default was set. A runtime that
+    read it before (one loaded by torch, say) saw ``policy_before``; unset means libgomp's
+    default, which spins.
+    """
+    if gomp_spincount is not None and gomp_spincount.strip():
+        return gomp_spincount.strip() != "0"
+    seen = THREAD_POLICY_ENV["OMP_WAIT_POLICY"] if policy_in_time and policy_before is None else policy_before
+    return str(seen).upper() != "PASSIVE"
+
+
+#: Whether this process's idle workers spin (:func:`idle_workers_spin`); it sets the sizes below.
+WORKERS_SPIN = idle_workers_spin(os.environ.get("GOMP_SPINCOUNT"), WAIT_POLICY_BEFORE, POLICY_IN_TIME)
+#: Below this many elements a kernel launched by :func:`run` uses one thread, with sleeping workers
+#: (measured on a busy machine, see the module doc) ...
+PARALLEL_MIN_ELEMENTS_ASLEEP = 1 << 20
+#: ... and with spinning workers (measured on a quiet one: 2^16-element kernels gain on two threads).
+PARALLEL_MIN_ELEMENTS_SPINNING = 1 << 16
+#: The size in force in this process.
+PARALLEL_MIN_ELEMENTS = PARALLEL_MIN_ELEMENTS_SPINNING if WORKERS_SPIN else PARALLEL_MIN_ELEMENTS_ASLEEP
 #: Dynamic schedule of a parallel kernel: about this many chunks of iterations per thread.
 CHUNKS_PER_THREAD = 8
 

@@ -42,7 +42,7 @@ from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
-from ._threads import numba_threads, run
+from ._threads import WORKERS_SPIN, numba_threads, run
 from .reference import conv as _reference
 
 #: The weight gradient is accumulated in this many partial sums (one per group of
@@ -63,8 +63,11 @@ LANES_MIN_FILL = 0.75
 LANES_MAX_PARTIAL_OUT_CHANNELS = 128
 #: A convolution (forward, or one of its gradients) of fewer multiply-adds than this runs on one
 #: thread: the join of a parallel loop waits for a woken thread, which on a busy machine may wait
-#: for a time slice (docs/performance.md, "Threads on a busy machine").
-PARALLEL_MIN_MACS = 1 << 25
+#: for a time slice (docs/performance.md, "Threads on a busy machine"). With spinning idle workers
+#: a loop starts at once and the smaller size applies (:func:`._threads.idle_workers_spin`).
+PARALLEL_MIN_MACS_ASLEEP = 1 << 25
+PARALLEL_MIN_MACS_SPINNING = 1 << 20
+PARALLEL_MIN_MACS = PARALLEL_MIN_MACS_SPINNING if WORKERS_SPIN else PARALLEL_MIN_MACS_ASLEEP
 #: Tests and benchmarks may force one path (``"lanes"``, ``"direct"`` or ``"gemm"``) for every shape
 #: it applies to; ``None``: :func:`conv_path` decides.
 FORCED_PATH = None

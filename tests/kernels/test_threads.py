@@ -87,7 +87,7 @@ def test_threading_info_keys():
 import numpy as np  # noqa: E402
 
 import hdlif_ref.kernels as kernels  # noqa: E402
-from hdlif_ref.kernels import _threads, bn_neuron, norm, pool  # noqa: E402
+from hdlif_ref.kernels import _threads, bn_neuron, conv, norm, pool  # noqa: E402
 from hdlif_ref.kernels._config import njit_parallel  # noqa: E402
 
 
@@ -153,3 +153,39 @@ def test_the_fused_bn_neuron_kernel_is_launched_by_the_thread_policy(monkeypatch
                                         np.full(3, 0.5, np.float32), np.ones(3, np.float32), bn_neuron.HDLIF,
                                         np.float32(0.25), np.float32(15))
     assert calls == [(bn_neuron._bn_neuron, x.size, 4 * 3)]
+
+
+@pytest.mark.parametrize("spincount, before, in_time, spins", [
+    (None, None, True, False),        # this package's default reached the runtime: workers sleep
+    (None, "PASSIVE", True, False),
+    (None, "active", True, True),     # the user's choice
+    (None, None, False, True),        # a runtime loaded earlier (torch) read an unset policy: libgomp spins
+    (None, "passive", False, False),  # ... unless PASSIVE was in the environment from the start
+    ("0", "active", True, False),     # GOMP_SPINCOUNT decides when set
+    ("30000", "PASSIVE", True, True),
+    ("INFINITY", None, True, True),
+    ("", None, True, False),          # set but empty: as unset
+])
+def test_idle_workers_spin(spincount, before, in_time, spins):
+    assert _threads.idle_workers_spin(spincount, before, in_time) is spins
+
+
+def _sizes(code_before: str, **env_values) -> list:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(env_values)
+    code = (code_before + "import json, hdlif_ref.kernels.conv as c, hdlif_ref.kernels._threads as t; "
+            "print(json.dumps([t.WORKERS_SPIN, t.PARALLEL_MIN_ELEMENTS, c.PARALLEL_MIN_MACS]))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_one_thread_sizes_follow_what_idle_workers_do():
+    asleep = [False, _threads.PARALLEL_MIN_ELEMENTS_ASLEEP, conv.PARALLEL_MIN_MACS_ASLEEP]
+    spinning = [True, _threads.PARALLEL_MIN_ELEMENTS_SPINNING, conv.PARALLEL_MIN_MACS_SPINNING]
+    assert spinning[1] < asleep[1] and spinning[2] < asleep[2]
+    assert _sizes("") == asleep
+    assert _sizes("", GOMP_SPINCOUNT="30000") == spinning
+    assert _sizes("", OMP_WAIT_POLICY="ACTIVE") == spinning
+    if importlib.util.find_spec("torch") is not None:  # torch's libgomp, loaded first, spins by default
+        assert _sizes("import torch; ") == spinning
+        assert _sizes("import torch; ", OMP_WAIT_POLICY="PASSIVE") == asleep
