@@ -18,8 +18,9 @@
   (:func:`idle_workers_spin`). Asleep (``OMP_WAIT_POLICY=PASSIVE``, this package's default),
   a worker is woken through the kernel, and on this virtual machine its idle core with it:
   a 16 -> 32 channel 8x8 convolution (0.45 ms) ran no faster on two threads than on one. Busy-
-  waiting (libgomp's default, e.g. in a process that loaded torch first, or ``GOMP_SPINCOUNT``
-  / ``OMP_WAIT_POLICY=ACTIVE`` set by the user), the same convolution ran 1.6x faster on two.
+  waiting for a while before sleeping (libgomp's default, 300 000 spins, a few milliseconds: e.g.
+  in a process that loaded torch first; or ``GOMP_SPINCOUNT`` / ``OMP_WAIT_POLICY=ACTIVE`` set by
+  the user), the same convolution ran 1.6x faster on two.
   So the sizes below which a kernel keeps one thread are :data:`PARALLEL_MIN_ELEMENTS_ASLEEP`
   / ``conv.PARALLEL_MIN_MACS_ASLEEP`` with sleeping workers and the smaller
   :data:`PARALLEL_MIN_ELEMENTS_SPINNING` / ``conv.PARALLEL_MIN_MACS_SPINNING`` with spinning
@@ -75,12 +76,25 @@ def idle_workers_spin(gomp_spincount: str | None, policy_before: str | None, pol
     ``policy_before``: ``OMP_WAIT_POLICY`` before this package set its default; ``policy_in_time``:
     whether the OpenMP runtime read the environment after that default was set. A runtime that
     read it before (one loaded by torch, say) saw ``policy_before``; unset means libgomp's
-    default, which spins.
+    default, which spins for a while (300 000 spins) before it sleeps. Another threading layer
+    (TBB) or OpenMP runtime (``KMP_BLOCKTIME``) is not read: only a size threshold depends on it.
     """
-    if gomp_spincount is not None and gomp_spincount.strip():
-        return gomp_spincount.strip() != "0"
+    spins = _spin_count(gomp_spincount)
+    if spins is not None:
+        return spins > 0
     seen = THREAD_POLICY_ENV["OMP_WAIT_POLICY"] if policy_in_time and policy_before is None else policy_before
-    return str(seen).upper() != "PASSIVE"
+    return str(seen).strip().upper() != "PASSIVE"
+
+
+def _spin_count(value: str | None) -> float | None:
+    """``GOMP_SPINCOUNT`` as libgomp reads it: ``INFINITE``/``INFINITY``, or an integer with an optional
+    ``k``/``M``/``G``/``T`` factor; ``None`` for unset or unreadable (libgomp then ignores it)."""
+    text = (value or "").strip().lower()
+    if text in ("infinite", "infinity"):
+        return float("inf")
+    factors = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+    number, factor = (text[:-1], factors[text[-1]]) if text and text[-1] in factors else (text, 1.0)
+    return float(int(number)) * factor if number.isdigit() else None
 
 
 #: Whether this process's idle workers spin (:func:`idle_workers_spin`); it sets the sizes below.

@@ -36,18 +36,22 @@ HDLIF, PARALLEL = 0, 1
 
 
 @njit_parallel
-def _bn_neuron(x, training, weight, bias, eps, scale, shift, u_prev, lam, theta, kind, quantize, step,
-               qmax, out, u_out, mean, var, bad):
+def _bn_stats(x, weight, bias, eps, scale, shift, mean, var):
+    """Training: the batch statistics as :func:`.norm._bn_train_fwd` computes them (the same function),
+    folded into ``scale``, ``shift``. A launch of its own, so that its dynamic chunks are per channel."""
+    for c in numba.prange(x.shape[1]):
+        mu, v = channel_stats(x, c)
+        mean[c] = mu
+        var[c] = v
+        scale[c] = weight[c] / math.sqrt(v + eps)
+        shift[c] = bias[c] - mu * scale[c]
+
+
+@njit_parallel
+def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, quantize, step, qmax, out, u_out, bad):
     n, channels, length = x.shape
     zero = x.dtype.type(0)
     big = x.dtype.type(np.finfo(x.dtype).max)
-    if training:
-        for c in numba.prange(channels):  # the statistics of _bn_train_fwd: the same function
-            mu, v = channel_stats(x, c)
-            mean[c] = mu
-            var[c] = v
-            scale[c] = weight[c] / math.sqrt(v + eps)
-            shift[c] = bias[c] - mu * scale[c]
     # one iteration per (sample, channel) row: more and shorter work items than per channel, which
     # keeps both threads busy on deep layers' small planes
     for r in numba.prange(n * channels):
@@ -97,9 +101,10 @@ def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, la
     quantize = qmax is not None
     dt = x.dtype.type
     if x.size:
-        run(_bn_neuron, x.size, x.shape[0] * channels, x, bool(training), w, b, float(eps), scale, shift, u_in,
-            lam, theta, int(kind), quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out,
-            mean, var, bad)
+        if training:
+            run(_bn_stats, x.size, channels, x, w, b, float(eps), scale, shift, mean, var)
+        run(_bn_neuron, x.size, x.shape[0] * channels, x, scale, shift, u_in, lam, theta, int(kind), quantize,
+            dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad)
     return out, (u_out if kind == HDLIF else None), mean, var, int(bad.sum())
 
 

@@ -2,8 +2,9 @@
 
 ``v - v`` is 0 for every finite ``v`` and NaN for NaN and both infinities, so one pass that
 counts ``v - v != 0`` finds them all. The count is an integer sum, which LLVM vectorizes
-without ``fastmath``; no temporary array is made, where ``np.isfinite(x).all()`` writes one
-boolean per value: 2-3x faster on the networks' activations (docs/performance.md).
+without ``fastmath``; no boolean array is made, where ``np.isfinite(x).all()`` writes one
+per value: 2-3x faster on the networks' activations (docs/performance.md). A strided input
+is copied once into a flat array (``ravel(order="K")``: no copy for C- or F-ordered ones).
 The plain-NumPy twin is :func:`.reference.finite.count_nonfinite`.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _count(flat):
 def _count_nonfinite_numba(x: np.ndarray) -> int:
     if x.dtype != np.float32 and x.dtype != np.float64:  # e.g. float16: Numba has no kernel for it
         return _reference.count_nonfinite(x)
-    return int(_count(x.reshape(-1)))  # a view when x is contiguous, else one copy
+    return int(_count(x.ravel(order="K")))
 
 
 #: ``count_nonfinite(x)``: the number of NaN and +-inf values of a float array.

@@ -170,6 +170,45 @@ def test_channel_sums_against_exactly_rounded_sums(n, c, length, seed, offset, d
         assert abs(sum_gx - math.fsum(products)) <= 2 * count * 2.0**-52 * np.abs(products).sum()
 
 
+def test_channel_sums_follow_the_documented_order():
+    """Column sums over the batch, then the columns in order (kernels/norm.py): the same float64
+    operations written as plain Python loops give the same bits (the fused kernel relies on it)."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((5, 2, 7)) * 1e3 + 1e5).astype(np.float32)  # large offset: order shows
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    for c in range(2):
+        n, length = x.shape[0], x.shape[2]
+        cols = [0.0] * length
+        for k in range(n):
+            for t in range(length):
+                cols[t] += float(x[k, c, t])
+        mu = 0.0
+        for t in range(length):
+            mu += cols[t]
+        mu /= n * length
+        cols = [0.0] * length
+        for k in range(n):
+            for t in range(length):
+                d = float(x[k, c, t]) - mu
+                cols[t] += d * d
+        var = 0.0
+        for t in range(length):
+            var += cols[t]
+        var /= n * length
+        assert norm_kernels.channel_stats(x, c) == (mu, var)
+        inv = 1.0 / np.sqrt(var + 1e-5)
+        cg, cgx = [0.0] * length, [0.0] * length
+        for k in range(n):
+            for t in range(length):
+                cg[t] += float(g[k, c, t])
+                cgx[t] += float(g[k, c, t]) * ((float(x[k, c, t]) - mu) * inv)
+        sum_g = sum_gx = 0.0
+        for t in range(length):
+            sum_g += cg[t]
+            sum_gx += cgx[t]
+        assert norm_kernels.channel_grad_sums(g, x, c, mu, inv) == (sum_g, sum_gx)
+
+
 def test_dtypes():
     x = Tensor(np.random.default_rng(3).standard_normal((4, 2, 3, 3)).astype(np.float32), requires_grad=True)
     w = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)

@@ -152,7 +152,9 @@ def test_the_fused_bn_neuron_kernel_is_launched_by_the_thread_policy(monkeypatch
     bn_neuron.bn_neuron_step.numba_impl(x, True, None, None, 1e-5, None, None, np.zeros_like(x),
                                         np.full(3, 0.5, np.float32), np.ones(3, np.float32), bn_neuron.HDLIF,
                                         np.float32(0.25), np.float32(15))
-    assert calls == [(bn_neuron._bn_neuron, x.size, 4 * 3)]
+    # the statistics (per channel) and the rows (per sample and channel): each its own launch, so
+    # that each loop's dynamic chunks are cut from its own iteration count
+    assert calls == [(bn_neuron._bn_stats, x.size, 3), (bn_neuron._bn_neuron, x.size, 4 * 3)]
 
 
 @pytest.mark.parametrize("spincount, before, in_time, spins", [
@@ -164,7 +166,12 @@ def test_the_fused_bn_neuron_kernel_is_launched_by_the_thread_policy(monkeypatch
     ("0", "active", True, False),     # GOMP_SPINCOUNT decides when set
     ("30000", "PASSIVE", True, True),
     ("INFINITY", None, True, True),
-    ("", None, True, False),          # set but empty: as unset
+    ("", None, False, True),          # set but empty: as unset (libgomp's default, which spins)
+    ("00", None, False, False),       # libgomp reads a number: 0 in any spelling sleeps
+    ("0k", "active", True, False),
+    ("2k", "PASSIVE", True, True),
+    ("abc", " passive ", True, False),  # a value libgomp cannot read is ignored: the policy decides
+    ("abc", None, False, True),
 ])
 def test_idle_workers_spin(spincount, before, in_time, spins):
     assert _threads.idle_workers_spin(spincount, before, in_time) is spins
