@@ -86,7 +86,15 @@ def test_eval_reproduces_train_mode_on_the_batch_its_statistics_came_from(builde
     # other side of a threshold by rounding (in float32 a binary LIF spike can flip)
     model, shape = _build(builder, "per_step", neuron=neuron, spike_bits=spike_bits, weight_mode=weight_mode)
     model.to(np.float64)
-    x = np.random.default_rng(seed).random((16,) + shape)
+    rng = np.random.default_rng(seed)
+    # thresholds off the round values that batch-normalized inputs can hit exactly (a channel whose
+    # input takes two values equally often normalizes to exactly -1 and +1): at such a tie the last
+    # ulp, in which the train and eval arithmetic differ, decides the spike (seen: seed 226, ResNet,
+    # binary weights, LIF, a membrane 8.9e-16 from theta = 1)
+    for name, p in model.named_parameters():
+        if name.endswith("theta"):
+            p.data[...] += rng.uniform(0.01, 0.02, p.data.shape)
+    x = rng.random((16,) + shape)
     trained, evaluated = _train_then_eval(model, x)
     np.testing.assert_allclose(evaluated, trained, rtol=1e-9, atol=1e-12)
 
