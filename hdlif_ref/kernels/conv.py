@@ -42,6 +42,7 @@ from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
+from ._workspace import empty, empty_like
 from ._threads import WORKERS_SPIN, numba_threads, run
 from .reference import conv as _reference
 
@@ -362,7 +363,7 @@ def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
     (sh, sw), (ph, pw) = stride, padding
     ho = (height + 2 * ph - kh) // sh + 1
     wo = (width + 2 * pw - kw) // sw + 1
-    out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
+    out = empty((n, c_out, ho, wo), x.dtype)
     if out.size == 0:
         return out
     bias = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
