@@ -75,7 +75,7 @@ TARGET_THREADS = 2
 MEMORY_ALGORITHMS = ("online_k1", "online_kT", "stbp")
 ONLINE_K1_GROWTH_LIMIT = 1.1
 #: The parts of a run besides W1-W4, each skippable with ``--skip``.
-PARTS = ("memory", "peers", "roofline", "scaling", "breakdown", "checks")
+PARTS = ("memory", "peers", "roofline", "scaling", "breakdown", "checks", "recycle")
 
 
 # ----------------------------------------------------------------------------- timing
@@ -120,11 +120,19 @@ def _quiet_stderr():
 
 
 def peak_ours(step: Callable) -> int:
-    """Largest increase of traced memory over its level at the start of ``step()`` (bytes)."""
+    """Largest increase of traced memory over its level at the start of ``step()`` (bytes).
+
+    The kernels' recycled output buffers (``kernels._workspace.empty``) are released before the
+    measured step, so that it allocates them again under tracing: the peak includes the memory
+    they keep (buffers held free for the next step count as in use).
+    """
+    from hdlif_ref.kernels._workspace import release
+
     step()  # warm-up: optimizer state, Numba dispatch
     tracemalloc.start()
     try:
         step()  # the arrays it keeps (gradients, momentum) are now traced, as PyTorch's are
+        release()
         base = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
         step()
@@ -299,6 +307,13 @@ def _checks(sizes, quick, log):
     return bench_checks.measure(sizes, repeats=3 if quick else 41)
 
 
+def _recycle(sizes, quick, log):
+    from benchmarks import bench_recycle
+
+    log("# recycled output arrays against fresh ones, ours alone (W1, W2_stbp, W4_digits) ...")
+    return bench_recycle.measure(sizes, repeats=3 if quick else 21)
+
+
 def _run(repeats, warmup, quick, thread_info, with_torch, profile, log, skip, peer_threads) -> dict:
     from benchmarks import e2e_report
 
@@ -340,6 +355,7 @@ def _run(repeats, warmup, quick, thread_info, with_torch, profile, log, skip, pe
         "scaling": lambda: _scaling(sizes, with_torch, small, log),
         "breakdown_W3": lambda: _breakdown(sizes, quick, log),
         "checks": lambda: _checks(sizes, quick, log),
+        "recycle": lambda: _recycle(sizes, quick, log),
     }
     for key, part in parts.items():
         if key.split("_")[0] not in skip:
