@@ -91,15 +91,18 @@ def empty(shape, dtype) -> np.ndarray:
         state["sizes"] = []
         state["kept_bytes"] = 0
     sizes = state["sizes"]
-    # the smallest free buffer of pages .. 2 * pages - 1 pages: memory freed by arrays of other
-    # sizes serves too (at most half of a buffer goes unused)
+    # a free buffer of pages .. 2 * pages - 1 pages, the smallest size first (memory freed by arrays of
+    # other sizes serves too; at most half of a buffer goes unused); within a size the one handed out
+    # last first, which is the likeliest to be in the caches (a bucket is kept in order of use)
     for k in range(bisect.bisect_left(sizes, pages), len(sizes)):
         if sizes[k] >= 2 * pages:
             break
         bucket = kept[sizes[k]]
-        for i in range(len(bucket)):
+        for i in range(len(bucket) - 1, -1, -1):
             if sys.getrefcount(bucket[i]) == _RESTING:
-                return np.ndarray(shape, dtype=dtype, buffer=bucket[i])
+                raw = bucket.pop(i)
+                bucket.append(raw)
+                return np.ndarray(shape, dtype=dtype, buffer=raw)
     raw = np.empty(pages * PAGE, dtype=np.uint8)
     if state["kept_bytes"] + raw.nbytes <= RECYCLE_MAX_BYTES:
         if pages not in kept:
