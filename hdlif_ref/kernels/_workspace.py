@@ -57,7 +57,10 @@ def scratch(name: str, shape, dtype) -> np.ndarray:
 #: Arrays smaller than this come from ``np.empty`` (the allocator reuses small blocks itself).
 RECYCLE_MIN_BYTES = 1 << 16
 #: At most this many bytes of buffers are kept for :func:`empty` per thread; beyond it arrays are fresh.
-RECYCLE_MAX_BYTES = 1 << 30
+#: 32 MiB: what the digits network's steps keep (7-30 MiB at T = 4), where recycling gains 1.2-1.7x;
+#: the spiking ResNet's online step would keep 108 MiB and gain nothing (glibc's own thresholds grow
+#: past its large arrays), and STBP at T = 32 would keep 170 MiB (docs/performance.md, "Fresh pages").
+RECYCLE_MAX_BYTES = 1 << 25
 #: Buffers are kept in buckets of whole pages.
 PAGE = 4096
 
