@@ -122,9 +122,11 @@ def _quiet_stderr():
 def peak_ours(step: Callable) -> int:
     """Largest increase of traced memory over its level at the start of ``step()`` (bytes).
 
-    The kernels' recycled output buffers (``kernels._workspace.empty``) are released before the
-    measured step, so that it allocates them again under tracing: the peak includes the memory
-    they keep (buffers held free for the next step count as in use).
+    The kernels' recycled output buffers (``kernels._workspace.empty``) and scratch buffers are
+    released before the measured step, so that it allocates them again under tracing: the peak
+    includes the memory they keep (buffers held free for the next step count as in use). Before
+    the third round of issue 21 nothing was released, and the scratch buffers, allocated in the
+    warm-up step before tracing started, went uncounted.
     """
     from hdlif_ref.kernels._workspace import release
 

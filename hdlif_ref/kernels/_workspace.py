@@ -19,9 +19,12 @@ memory that this thread allocated before and that no array references any more,
 so that the step after the first writes to pages it already touched instead of
 fresh ones (docs/performance.md, "Fresh pages"; on this machine a first touch costs
 about 0.8 us per 4 KiB page). Whether a buffer is free is read off its reference
-count: every array made from it (a slice, a reshape, a view) references the buffer
-itself (NumPy's ``base`` is the owner of the memory), so the count is back at its
-resting value exactly when none is alive. The contents are undefined, as with
+count: every object made from it holds a reference to it, directly (a slice, a reshape,
+a view: NumPy's ``base`` is the owner of the memory) or through a chain (a
+``memoryview``, ``as_strided``, a Numba result), so the count is back at its resting
+value exactly when none is alive. The contents are undefined, as with ``np.empty``.
+That reading is CPython's reference counting: it is checked when this module is
+imported, and where it does not hold (a free-threaded build, say) :func:`empty` is
 ``np.empty``.
 """
 from __future__ import annotations
@@ -74,6 +77,27 @@ def _resting_refcount() -> int:
 _RESTING = _resting_refcount()
 
 
+def _refcount_reading_holds() -> bool:
+    """Whether the count tells a free buffer from a used one here, as :func:`empty` reads it: exactly
+    at rest with nothing made from the buffer, above it with a view, a ``memoryview`` or an array
+    built on it alive (not so on a free-threaded build, where counts are deferred)."""
+    if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
+        return False
+    bucket = [np.empty(PAGE, dtype=np.uint8)]
+    if sys.getrefcount(bucket[0]) != _RESTING:
+        return False
+    for make in (lambda raw: raw[1:], memoryview, lambda raw: np.ndarray((PAGE // 4,), np.float32, buffer=raw)):
+        made = make(bucket[0])
+        if sys.getrefcount(bucket[0]) <= _RESTING:
+            return False
+        del made
+    return sys.getrefcount(bucket[0]) == _RESTING
+
+
+#: False where reference counts cannot say that a buffer is free: then nothing is recycled.
+RECYCLING_WORKS = _refcount_reading_holds()
+
+
 def empty(shape, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)`` (C order, undefined contents) on memory this thread used before (module doc).
 
@@ -84,10 +108,10 @@ def empty(shape, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < RECYCLE_MIN_BYTES:
+    state = _local.__dict__
+    if nbytes < RECYCLE_MIN_BYTES or not RECYCLING_WORKS or state.get("off"):
         return np.empty(shape, dtype=dtype)
     pages = -(-nbytes // PAGE)
-    state = _local.__dict__
     kept = state.get("kept")
     if kept is None:
         kept = state["kept"] = {}
@@ -140,20 +164,15 @@ def set_recycle_limit(nbytes: int) -> None:
 
 @contextlib.contextmanager
 def recycling_off():
-    """A block in which :func:`empty` returns fresh arrays: this thread's kept buffers are set aside (not
-    freed) and given back after, and the limit (one for the process) is 0 until then: the A/B of
-    ``benchmarks/bench_recycle.py``."""
-    global RECYCLE_MAX_BYTES
-    names = ("kept", "sizes", "kept_bytes")
-    saved = {k: _local.__dict__.pop(k) for k in names if k in _local.__dict__}
-    limit, RECYCLE_MAX_BYTES = RECYCLE_MAX_BYTES, 0
+    """A block in which :func:`empty` returns fresh arrays in this thread (other threads go on
+    recycling); the buffers it keeps stay for after the block (the A/B of ``benchmarks/bench_recycle.py``)."""
+    state = _local.__dict__
+    was = state.get("off", False)
+    state["off"] = True
     try:
         yield
     finally:
-        RECYCLE_MAX_BYTES = limit
-        for k in names:
-            _local.__dict__.pop(k, None)
-        _local.__dict__.update(saved)
+        state["off"] = was
 
 
 def release() -> None:
