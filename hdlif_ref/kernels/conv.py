@@ -42,7 +42,6 @@ from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
-from ._workspace import empty, empty_like
 from ._threads import WORKERS_SPIN, numba_threads, run
 from .reference import conv as _reference
 
@@ -358,12 +357,15 @@ def _threads_for(macs: int):
 
 def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
     """Numba (+ BLAS) ``conv2d_forward`` (see :func:`reference.conv.conv2d_forward`)."""
+    # the kernels read flat views: any other layout is copied once (no copy for C-ordered arrays;
+    # an F-ordered 1x1 weight gave a wrong result before)
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     n, c_in, height, width = x.shape
     c_out, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     ho = (height + 2 * ph - kh) // sh + 1
     wo = (width + 2 * pw - kw) // sw + 1
-    out = empty((n, c_out, ho, wo), x.dtype)
+    out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
     if out.size == 0:
         return out
     bias = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
@@ -374,6 +376,7 @@ def _conv2d_forward_numba(x, weight, bias, stride, padding, groups):
 
 def _conv2d_backward_numba(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias):
     """Numba + BLAS ``conv2d_backward`` (see :func:`reference.conv.conv2d_backward`)."""
+    grad_out, x, weight = (np.ascontiguousarray(a) for a in (grad_out, x, weight))  # as the forward
     with _threads_for(grad_out.size * weight.shape[1] * weight.shape[2] * weight.shape[3]):
         return _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_weight, need_bias)
 

@@ -285,6 +285,35 @@ def test_non_contiguous_inputs_and_gradients():
     np.testing.assert_allclose(xt.grad, ref.grad, rtol=1e-12)
 
 
+
+def _layouts(a):
+    return {"C": a, "F": np.asfortranarray(a), "T": a.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)}
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 8, 12, 3, 1, 1, 1), (4, 16, 32, 8, 3, 2, 1, 1), (4, 16, 32, 8, 1, 2, 0, 1),
+                                   (2, 8, 8, 6, 3, 1, 1, 2), (64, 16, 32, 8, 3, 1, 1, 1)])
+def test_the_kernel_api_takes_any_memory_layout(shape):
+    # the kernels read flat views; before, an F-ordered x gave a wrong dx (by 35) and an F-ordered
+    # 1x1 weight a wrong forward, silently: every layout must give the twin's result
+    n, ci, co, h, k, s, p, groups = shape
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, ci, h, h)).astype(np.float32)
+    w = rng.standard_normal((co, ci // groups, k, k)).astype(np.float32)
+    ho = (h + 2 * p - k) // s + 1
+    g = rng.standard_normal((n, co, ho, ho)).astype(np.float32)
+    with hdlif_ref.backend("numpy"):  # the twins
+        y_ref = conv_kernels.conv2d_forward(x, w, None, (s, s), (p, p), groups)
+        grads_ref = conv_kernels.conv2d_backward(g, x, w, (s, s), (p, p), groups, True, True, True)
+    for xx in _layouts(x).values():
+        for ww in _layouts(w).values():
+            np.testing.assert_allclose(conv_kernels.conv2d_forward(xx, ww, None, (s, s), (p, p), groups), y_ref,
+                                       rtol=1e-4, atol=1e-4)
+            for gg in _layouts(g).values():
+                grads = conv_kernels.conv2d_backward(gg, xx, ww, (s, s), (p, p), groups, True, True, True)
+                for got, ref in zip(grads, grads_ref):
+                    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+
+
 # ------------------------------------------------------------------ the direct kernel (stride 1, 3 columns)
 @st.composite
 def direct_case(draw):
