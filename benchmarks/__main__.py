@@ -7,7 +7,7 @@ With ``--update-docs`` (only then) it also rewrites its block in ``docs/performa
 (one block per thread count: ``--threads 2``, the default, and ``--threads 1``).
 What is measured and how: :mod:`benchmarks.bench_e2e` (W1-W5), :mod:`benchmarks.peers`
 (P1-P3), :mod:`benchmarks.e2e_roofline`, :mod:`benchmarks.e2e_scaling`,
-:mod:`benchmarks.bench_checks`, :mod:`benchmarks.bench_recycle`; the targets: :mod:`benchmarks.e2e_report`. The part benchmarks run on
+:mod:`benchmarks.bench_checks`; the targets: :mod:`benchmarks.e2e_report`. The part benchmarks run on
 their own: ``python -m benchmarks.bench_autograd``, ``benchmarks.bench_kernels``,
 ``benchmarks.bench_neurons``.
 
@@ -44,7 +44,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="also rewrite this thread count's end-to-end block in docs/performance.md (never "
                              "without this flag)")
     parser.add_argument("--skip", default="", metavar="PARTS",
-                        help="comma-separated parts not to run: memory, peers, roofline, scaling, breakdown, checks, recycle")
+                        help="comma-separated parts not to run: memory, peers, roofline, scaling, breakdown, checks")
     parser.add_argument("--peer-threads", default="1,2", metavar="N[,N]",
                         help="thread counts of the P1-P3 peer comparison (default 1,2)")
     return parser

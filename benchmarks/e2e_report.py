@@ -242,15 +242,6 @@ def _checks(results: dict) -> list[str]:
                 f"{100 * c['target']:.0f}%: {_yes(c['holds'])})."]
 
 
-def _recycle(results: dict) -> list[str]:
-    r = results.get("recycle")
-    if not r:
-        return []
-    cells = "; ".join(f"{k} {v['recycled_ms']:.2f} ms recycled, {v['fresh_ms']:.2f} fresh ({v['speedup']:.2f}x)"
-                      for k, v in r.items())
-    return ["", f"Recycled output arrays (ours alone, interleaved, `benchmarks/bench_recycle.py`): {cells}."]
-
-
 def _targets(results: dict) -> list[str]:
     lines = ["", "Targets (issue 21):", "", "| target | what | value | limit | threads | result | note |",
              "|---|---|---|---|---|---|---|"]
@@ -263,8 +254,7 @@ def _targets(results: dict) -> list[str]:
 def table(results: dict) -> str:
     """Every part as markdown: workloads, memory, peers, roofline, scaling, breakdown, checks, targets, profile."""
     lines = (_header(results) + _workloads(results) + _memory(results) + _peers(results) + _roofline(results)
-             + _scaling(results) + _breakdown(results) + _checks(results) + _recycle(results)
-             + _targets(results))
+             + _scaling(results) + _breakdown(results) + _checks(results) + _targets(results))
     if "profile" in results:
         p = results["profile"]
         lines += ["", f"Profile of ours on {p['workload']} (cProfile, per step, top by own time):", ""]

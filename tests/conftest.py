@@ -21,36 +21,3 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=400)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-# HDLIF_REF_POISON_RECYCLED=1 (set by tests/kernels/test_workspace.py for a subprocess run of the
-# kernel tests): every array the kernels take from ``kernels._workspace.empty`` comes filled with
-# garbage (NaN in floats, 0xA5 bytes otherwise), so an output element a kernel fails to write shows
-# up against its twin instead of hiding on fresh zeroed pages.
-if os.environ.get("HDLIF_REF_POISON_RECYCLED") == "1":
-    import sys
-
-    import numpy as np
-    import pytest
-
-    @pytest.fixture(autouse=True)
-    def _poisoned_recycled_arrays(monkeypatch):
-        from hdlif_ref.kernels import _workspace
-
-        original, original_like = _workspace.empty, _workspace.empty_like
-
-        def poisoned(shape, dtype):
-            a = original(shape, dtype)
-            if a.dtype.kind == "f":
-                a.fill(np.nan)
-            else:
-                a.reshape(-1).view(np.uint8)[...] = 0xA5
-            return a
-
-        for module in list(sys.modules.values()):
-            if getattr(module, "__name__", "").startswith("hdlif_ref"):
-                if getattr(module, "empty", None) is original:
-                    monkeypatch.setattr(module, "empty", poisoned)
-                if getattr(module, "empty_like", None) is original_like:
-                    monkeypatch.setattr(module, "empty_like", lambda a: poisoned(a.shape, a.dtype))
-        yield

@@ -94,10 +94,6 @@ def _check_issue21_fields(results: dict, out: str) -> None:
     assert [r["own_ms_per_step"] for r in top] == sorted((r["own_ms_per_step"] for r in top), reverse=True)
     assert "Per-op time of ours on W3" in out
     assert {"checked_ms", "unchecked_ms", "cost", "holds"} <= set(results["checks"]) and "Non-finite" in out
-    # recycled output arrays against fresh ones, ours alone
-    assert set(results["recycle"]) == {"W1", "W2_stbp", "W4_digits"} and "Recycled output arrays" in out
-    for r in results["recycle"].values():
-        assert math.isclose(r["speedup"], r["fresh_ms"] / r["recycled_ms"])
     # the targets table: every issue-21 target once, holds a bool or None (not measured)
     names = [t["name"] for t in results["targets"]]
     assert sorted(names) == sorted(TARGET_NAMES)
@@ -109,9 +105,9 @@ def test_bench_skip_and_peer_threads_options(tmp_path, capsys):
     """``--skip`` leaves parts out of the JSON (their targets then read None); ``--peer-threads`` picks the counts."""
     out_dir = tmp_path / "b"
     assert bench_main(["--quick", "--no-torch", "--profile", "none", "--out", str(out_dir), "--peer-threads", "1",
-                       "--skip", "memory,roofline,scaling,breakdown,checks,recycle"]) == 0
+                       "--skip", "memory,roofline,scaling,breakdown,checks"]) == 0
     results = json.loads((out_dir / "latest.json").read_text())
-    for part in ("memory", "roofline", "scaling", "breakdown_W3", "checks", "recycle", "self_check", "profile"):
+    for part in ("memory", "roofline", "scaling", "breakdown_W3", "checks", "self_check", "profile"):
         assert part not in results
     assert set(results["peers"]["by_threads"]) == {"1"}
     by_name = {t["name"]: t for t in results["targets"]}

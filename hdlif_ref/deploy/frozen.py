@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels._workspace import empty
 from ..kernels.channel_conv import conv1d_channels_forward
 from ..kernels.conv import conv2d_forward
 from ..kernels.hdlif import hdlif_forward
@@ -185,7 +184,7 @@ class FrozenModel:
             # every step is the same image (direct encoding): the synapse runs on one step, and only the
             # per-step scale and shift (batch norm folded per step, E16 DC) differ between steps
             y1 = self._raw_synapse(op, np.ascontiguousarray(x[0]))
-            y = empty((T,) + y1.shape, y1.dtype)
+            y = np.empty((T,) + y1.shape, dtype=y1.dtype)
             y[...] = y1
             return scale_shift_(y, op.arrays["scale"], op.arrays["bias"])
         levels = self._levels.get(id(op)) if self.integer else None

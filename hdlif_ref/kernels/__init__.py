@@ -6,7 +6,6 @@ imports only numpy and numba (DESIGN.md).
 """
 from ._backend import BACKENDS, backend, dispatch, get_backend, set_backend
 from ._threads import get_num_threads, num_threads, set_num_threads
-from ._workspace import kept_bytes, release as release_memory, set_recycle_limit
 
 __all__ = ["BACKENDS", "backend", "dispatch", "get_backend", "set_backend", "get_num_threads", "num_threads",
-           "set_num_threads", "kept_bytes", "release_memory", "set_recycle_limit"]
+           "set_num_threads"]

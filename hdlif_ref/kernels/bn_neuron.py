@@ -27,7 +27,6 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit_parallel
-from ._workspace import empty, empty_like
 from ._threads import run
 from .norm import channel_stats
 from .reference import bn_neuron as _ref
@@ -94,8 +93,8 @@ def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, la
         invstd = 1.0 / np.sqrt(var_in.astype(np.float64) + eps)
         scale = w * invstd
         shift = b - mean_in.astype(np.float64) * scale
-    out = empty_like(x)
-    u_out = empty_like(x) if kind == HDLIF else np.empty((0, 0, 0), dtype=x.dtype)
+    out = np.empty_like(x)
+    u_out = np.empty_like(x) if kind == HDLIF else np.empty((0, 0, 0), dtype=x.dtype)
     u_in = u_prev if kind == HDLIF else u_out
     mean, var = np.zeros(channels), np.zeros(channels)
     bad = np.zeros(x.shape[0] * channels, dtype=np.int64)

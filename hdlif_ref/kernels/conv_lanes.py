@@ -56,7 +56,7 @@ import numpy as np
 
 from ._config import njit, njit_parallel
 from ._simd import lanes_of, vfma, vload, vsplat, vstore, vstore_lanesums, vtranspose_pack, vtranspose_unpack
-from ._workspace import empty, empty_like, scratch
+from ._workspace import scratch
 
 #: Output channels and positions per register tile (16 vector accumulators).
 TILE_O = 4
@@ -533,7 +533,7 @@ def conv2d_forward(x, weight, bias, stride, padding, out=None):
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
     if out is None:
-        out = empty((n, c_out, ho, wo), x.dtype)
+        out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
     if out.size == 0:
         return out
     bias = np.zeros(c_out, dtype=x.dtype) if bias is None else bias
@@ -558,7 +558,7 @@ def conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight):
         gplane = plane_layout(ho, wo, 1, 1, 0, 0, ho, wo, ((0, 0),))
     gp = pack(grad_out, gplane, "lanes.g")
     if need_x:
-        gx = empty_like(x)
+        gx = np.empty_like(x)
         if gx.size:
             wt = tile_weights(weight, dcorr, True, scratch(
                 "lanes.w", (-(-c_in // TILE_O), c_out, len(dcorr.taps), TILE_O), x.dtype))

@@ -21,7 +21,6 @@ from numba import prange
 from ._backend import dispatch
 from ._blocking import BLOCK, lane_sum2, launch, n_blocks
 from ._config import njit_parallel
-from ._workspace import empty, empty_like
 from .reference import neurons as _ref
 
 
@@ -119,9 +118,9 @@ def _hdlif_bwd(gs, gu_last, mask, I, u0, lam, theta, block, need_lam, online,
 
 
 def _forward_numba(I, u0, lam, theta):
-    s = empty_like(I)
-    mask = empty(I.shape, np.bool_)
-    u_last = empty_like(u0)
+    s = np.empty_like(I)
+    mask = np.empty(I.shape, dtype=np.bool_)
+    u_last = np.empty_like(u0)
     launch(_hdlif_fwd, I.size, I, u0, lam, theta, BLOCK, s, u_last, mask)
     return s, u_last, mask
 
@@ -129,8 +128,8 @@ def _forward_numba(I, u0, lam, theta):
 def _backward_numba(gs, gu_last, mask, I, u0, lam, theta, need_lam, online):
     T, N, F = gs.shape
     items = N * n_blocks(F)
-    gI = empty_like(gs)
-    gu0 = empty_like(u0)
+    gI = np.empty_like(gs)
+    gu0 = np.empty_like(u0)
     glam_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
     gtheta_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
     launch(_hdlif_bwd, gs.size, gs, gu_last, mask, I, u0, lam, theta, BLOCK, bool(need_lam), bool(online),

@@ -19,7 +19,6 @@ from numba import prange
 from ._backend import dispatch
 from ._blocking import BLOCK, launch
 from ._config import njit_parallel
-from ._workspace import empty, empty_like
 from .reference import inference as _ref
 
 
@@ -172,7 +171,7 @@ def _conv_levels_numba(x, codes, divisor, stride, padding, scale, bias):
     codes_t = np.ascontiguousarray(codes.transpose(1, 2, 3, 0), dtype=np.int32)  # output channels innermost
     s = np.ascontiguousarray(np.reshape(scale, (-1, O)), dtype=x.dtype)
     b = np.ascontiguousarray(np.reshape(bias, (-1, O)), dtype=x.dtype)
-    out = empty((T * N, O, Ho * Wo), x.dtype)
+    out = np.empty((T * N, O, Ho * Wo), dtype=x.dtype)
     if out.size:
         _conv_levels(x.reshape(T * N, C, H, W), codes_t, x.dtype.type(divisor), x.dtype.type(1.0 / divisor),
                      sh, sw, ph, pw, Ho, Wo, N, s, b, out)

@@ -25,7 +25,6 @@ from numba import prange
 from ._backend import dispatch
 from ._blocking import BLOCK, lane_sum2, launch, n_blocks
 from ._config import njit, njit_parallel
-from ._workspace import empty, empty_like
 from .reference import neurons as _ref
 from .surrogates import kernel_constants
 
@@ -146,9 +145,9 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
 
 
 def _forward_numba(I, u0, lam, theta, soft):
-    s = empty_like(I)
-    m = empty_like(I)
-    u_last = empty_like(u0)
+    s = np.empty_like(I)
+    m = np.empty_like(I)
+    u_last = np.empty_like(u0)
     launch(_lif_fwd, I.size, I, u0, lam, theta, bool(soft), BLOCK, s, u_last, m)
     return s, u_last, m
 
@@ -157,8 +156,8 @@ def _backward_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need
     T, N, F = gs.shape
     items = N * n_blocks(F)
     sg_a, sg_b = kernel_constants(surrogate, gamma, gs.dtype)
-    gI = empty_like(gs)
-    gu0 = empty_like(u0)
+    gI = np.empty_like(gs)
+    gu0 = np.empty_like(u0)
     glam_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
     gtheta_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
     launch(_lif_bwd, gs.size, gs, gu_last, m, u0, lam, theta, bool(soft), int(surrogate), sg_a, sg_b, BLOCK,

@@ -25,7 +25,6 @@ from numba import prange
 from ._backend import dispatch
 from ._blocking import launch
 from ._config import njit_parallel
-from ._workspace import empty, empty_like
 from .reference import neurons as _ref
 
 
@@ -134,8 +133,8 @@ def _membn_bwd(gs, gu_last, m_all, u_all, mask, u0, lam, theta, alpha, beta, w, 
 
 def _forward_numba(I, u0, lam, theta, alpha, beta, w, b, mean, var, use_batch_stats, bn_eps):
     T, N, C, S = I.shape
-    s, u_all, m_all = empty_like(I), empty_like(I), empty_like(I)
-    mask = empty(I.shape, np.bool_)
+    s, u_all, m_all = np.empty_like(I), np.empty_like(I), np.empty_like(I)
+    mask = np.empty(I.shape, dtype=np.bool_)
     invstd = np.empty(lam.shape, dtype=I.dtype)
     if use_batch_stats:
         mean, var = np.empty(lam.shape, dtype=I.dtype), np.empty(lam.shape, dtype=I.dtype)
@@ -146,7 +145,7 @@ def _forward_numba(I, u0, lam, theta, alpha, beta, w, b, mean, var, use_batch_st
 
 def _backward_numba(gs, gu_last, m_all, u_all, mask, u0, lam, theta, alpha, beta, w, b, mean,
                     invstd, use_batch_stats, online):
-    gI, gu0 = empty_like(gs), empty_like(u0)
+    gI, gu0 = np.empty_like(gs), np.empty_like(u0)
     grads = [np.empty(lam.shape, dtype=gs.dtype) for _ in range(6)]
     launch(_membn_bwd, gs.size, gs, gu_last, m_all, u_all, mask, u0, lam, theta, alpha, beta, w, b, mean, invstd,
                bool(use_batch_stats), bool(online), gI, gu0, *grads)

@@ -23,7 +23,6 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit, njit_parallel
-from ._workspace import empty, empty_like
 from ._threads import run
 from .reference import norm as _reference
 
@@ -140,7 +139,7 @@ def _affine(weight, bias, channels):
 def _batch_norm_train_forward_numba(x, weight, bias, eps):
     channels = x.shape[1]
     w, b = _affine(weight, bias, channels)
-    y = empty_like(x)
+    y = np.empty_like(x)
     mean = np.zeros(channels)
     var = np.zeros(channels)
     if x.size:
@@ -151,7 +150,7 @@ def _batch_norm_train_forward_numba(x, weight, bias, eps):
 def _batch_norm_train_backward_numba(grad_out, x, mean, invstd, weight, need_x, need_weight, need_bias):
     channels = x.shape[1]
     w, _ = _affine(weight, None, channels)
-    gx = empty_like(x) if need_x else np.empty((0, 0, 0), dtype=x.dtype)
+    gx = np.empty_like(x) if need_x else np.empty((0, 0, 0), dtype=x.dtype)
     gw = np.zeros(channels)
     gb = np.zeros(channels)
     if x.size:
@@ -163,7 +162,7 @@ def _batch_norm_train_backward_numba(grad_out, x, mean, invstd, weight, need_x, 
 def _batch_norm_eval_forward_numba(x, mean, invstd, weight, bias):
     w, b = _affine(weight, bias, x.shape[1])
     scale = w * invstd
-    y = empty_like(x)
+    y = np.empty_like(x)
     if x.size:
         run(_scale_shift, x.size, x.shape[1], x, scale, b - mean * scale, y)
     return y
@@ -174,7 +173,7 @@ def _batch_norm_eval_backward_numba(grad_out, x, mean, invstd, weight, need_x, n
     w, _ = _affine(weight, None, channels)
     gx = None
     if need_x:
-        gx = empty_like(x)
+        gx = np.empty_like(x)
         if x.size:
             run(_scale_shift, x.size, channels, grad_out, w * invstd, np.zeros(channels), gx)
     gw = np.zeros(channels)

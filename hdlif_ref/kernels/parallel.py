@@ -13,7 +13,6 @@ from numba import prange
 from ._backend import dispatch
 from ._blocking import BLOCK, lane_sum, launch, n_blocks
 from ._config import njit_parallel
-from ._workspace import empty, empty_like
 from .reference import neurons as _ref
 
 
@@ -69,15 +68,15 @@ def _parallel_bwd(gs, mask, theta, block, gI, gtheta_part):
 
 
 def _forward_numba(I, theta):
-    s = empty_like(I)
-    mask = empty(I.shape, np.bool_)
+    s = np.empty_like(I)
+    mask = np.empty(I.shape, dtype=np.bool_)
     launch(_parallel_fwd, I.size, I, theta, BLOCK, s, mask)
     return s, mask
 
 
 def _backward_numba(gs, mask, theta):
     T, N, F = gs.shape
-    gI = empty_like(gs)
+    gI = np.empty_like(gs)
     gtheta_part = np.zeros((N * n_blocks(F), T, theta.shape[1]), dtype=gs.dtype)
     launch(_parallel_bwd, gs.size, gs, mask, theta, BLOCK, gI, gtheta_part)
     return gI, gtheta_part.sum(axis=0)

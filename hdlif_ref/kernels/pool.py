@@ -19,7 +19,6 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit_parallel
-from ._workspace import empty, empty_like
 from ._threads import run
 from .reference import pool as _reference
 
@@ -147,7 +146,7 @@ def _out_size(height, width, kh, kw, sh, sw, ph, pw):
 def _avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
     n, c, height, width = x.shape
     ho, wo = _out_size(height, width, kh, kw, sh, sw, ph, pw)
-    out = empty((n, c, ho, wo), x.dtype)
+    out = np.empty((n, c, ho, wo), dtype=x.dtype)
     if out.size and _is_2x2(kh, kw, sh, sw, ph, pw):
         run(_avg_pool_2x2_fwd, x.size, n * c * ho, x.reshape(n * c, height, width), out.reshape(n * c, ho, wo))
     elif out.size:
@@ -170,8 +169,8 @@ def _avg_pool2d_backward_numba(grad_out, height, width, kh, kw, sh, sw, ph, pw):
 def _max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
     n, c, height, width = x.shape
     ho, wo = _out_size(height, width, kh, kw, sh, sw, ph, pw)
-    out = empty((n, c, ho, wo), x.dtype)
-    index = empty((n, c, ho, wo), np.int64)
+    out = np.empty((n, c, ho, wo), dtype=x.dtype)
+    index = np.empty((n, c, ho, wo), dtype=np.int64)
     if out.size:
         run(_max_pool_fwd, x.size, n * c, x.reshape(n * c, height, width), kh, kw, sh, sw, ph, pw,
             out.reshape(n * c, ho, wo), index.reshape(n * c, ho, wo))

@@ -18,7 +18,6 @@ from numba import prange
 from ._backend import dispatch
 from ._blocking import BLOCK, lane_sum, launch, n_blocks
 from ._config import njit_parallel
-from ._workspace import empty, empty_like
 from .reference import spike_quantize as _ref
 
 
@@ -55,14 +54,14 @@ def _quantize_bwd(g, x, step, qmax, block, gx, gstep_part):
 
 def _forward_numba(x, step, qmax):
     flat = x.reshape(-1)
-    out = empty_like(flat)
+    out = np.empty_like(flat)
     launch(_quantize_fwd, flat.size, flat, step, qmax, BLOCK, out)
     return out.reshape(x.shape)
 
 
 def _backward_numba(g, x, step, qmax):
     flat, g_flat = x.reshape(-1), g.reshape(-1)
-    gx = empty_like(flat)
+    gx = np.empty_like(flat)
     part = np.zeros(n_blocks(flat.shape[0]), dtype=x.dtype)
     launch(_quantize_bwd, flat.size, g_flat, flat, step, qmax, BLOCK, gx, part)
     return gx.reshape(x.shape), x.dtype.type(part.sum())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...kernels._workspace import empty
 from ..function import Function, unbroadcast
 
 
@@ -101,24 +100,13 @@ def _slices(x: np.ndarray, axis: int, n: int) -> tuple[np.ndarray, ...]:
     return tuple(x[lead + (i,)] for i in range(n))
 
 
-def _stack(arrays, axis: int) -> np.ndarray:
-    """``np.stack(arrays, axis)``; along axis 0, into recycled memory (:func:`hdlif_ref.kernels._workspace.empty`:
-    a step's stacked outputs would otherwise be fresh pages at every step)."""
-    if axis != 0 or not arrays or any(a.shape != arrays[0].shape for a in arrays):
-        return np.stack(arrays, axis=axis)  # NumPy's own result, or its error message
-    out = empty((len(arrays),) + arrays[0].shape, np.result_type(*arrays))
-    for i, a in enumerate(arrays):
-        out[i] = a
-    return out
-
-
 class Stack(Function):
     name = "stack"
 
     @staticmethod
     def forward(ctx, *arrays, axis):
         ctx.meta = (axis, len(arrays))
-        return _stack(arrays, axis)
+        return np.stack(arrays, axis=axis)
 
     @staticmethod
     def backward(ctx, g):
@@ -138,7 +126,7 @@ class Unstack(Function):
 
     @staticmethod
     def backward(ctx, grads):
-        return _stack(grads, ctx.axis)
+        return np.stack(grads, axis=ctx.axis)
 
 
 class Pad(Function):
