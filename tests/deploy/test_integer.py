@@ -66,6 +66,26 @@ def test_conv_levels_is_the_exact_integer_convolution(T, N, C, O, H, W, k, strid
         np.testing.assert_array_equal(out, expected, err_msg=name)
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_levels_on_images_without_events_gives_the_twins_bits_signed_zeros_included(dtype):
+    # an image with no non-zero input takes a short cut (no accumulators): its outputs must still be
+    # (0 * (1 / divisor)) * scale + bias to the bit, -0.0 included, next to images that have events
+    T, N, C, O, H = 2, 3, 4, 6, 5
+    rng = np.random.default_rng(11)
+    levels = rng.integers(0, 16, (T, N, C, H, H)) * (rng.random((T, N, C, H, H)) < 0.2)
+    levels[0, 1] = 0
+    levels[1, 0] = 0
+    x = (levels / 2).astype(dtype)
+    codes = rng.integers(-1, 2, (O, C, 3, 3)).astype(np.int8)
+    scale = np.array([[-1.5, 2.0, -0.0, 1.0, -3.0, 0.5], [1.0, -2.0, 0.0, -1.0, 3.0, -0.5]], dtype=dtype)
+    bias = np.array([-0.0, 0.0, -0.0, 0.25, -0.0, -1.0], dtype=dtype)
+    with backend("numpy"):
+        expected = conv_levels(x, codes, 2, (1, 1), (1, 1), scale, bias)
+    got = conv_levels(x, codes, 2, (1, 1), (1, 1), scale, bias)
+    assert np.array_equal(got, expected) and np.array_equal(np.signbit(got), np.signbit(expected))
+    assert np.signbit(got[0, 1, 0]).all() and not np.signbit(got[0, 1, 1]).any()  # -0.0 and +0.0 kept apart
+
 def test_conv_levels_checks_its_arguments():
     x = np.zeros((1, 1, 2, 3, 3), np.float32)
     codes = np.zeros((2, 2, 1, 1), np.int8)
