@@ -66,7 +66,6 @@ def test_conv_levels_is_the_exact_integer_convolution(T, N, C, O, H, W, k, strid
         np.testing.assert_array_equal(out, expected, err_msg=name)
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_levels_on_images_without_events_gives_the_twins_bits_signed_zeros_included(dtype):
     # an image with no non-zero input takes a short cut (no accumulators): its outputs must still be
@@ -85,6 +84,7 @@ def test_conv_levels_on_images_without_events_gives_the_twins_bits_signed_zeros_
     got = conv_levels(x, codes, 2, (1, 1), (1, 1), scale, bias)
     assert np.array_equal(got, expected) and np.array_equal(np.signbit(got), np.signbit(expected))
     assert np.signbit(got[0, 1, 0]).all() and not np.signbit(got[0, 1, 1]).any()  # -0.0 and +0.0 kept apart
+
 
 def test_conv_levels_checks_its_arguments():
     x = np.zeros((1, 1, 2, 3, 3), np.float32)

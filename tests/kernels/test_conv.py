@@ -285,7 +285,6 @@ def test_non_contiguous_inputs_and_gradients():
     np.testing.assert_allclose(xt.grad, ref.grad, rtol=1e-12)
 
 
-
 def _layouts(a):
     return {"C": a, "F": np.asfortranarray(a), "T": a.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)}
 
