@@ -140,8 +140,8 @@ def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out
         while first < flat.shape[0] and flat[first] == 0:
             first += 1
         if first == flat.shape[0]:  # no event: every output is the epilogue below on acc = 0
+            y = x.dtype.type(0) * inv_d
             for o in range(O):
-                y = x.dtype.type(0) * inv_d
                 value = y * scale[t if scale_per_step else 0, o] + bias[t if bias_per_step else 0, o]
                 dst = out[b, o]
                 for k in range(Ho * Wo):
