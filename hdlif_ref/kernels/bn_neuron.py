@@ -1,8 +1,8 @@
 """Batch norm, neuron step and spike quantizer in one pass, for steps that keep no graph.
 
 A synapse's batch norm (training: batch statistics; evaluation: running statistics), then
-one step of HD-LIF (SPEC E1, E2) or Parallel HD-LIF (E8), then optionally the ``n``-bit
-quantizer (E13), on ``x: [N, C, L]``: what ``BatchNorm2d`` -> neuron computes in three
+one step of HD-LIF (SPEC E1, E2), Parallel HD-LIF (E8) or the LIF baseline (E7), then optionally
+the ``n``-bit quantizer (E13), on ``x: [N, C, L]``: what ``BatchNorm2d`` -> neuron computes in three
 kernels, two intermediate arrays and three graph ops, here one kernel per channel that
 reads ``x`` (and ``u``) and writes the spikes and the new ``u``. Used where nothing needs
 the intermediates: online steps not in ``S`` and evaluation (docs/performance.md,
@@ -11,8 +11,8 @@ the intermediates: online steps not in ``S`` and evaluation (docs/performance.md
 Bit for bit the plain path: the statistics come from the function that
 :func:`hdlif_ref.kernels.norm._bn_train_fwd` calls (:func:`.norm.channel_stats`), the normalized
 current is ``float(x * scale + shift)`` computed in float64 as there, and the neuron and quantizer
-do the per-element operations of :mod:`.hdlif`, :mod:`.parallel` and :mod:`.spike_quantize`
-in the same order (``fastmath`` off: no contraction). The NumPy twin
+do the per-element operations of :mod:`.hdlif`, :mod:`.parallel`, :mod:`.lif` and
+:mod:`.spike_quantize` in the same order (``fastmath`` off: no contraction). The NumPy twin
 (:func:`.reference.bn_neuron.bn_neuron_step`) is the plain path's twins called in a row.
 
 The kernel also counts the non-finite normalized currents per channel, so that the caller
@@ -32,7 +32,7 @@ from .norm import channel_stats
 from .reference import bn_neuron as _ref
 
 #: Neuron kinds of :func:`bn_neuron_step`.
-HDLIF, PARALLEL = 0, 1
+HDLIF, PARALLEL, LIF = 0, 1, 2
 
 
 @njit_parallel
@@ -48,9 +48,10 @@ def _bn_stats(x, weight, bias, eps, scale, shift, mean, var):
 
 
 @njit_parallel
-def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, quantize, step, qmax, out, u_out, bad):
+def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, qmax, out, u_out, bad):
     n, channels, length = x.shape
     zero = x.dtype.type(0)
+    one = x.dtype.type(1)
     big = x.dtype.type(np.finfo(x.dtype).max)
     # one iteration per (sample, channel) row: more and shorter work items than per channel, which
     # keeps both threads busy on deep layers' small planes
@@ -72,6 +73,21 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, quantize, step, qmax, 
                 if quantize:  # E13 (a loop invariant: LLVM unswitches it)
                     s = step * min(max(np.rint(s / step), zero), qmax)
                 o_row[t] = s
+        elif kind == LIF:
+            up_row, un_row = u_prev[k, c], u_out[k, c]
+            for t in range(length):
+                z = x.dtype.type(x_row[t] * a + b)
+                nonfinite += 0 if abs(z) <= big else 1
+                m = lam_c * up_row[t] + z  # E7
+                fired = m >= theta_c  # H(0) = 1
+                s = one if fired else zero
+                if soft:  # u = m - theta s (a loop invariant, like quantize)
+                    un_row[t] = m - theta_c if fired else m
+                else:  # u = m (1 - s)
+                    un_row[t] = zero if fired else m
+                if quantize:
+                    s = step * min(max(np.rint(s / step), zero), qmax)
+                o_row[t] = s
         else:
             for t in range(length):
                 z = x.dtype.type(x_row[t] * a + b)
@@ -83,7 +99,8 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, quantize, step, qmax, 
         bad[r] = nonfinite
 
 
-def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax):
+def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax,
+                     soft=False):
     channels = x.shape[1]
     w = np.ones(channels) if weight is None else weight.astype(np.float64)
     b = np.zeros(channels) if bias is None else bias.astype(np.float64)
@@ -94,8 +111,9 @@ def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, la
         scale = w * invstd
         shift = b - mean_in.astype(np.float64) * scale
     out = np.empty_like(x)
-    u_out = np.empty_like(x) if kind == HDLIF else np.empty((0, 0, 0), dtype=x.dtype)
-    u_in = u_prev if kind == HDLIF else u_out
+    stateful = kind != PARALLEL
+    u_out = np.empty_like(x) if stateful else np.empty((0, 0, 0), dtype=x.dtype)
+    u_in = u_prev if stateful else u_out
     mean, var = np.zeros(channels), np.zeros(channels)
     bad = np.zeros(x.shape[0] * channels, dtype=np.int64)
     quantize = qmax is not None
@@ -103,11 +121,11 @@ def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, la
     if x.size:
         if training:
             run(_bn_stats, x.size, channels, x, w, b, float(eps), scale, shift, mean, var)
-        run(_bn_neuron, x.size, x.shape[0] * channels, x, scale, shift, u_in, lam, theta, int(kind), quantize,
-            dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad)
-    return out, (u_out if kind == HDLIF else None), mean, var, int(bad.sum())
+        run(_bn_neuron, x.size, x.shape[0] * channels, x, scale, shift, u_in, lam, theta, int(kind), bool(soft),
+            quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad)
+    return out, (u_out if stateful else None), mean, var, int(bad.sum())
 
 
 #: ``(out, u_new, mean, var, nonfinite) = bn_neuron_step(x, training, weight, bias, eps, running_mean,
-#: running_var, u_prev, lam, theta, kind, step, qmax)``; see the twin for the argument list.
+#: running_var, u_prev, lam, theta, kind, step, qmax, soft=False)``; see the twin for the argument list.
 bn_neuron_step = dispatch(_bn_neuron_numba, _ref.bn_neuron_step)

@@ -3,9 +3,9 @@
 
 Online steps outside the drawn set ``S`` (SPEC E16) and evaluation run under ``no_grad``:
 nobody needs the normalized current, the unquantized spike or the firing mask. For the
-pattern every builder uses, ``BatchNorm2d`` directly followed by an :class:`HDLIF` or
-:class:`ParallelHDLIF` (with or without the E13 quantizer), :func:`bn_then_neuron` computes
-both layers with :func:`hdlif_ref.kernels.bn_neuron.bn_neuron_step` and returns ``None``
+pattern every builder uses, ``BatchNorm2d`` directly followed by an :class:`HDLIF`,
+:class:`ParallelHDLIF` or :class:`LIF` (with or without the E13 quantizer),
+:func:`bn_then_neuron` computes both layers with :func:`hdlif_ref.kernels.bn_neuron.bn_neuron_step` and returns ``None``
 whenever the plain path must run instead: a graph is recorded, a hook watches either layer,
 dtypes differ, a shape or a parameter is not what the step functions accept (the plain path
 then raises its own error), or a normalized current is not finite (the plain path's
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
 from ..autograd.ops.norm import update_running_stats
-from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
+from ..kernels.bn_neuron import LIF as _LIF_KIND
 from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
 from ..kernels.bn_neuron import bn_neuron_step
 from ..layers.norm import BatchNorm2d
@@ -45,7 +45,7 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     """``neuron(bn(x))`` in one pass, or ``None`` when the plain path must run (see the module docstring).
 
     ``kinds`` maps the neuron classes that can be fused to their kernel kind (the neuron
-    package passes ``{HDLIF: 0, ParallelHDLIF: 1}``).
+    package passes ``{HDLIF: 0, ParallelHDLIF: 1, LIF: 2}``).
     """
     if not ENABLED or is_grad_enabled() or type(bn) is not BatchNorm2d or type(neuron) not in kinds:
         return None
@@ -55,7 +55,7 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     if bn.step_mode != neuron.step_mode or not isinstance(x, Tensor):
         return None
     dtype = x.dtype
-    params = [neuron.theta] + ([neuron.lam] if kinds[type(neuron)] == _HDLIF_KIND else [])
+    params = [neuron.theta] + ([neuron.lam] if kinds[type(neuron)] != _PARALLEL_KIND else [])
     params += [p for p in (bn.weight, bn.bias) if p is not None]
     if quantizer is not None:
         params.append(quantizer.step)
@@ -88,19 +88,20 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
     if t >= neuron.T:
         return None
     theta = _step_values(neuron.theta.data, t, C, x3.dtype)
-    lam = _step_values(neuron.lam.data, t, C, x3.dtype) if kind == _HDLIF_KIND else theta
+    lam = _step_values(neuron.lam.data, t, C, x3.dtype) if kind != _PARALLEL_KIND else theta
     q = _quantizer_args(neuron)
     if theta is None or lam is None or q is None:
         return None
-    if kind == _HDLIF_KIND:
+    if kind != _PARALLEL_KIND:
         u3 = np.zeros_like(x3) if u_prev is None else np.ascontiguousarray(u_prev).reshape(x3.shape)
     else:
         u3 = None
+    soft = kind == _LIF_KIND and neuron.reset_mode == "soft"
     mean_run, var_run = bn._stats_for_step(t_bn)  # raises as the plain path would past T
     weight = None if bn.weight is None else bn.weight.data
     bias = None if bn.bias is None else bn.bias.data
     out, u_new, mean, var, bad = bn_neuron_step(x3, bn.training, weight, bias, bn.eps, mean_run, var_run, u3,
-                                                lam, theta, kind, q[0], q[1])
+                                                lam, theta, kind, q[0], q[1], soft)
     if bad:
         return None
     return out, u_new, mean, var, count, mean_run, var_run
@@ -124,7 +125,7 @@ def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     if t >= neuron.T:
         return None  # SpikingNeuron.forward raises
     u_prev = None
-    if kind == _HDLIF_KIND and state.u is not None:
+    if kind != _PARALLEL_KIND and state.u is not None:
         if state.u.shape != x.shape or state.u.dtype != x.dtype:
             return None
         u_prev = state.u.data

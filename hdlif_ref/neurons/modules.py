@@ -17,6 +17,7 @@ import numpy as np
 from ..kernels.surrogates import resolve_gamma, surrogate_code
 from ._checks import RESETS, check_choice
 from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
+from ..kernels.bn_neuron import LIF as _LIF_KIND
 from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
 from .base import _FUSABLE, THETA_FLOOR, SpikingNeuron
 from .functional import hdlif_record, hdlif_seq, lif_record, lif_seq, parallel_hdlif_seq
@@ -135,4 +136,4 @@ class ParallelHDLIF(SpikingNeuron):
         return parallel_hdlif_seq(I, self.theta)
 
 
-_FUSABLE.update({HDLIF: _HDLIF_KIND, ParallelHDLIF: _PARALLEL_KIND})
+_FUSABLE.update({HDLIF: _HDLIF_KIND, ParallelHDLIF: _PARALLEL_KIND, LIF: _LIF_KIND})

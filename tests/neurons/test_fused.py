@@ -14,6 +14,7 @@ from hdlif_ref import backend
 from hdlif_ref.autograd import Context, Tensor, no_grad
 from hdlif_ref.autograd.ops._args import NonFiniteInputError
 from hdlif_ref.kernels import hdlif as hdlif_kernels
+from hdlif_ref.kernels import lif as lif_kernels
 from hdlif_ref.kernels import norm as norm_kernels
 from hdlif_ref.kernels import parallel as parallel_kernels
 from hdlif_ref.kernels import spike_quantize as quantize_kernels
@@ -22,13 +23,13 @@ from hdlif_ref.layers import Monitor
 from hdlif_ref.layers.norm import BatchNorm2d
 from hdlif_ref.models import digits_net, spiking_resnet
 from hdlif_ref.module import Sequential
-from hdlif_ref.neurons import HDLIF, ParallelHDLIF, fused
+from hdlif_ref.neurons import HDLIF, LIF, ParallelHDLIF, fused
 from hdlif_ref.training.optim import SGD
 from hdlif_ref.training.trainer import OnlineTrainer
 
 
 # ------------------------------------------------------------------ the kernel against the plain kernels
-def plain_kernels(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax):
+def plain_kernels(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax, soft):
     """What ops.batch_norm, the neuron step op and the quantizer op run, in a row."""
     if training:
         y, mean, var = norm_kernels.batch_norm_train_forward(x, weight, bias, eps)
@@ -41,6 +42,10 @@ def plain_kernels(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, 
         s, u, _ = hdlif_kernels.hdlif_forward(y.reshape(1, 1, -1), u_prev.reshape(1, -1),
                                               lam[:1].reshape(1, 1), theta[:1].reshape(1, 1))
         u = u.reshape(x.shape)
+    elif kind == 2:
+        s, u, _ = lif_kernels.lif_forward(y.reshape(1, 1, -1), u_prev.reshape(1, -1), lam[:1].reshape(1, 1),
+                                          theta[:1].reshape(1, 1), soft)
+        u = u.reshape(x.shape)
     else:
         s, _ = parallel_kernels.parallel_hdlif_forward(y.reshape(1, 1, -1), theta[:1].reshape(1, 1))
         u = None
@@ -49,10 +54,10 @@ def plain_kernels(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, 
     return s.reshape(x.shape), u, mean, var
 
 
-@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 9), st.sampled_from([0, 1]), st.booleans(),
-       st.sampled_from([None, 1, 3, 15]), st.sampled_from([np.float32, np.float64]), st.booleans(),
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 9), st.sampled_from([0, 1, 2]), st.booleans(),
+       st.sampled_from([None, 1, 3, 15]), st.sampled_from([np.float32, np.float64]), st.booleans(), st.booleans(),
        st.integers(0, 2 ** 16))
-def test_fused_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, kind, training, qmax, dtype, affine, seed):
+def test_fused_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, kind, training, qmax, dtype, affine, soft, seed):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((N, C, L)) * 2).astype(dtype)
     x.flat[::3] = np.round(x.flat[::3])  # values that normalize exactly onto thresholds happen too
@@ -67,12 +72,12 @@ def test_fused_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, kind, traini
     step = 1.0 / 7
     for name in ("numba", "numpy"):
         with backend(name):
-            args = (x, training, weight, bias, 1e-5, mean_in, var_in, u_prev, lam, theta, kind, step, qmax)
+            args = (x, training, weight, bias, 1e-5, mean_in, var_in, u_prev, lam, theta, kind, step, qmax, soft)
             out, u, mean, var, bad = bn_neuron_step(*args)
             ref_out, ref_u, ref_mean, ref_var = plain_kernels(*args)
         assert bad == 0
         np.testing.assert_array_equal(out, ref_out, err_msg=name)
-        if kind == 0:
+        if kind != 1:
             np.testing.assert_array_equal(u, ref_u, err_msg=name)
         if training:
             np.testing.assert_array_equal(mean, ref_mean)
@@ -114,6 +119,8 @@ NETWORKS = {
     "resnet parallel 2-bit": (lambda: spiking_resnet(18, width=0.125, T=3, weight_mode="ternary", spike_bits=2,
                                                      parallel_fraction=0.5, rng=np.random.default_rng(0)),
                               (4, 3, 8, 8)),
+    "digits LIF (the peers' network)": (lambda: digits_net(T=4, neuron="lif", rng=np.random.default_rng(0)),
+                                        (12, 1, 8, 8)),
     # SECA sits between every batch norm and its neuron: nothing to fuse, the plain path throughout
     "resnet SECA_II": (lambda: spiking_resnet(18, width=0.125, T=3, weight_mode="ternary", spike_bits=4,
                                               seca="II", rng=np.random.default_rng(0)), (4, 3, 8, 8)),
@@ -194,15 +201,17 @@ def test_a_non_finite_current_raises_the_plain_error_and_updates_statistics_once
     assert bn.t == expected.t == 1
 
 
-@pytest.mark.parametrize("neuron_cls", [HDLIF, ParallelHDLIF])
-def test_step_counters_and_state_follow_the_plain_path(monkeypatch, neuron_cls):
+@pytest.mark.parametrize("neuron_cls, kw", [(HDLIF, {}), (ParallelHDLIF, {}), (LIF, {}), (LIF, {"reset": "soft"})])
+def test_step_counters_and_state_follow_the_plain_path(monkeypatch, neuron_cls, kw):
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32))
     results = []
     for enabled in (True, False):
         monkeypatch.setattr(fused, "ENABLED", enabled)
-        net = pair(neuron_cls)
+        calls = spy(monkeypatch)
+        net = pair(neuron_cls, **kw)
         with no_grad():
             outs = [net(x).data for _ in range(2)]
+        assert len(calls) == (2 if enabled else 0)
         with pytest.raises((RuntimeError, ValueError)):  # T = 2 steps: the third is refused either way
             with no_grad():
                 net(x)

@@ -5,21 +5,23 @@ import numpy as np
 
 from . import neurons, norm, spike_quantize
 
-HDLIF, PARALLEL = 0, 1
+HDLIF, PARALLEL, LIF = 0, 1, 2
 
 
-def bn_neuron_step(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax):
+def bn_neuron_step(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax,
+                   soft=False):
     """Batch norm, one neuron step, the quantizer, on ``x: [N, C, L]``.
 
     * ``training``: normalize with the batch statistics (returned as float64 ``mean``, biased
       ``var``, ``[C]``); else with ``running_mean``, ``running_var`` (any float dtype, ``[C]``);
       ``weight``, ``bias``: ``[C]`` in ``x``'s dtype, or ``None``; ``eps`` a float;
-    * ``kind`` 0 (HD-LIF, SPEC E1-E2: needs ``u_prev: [N, C, L]``, ``u_{t-1}``) or 1 (Parallel
-      HD-LIF, E8: ``u_prev`` ignored); ``lam``, ``theta``: this step's values per channel, ``[C]``;
+    * ``kind`` 0 (HD-LIF, SPEC E1-E2: needs ``u_prev: [N, C, L]``, ``u_{t-1}``), 1 (Parallel
+      HD-LIF, E8: ``u_prev`` ignored) or 2 (LIF, E7: needs ``u_prev``; ``soft`` chooses the soft
+      reset, else the hard one); ``lam``, ``theta``: this step's values per channel, ``[C]``;
     * ``qmax`` (``2^n - 1``) and ``step``: the E13 quantizer, or ``qmax=None`` for none.
 
     Returns ``(out, u_new or None, mean, var, nonfinite)``: the emitted spikes ``[N, C, L]``,
-    the new state (HD-LIF), the statistics used in training (zeros in evaluation) and the
+    the new state (HD-LIF, LIF), the statistics used in training (zeros in evaluation) and the
     number of non-finite normalized currents.
     """
     N, C, L = x.shape
@@ -33,6 +35,9 @@ def bn_neuron_step(x, training, weight, bias, eps, running_mean, running_var, u_
     I = y.reshape(1, N, C * L)
     if kind == HDLIF:
         s, u_new, _ = neurons.hdlif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None])
+        u_new = u_new.reshape(N, C, L)
+    elif kind == LIF:
+        s, u_new, _ = neurons.lif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None], soft)
         u_new = u_new.reshape(N, C, L)
     else:
         s, _ = neurons.parallel_hdlif_forward(I, theta[None])
