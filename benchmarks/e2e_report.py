@@ -176,7 +176,9 @@ def _roofline(results: dict) -> list[str]:
         return []
     s = r["W3_step"]
     lines = ["", f"Roofline: the W3 step counts {s['gflop']:.2f} GFLOP ({s['flop_source']}; analytic from the "
-                 f"layer shapes {s['gflop_analytic']:.2f}) and ran in {s['step_ms']:.1f} ms: {s['gflops']:.1f} "
+                 f"layer shapes {s['gflop_analytic']:.2f}) and ran in {s['step_ms']:.1f} ms"
+                 f"{'' if s.get('silent_blocks_skipped', True) else ' with every block computed (no silent-block skip)'}"
+                 f": {s['gflops']:.1f} "
                  f"GFLOP/s, **{s['fraction']:.2f}** of one-thread sgemm ({s['sgemm_gflops']:.1f} GFLOP/s, "
                  f"[{r['convs']['sgemm_n']}]^2 float32, same rounds); target >= {s['target_fraction']}: "
                  f"{_yes(s['holds'])}.", "",

@@ -41,6 +41,17 @@ order), summed across lanes in a fixed tree at the end. Each tile owns its 16 we
 no partial sums are shared between threads, so the result does not depend on the
 thread count.
 
+**Silent blocks.** Spiking layers are often silent: in the spiking ResNet of the benchmark (W3)
+at its initialization every layer after the first stage receives no spike at all. A block
+whose packed values are all zero (``+0`` or ``-0``) is not computed when what its values
+multiply is finite (the weights in the forward and ``dx``, the output gradient in ``dW``):
+each product is then ``+-0``, and adding ``+-0`` to an accumulator that starts at ``+0`` leaves
+it as it was (``a + (+-0) = a`` for ``a != 0``, ``+0 + (+-0) = +0``), so skipping the block gives
+the same bits as computing it. :func:`live_blocks` marks the blocks (one pass that stops at a
+block's first non-zero value); a NaN or an infinity anywhere in the partner turns the skip off,
+so that ``0 * inf`` still gives the NaN the formula gives. ``SKIP_SILENT_BLOCKS = False`` turns
+it off (tests and A/B measurements).
+
 Threads: the packing runs over (block, group of channels) items, the correlation over
 (block, output-channel tile) items and the weight gradient over (output tile, group of
 pair tiles) items, each item writing its own slice; the caller hands them out one at a
@@ -57,6 +68,7 @@ import numpy as np
 from ._config import njit, njit_parallel
 from ._simd import lanes_of, vfma, vload, vsplat, vstore, vstore_lanesums, vtranspose_pack, vtranspose_unpack
 from ._workspace import scratch
+from .finite import count_nonfinite
 
 #: Output channels and positions per register tile (16 vector accumulators).
 TILE_O = 4
@@ -68,6 +80,8 @@ TILE_U = 4
 #: fused multiply-adds per weight-gradient item, this many elements per packing item.
 ITEM_FMAS = 1 << 15
 ITEM_ELEMENTS = 1 << 15
+#: False: every block is computed, silent or not (module doc, "Silent blocks").
+SKIP_SILENT_BLOCKS = True
 
 
 # ---------------------------------------------------------------- geometry (shapes only)
@@ -382,10 +396,11 @@ def _run_jobs(xb, cpitch, channels, offs, jobs, wt, acc):
 
 
 @njit_parallel
-def _correlate(xp, n, channels, nvec, offs, jobs, wt, bias, out_channels, hw_out, accs, out):
+def _correlate(xp, n, channels, nvec, offs, jobs, wt, bias, out_channels, hw_out, accs, live, out):
     """``out`` (flat NCHW, ``N x out_channels x hw_out``) = the engine's jobs over the packed input
     ``xp: [blocks, C*nvec*L]``, plus ``bias``; one (block, output tile) per iteration, through the
-    thread's ``accs[t]: [4, hw_out*L]``."""
+    thread's ``accs[t]: [4, hw_out*L]``. A block with ``live[block] == 0`` (silent, module doc)
+    gets the accumulators' starting value, ``+0``, instead of its jobs."""
     lanes = 64 // xp.itemsize
     blocks = (n + lanes - 1) // lanes
     tiles = wt.shape[0]
@@ -393,7 +408,10 @@ def _correlate(xp, n, channels, nvec, offs, jobs, wt, bias, out_channels, hw_out
     for item in numba.prange(blocks * tiles):
         block, tile = item // tiles, item % tiles
         acc = accs[numba.get_thread_id()]
-        _run_jobs(xp[block], cpitch, channels, offs, jobs, wt[tile], acc)
+        if live[block]:
+            _run_jobs(xp[block], cpitch, channels, offs, jobs, wt[tile], acc)
+        else:
+            acc[:, :] = 0.0
         n0 = block * lanes
         o0 = tile * TILE_O
         _unpack_tile(acc, bias, o0, min(TILE_O, out_channels - o0), out_channels, hw_out, n0,
@@ -402,7 +420,7 @@ def _correlate(xp, n, channels, nvec, offs, jobs, wt, bias, out_channels, hw_out
 
 # ---------------------------------------------------------------- weight gradient
 @njit_parallel
-def _wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, per_item, out):
+def _wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, per_item, live, out):
     """``out[o, u] = sum_{n, p, q} gy[n, o, p, q] * x[n, c_u, (p, q) + tap_u]`` for every output
     channel ``o`` and pair ``u = (c_u, tap_u)``, by 4 x 4 tiles of ``(o, u)``, ``per_item`` tiles of
     pairs per iteration.
@@ -413,6 +431,7 @@ def _wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, per_item, o
     per row cost a quarter of the time). ``pairs: [U, 2]``: ``(c, tap offset in vectors)``, ``U`` a
     multiple of 4 (padded with repeats). ``out: [C_out4 / 4, U / 4, 16]``: tile ``(ot, ut)``,
     entry ``4 i + j`` for output channel ``4 ot + i`` and pair ``4 ut + j`` (:func:`tiles_to_matrix`).
+    Blocks with ``live[block] == 0`` (silent, module doc) add nothing and are skipped.
     """
     utiles = pairs.shape[0] // TILE_U
     otiles = out.shape[0]
@@ -420,11 +439,11 @@ def _wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, per_item, o
     for item in numba.prange(otiles * groups):
         ot, group = item // groups, item % groups
         for ut in range(group * per_item, min(utiles, (group + 1) * per_item)):
-            _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut, out)
+            _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut, live, out)
 
 
 @njit
-def _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut, out):
+def _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut, live, out):
     """One 4 x 4 tile of :func:`_wgrad`: output channels ``4 ot ...``, pairs ``4 ut ...``; each
     accumulator sums lane ``l`` (image ``block*L + l``) over blocks and positions in order, then
     the lanes by :func:`._simd.vstore_lanesums`'s fixed tree."""
@@ -444,6 +463,8 @@ def _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut
     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z
     a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z
     for block in range(blocks):
+        if not live[block]:
+            continue
         xb, gb = xp[block], gp[block]
         for k in range(posx.shape[0]):
             xi = posx[k] * lanes
@@ -515,13 +536,43 @@ def pack(x, plane: Plane, scratch_name=None) -> np.ndarray:
     return out
 
 
+@njit
+def _mark_silent(xp, live):
+    """``live[b] = 0`` for every block ``b`` of ``xp`` whose values are all zero (``+-0``); a NaN is not zero.
+    Chunks of 512 values with no early exit inside (an integer OR, which LLVM vectorizes), a stop
+    after the first chunk that holds a non-zero value."""
+    for b in range(xp.shape[0]):
+        row = xp[b]
+        size = row.shape[0]
+        i = 0
+        hit = 0
+        while i < size and hit == 0:
+            end = min(i + 512, size)
+            for j in range(i, end):
+                hit |= row[j] != 0
+            i = end
+        if hit == 0:
+            live[b] = 0
+
+
+def live_blocks(xp, partner) -> np.ndarray:
+    """``uint8 [blocks]``: 1 for a block of the packed ``xp`` that must be computed, 0 for a silent one
+    (all zeros) when every value of ``partner`` (what they multiply) is finite (module doc)."""
+    live = np.ones(xp.shape[0], dtype=np.uint8)
+    if SKIP_SILENT_BLOCKS and xp.size:
+        _mark_silent(xp, live)
+        if not live.all() and count_nonfinite(partner):
+            live[:] = 1
+    return live
+
+
 def correlate(xp, n, channels, corr: Correlation, wt, bias, out):
     """``out: [N, C_o, Ho, Wo]`` (preallocated, C-contiguous) from the packed input ``xp``."""
     lanes = lanes_of(xp.dtype)
     hw_out = out.shape[2] * out.shape[3]
     accs = scratch("lanes.acc", (numba.get_num_threads(), TILE_O, hw_out * lanes), xp.dtype)
     _correlate(xp, n, channels, corr.plane.nvec, corr.offs, corr.jobs, wt, bias, out.shape[1], hw_out, accs,
-               out.reshape(-1))
+               live_blocks(xp, wt), out.reshape(-1))
 
 
 def conv2d_forward(x, weight, bias, stride, padding, out=None):
@@ -572,7 +623,8 @@ def conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight):
         if n and res.size:
             fmas = TILE_O * TILE_U * -(-n // lanes_of(x.dtype)) * ho * wo
             posx, posg = weight_grad_positions(ho, wo, wq, mt * grow + lt, grow)
-            _wgrad(xp, corr.plane.nvec, gp, gplane.nvec, n, posx, posg, pairs, c_out, max(1, ITEM_FMAS // fmas), res)
+            _wgrad(xp, corr.plane.nvec, gp, gplane.nvec, n, posx, posg, pairs, c_out, max(1, ITEM_FMAS // fmas),
+                   live_blocks(xp, gp), res)
         else:
             res[...] = 0
         gw = np.ascontiguousarray(tiles_to_matrix(res)[:c_out, :u]).reshape(c_out, c_in, kh, kw)

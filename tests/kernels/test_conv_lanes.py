@@ -3,6 +3,8 @@ twin, end to end against the formula's twin (reference/conv.py) and by finite di
 bit-for-bit reproducible (twice, and on 1 or 2 threads)."""
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 import pytest
@@ -139,7 +141,7 @@ def test_each_stage_matches_its_twin(case):
     want = np.empty((o4, len(pairs)), dtype=x.dtype)
     posx, posg = lanes.weight_grad_positions(ho, wo, wq, mt * grow + lt, grow)
     args = (corr.plane.nvec, gp, dcorr.plane.nvec, n, posx, posg, pairs, c_out)
-    lanes._wgrad(xp, *args, 3, tiles)
+    lanes._wgrad(xp, *args, 3, np.ones(xp.shape[0], dtype=np.uint8), tiles)
     twin.wgrad(xp, *args, want)
     np.testing.assert_allclose(lanes.tiles_to_matrix(tiles)[:c_out], want[:c_out], **tol)
 
@@ -215,3 +217,120 @@ def test_zero_channels_and_zero_batch_on_the_lanes_path(monkeypatch, shape):
 ])
 def test_path_rule(n, c_in, c_out, h, k, s, dtype, groups, path):
     assert conv_kernels.conv_path(n, c_in, c_out, h, h, k, k, (s, s), (k // 2, k // 2), groups, dtype) == path
+
+
+# ------------------------------------------------------------------ silent blocks (module doc)
+@contextlib.contextmanager
+def skipping(on):
+    before = lanes.SKIP_SILENT_BLOCKS
+    lanes.SKIP_SILENT_BLOCKS = on
+    try:
+        yield
+    finally:
+        lanes.SKIP_SILENT_BLOCKS = before
+
+
+def _silence(x, rng, lanes_n):
+    """Zero every image of a random set of whole blocks (some as -0.0), and single images elsewhere;
+    return the blocks that are all zeros."""
+    n = x.shape[0]
+    blocks = -(-n // lanes_n)
+    silent = rng.random(blocks) < 0.5
+    for b in np.flatnonzero(silent):
+        x[b * lanes_n:(b + 1) * lanes_n] = rng.choice([0.0, -0.0], size=x[b * lanes_n:(b + 1) * lanes_n].shape)
+    x[rng.integers(0, n)] = 0.0  # a silent image alone does not silence its block
+    return np.array([not np.any(x[b * lanes_n:(b + 1) * lanes_n]) for b in range(blocks)])
+
+
+@settings(max_examples=40)
+@example(case=_fixed(40, 3, 5, 6, 6, 3, 1, 1, np.float32), seed=1)
+@example(case=_fixed(17, 2, 3, 7, 9, 3, 2, 1), seed=2)
+@given(case=lanes_case(), seed=st.integers(0, 2 ** 16))
+def test_silent_blocks_are_skipped_with_the_dense_bits(case, seed):
+    """Forward, dx and dW with silent blocks skipped equal the dense computation bit for bit (signed zeros
+    included), and the blocks marked silent are exactly those whose packed values are all zero."""
+    x, weight, bias, stride, padding = case
+    rng = np.random.default_rng(seed)
+    lanes_n = lanes_of(x.dtype)
+    expected_silent = _silence(x, rng, lanes_n)
+    shape = _output_shape(x, weight, stride, padding)
+    g = rng.standard_normal(shape).astype(x.dtype)
+    g[rng.random(shape) < 0.3] = -0.0
+    corr, _, _ = lanes.forward_geometry(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], stride, padding)
+    packed = lanes.pack(x, corr.plane)
+    live = lanes.live_blocks(packed, weight)
+    # silent: every value a tap reads is zero (with a stride, some inputs are never read)
+    np.testing.assert_array_equal(live, twin.live_blocks(packed, weight))
+    assert (live[expected_silent] == 0).all()
+
+    def run(skip):
+        with skipping(skip):
+            return (lanes.conv2d_forward(x, weight, bias, stride, padding),) + lanes.conv2d_backward(
+                g, x, weight, stride, padding, True, True)
+
+    for got, want in zip(run(True), run(False)):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("partner, want", [(1.0, [0, 1, 1, 1]), (np.nan, [1, 1, 1, 1])])
+def test_live_blocks_against_the_twin(partner, want):
+    """Four blocks: zeros, a single NaN, a single subnormal (not zero), ones; a NaN in the partner makes all live."""
+    g = np.zeros((64, 4, 5, 5), np.float32)
+    g[16, 3, 4, 4] = np.nan
+    g[47, 0, 0, 0] = np.float32(1e-45)
+    g[48:] = 1.0
+    corr, _, _ = lanes.forward_geometry(5, 5, 3, 3, (1, 1), (1, 1))
+    packed = lanes.pack(g, corr.plane)
+    partner = np.full(3, partner, np.float32)
+    np.testing.assert_array_equal(lanes.live_blocks(packed, partner), want)
+    np.testing.assert_array_equal(twin.live_blocks(packed, partner), want)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_partner_keeps_the_formulas_nan(monkeypatch, bad):
+    """0 * inf is NaN: with a non-finite weight (forward, dx) or output gradient (dW) nothing is skipped."""
+    x = np.zeros((16, 2, 4, 4), np.float32)  # one block, silent
+    weight = np.ones((3, 2, 3, 3), np.float32)
+    weight[1, 0, 1, 1] = bad
+    g = np.ones((16, 3, 4, 4), np.float32)
+    out = lanes.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+    assert np.isnan(out[:, 1]).all() and not np.isnan(out[:, [0, 2]]).any()
+    weight[1, 0, 1, 1] = 1.0
+    g[0, 2, 0, 0] = bad
+    _, gw = lanes.conv2d_backward(g, x, weight, (1, 1), (1, 1), False, True)
+    assert np.isnan(gw[2]).any()
+    monkeypatch.setattr(lanes, "SKIP_SILENT_BLOCKS", False)
+    _, want = lanes.conv2d_backward(g, x, weight, (1, 1), (1, 1), False, True)
+    np.testing.assert_array_equal(gw, want)
+
+
+def test_a_spiking_resnet_with_silent_layers_trains_to_the_same_bits(monkeypatch):
+    """Two online steps of a small spiking ResNet whose deep layers are silent at initialization: the same
+    losses, logits and parameters with and without the skip, and the skip did fire."""
+    from hdlif_ref.models import spiking_resnet
+    from hdlif_ref.training.optim import SGD
+    from hdlif_ref.training.trainer import OnlineTrainer
+
+    silent_calls = []
+    original = lanes.live_blocks
+    monkeypatch.setattr(lanes, "live_blocks", lambda xp, p: silent_calls.append(int((original(xp, p) == 0).sum()))
+                        or original(xp, p))
+
+    def train(skip):
+        monkeypatch.setattr(lanes, "SKIP_SILENT_BLOCKS", skip)
+        model = spiking_resnet(18, stem="cifar", width=0.125, T=2, weight_mode="ternary", spike_bits=4,
+                               rng=np.random.default_rng(0))
+        rng = np.random.default_rng(1)
+        x, y = rng.standard_normal((16, 3, 8, 8)).astype(np.float32), rng.integers(0, 10, 16)
+        trainer = OnlineTrainer(model, SGD(list(model.parameters()), lr=0.1, momentum=0.9), steps=1,
+                                rng=np.random.default_rng(2))
+        return [trainer.train_batch(x, y) for _ in range(2)], model.state_dict()
+
+    (steps_a, state_a), (steps_b, state_b) = train(True), train(False)
+    assert sum(silent_calls) > 0, "no block was silent: the test exercises nothing"
+    for (loss_a, logits_a), (loss_b, logits_b) in zip(steps_a, steps_b):
+        assert loss_a == loss_b
+        np.testing.assert_array_equal(logits_a, logits_b)
+    for key in state_b:
+        np.testing.assert_array_equal(state_a[key], state_b[key], err_msg=key)

@@ -8,7 +8,9 @@ indexing and ``einsum``, so a test can compare the Numba kernels stage by stage:
 * :func:`tile_weights`: the weights gathered per tile of 4 output channels;
 * :func:`correlate`: for every job, ``out[n, o, obase + u*orow + v*ostep] = bias[o] +
   sum_{c, k} wt[c, k, o] * xp[block, c, ibase + u*rin + v + offs[k], lane]``;
-* :func:`wgrad`: ``out[o, u] = sum_{n, k} gp[o, posg[k]] * xp[c_u, posx[k] + off_u]``.
+* :func:`wgrad`: ``out[o, u] = sum_{n, k} gp[o, posg[k]] * xp[c_u, posx[k] + off_u]``;
+* :func:`live_blocks`: which blocks the kernels compute (the twins compute every block: skipping
+  a silent one changes no bit, which the tests check on the kernels themselves).
 """
 from __future__ import annotations
 
@@ -77,3 +79,10 @@ def wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, out):
     g = gp.reshape(blocks, -1, gnvec, lanes)[:, :out_channels, posg, :]  # [blocks, C_out, positions, lanes]
     for u, (c, off) in enumerate(pairs):
         out[:out_channels, u] = np.einsum("bopl,bpl->o", g, xv[:, c, posx + off, :])
+
+
+def live_blocks(xp, partner):
+    """``uint8 [blocks]``, as :func:`conv_lanes.live_blocks` (with its skip on): 0 where the block's
+    values are all zero and ``partner`` is finite, else 1."""
+    silent = ~np.any(xp != 0, axis=1) & bool(np.isfinite(partner).all())
+    return (~silent).astype(np.uint8)
