@@ -1,5 +1,5 @@
 """2-D average and max pooling (NCHW): Numba kernels, one ``prange`` iteration per ``(n, c)`` plane
-(the 2x2, stride-2, unpadded average pooling: one per output row, same arithmetic).
+(the 2x2, stride-2, unpadded average pooling: several whole planes per iteration, same arithmetic).
 
 Window of output ``(p, q)``: padded-input rows ``p*sh .. p*sh + kh - 1``, columns
 ``q*sw .. q*sw + kw - 1``. Average pooling counts the zero padding in the
@@ -66,37 +66,55 @@ def _avg_pool_bwd(g, kh, kw, sh, sw, ph, pw, gx):
 
 
 @njit_parallel
-def _avg_pool_2x2_fwd(x, out):
+def _avg_pool_2x2_fwd(x, per_item, out):
     """:func:`_avg_pool_fwd` for a 2x2 window, stride 2, no padding (the networks' pooling), one
-    iteration per output row ``r = (t, p)``: the same four float64 additions in the same order, so
-    the same bits; without the generic window bounds the loop is 4-7x faster."""
-    ho, wo = out.shape[1], out.shape[2]
-    for r in numba.prange(out.shape[0] * ho):
-        t, p = r // ho, r % ho
-        top, bottom, dst = x[t, 2 * p], x[t, 2 * p + 1], out[t, p]
-        for q in range(wo):
-            total = 0.0
-            total += top[2 * q]
-            total += top[2 * q + 1]
-            total += bottom[2 * q]
-            total += bottom[2 * q + 1]
-            dst[q] = total * 0.25
+    iteration per ``per_item`` planes: the same four float64 additions in the same order, so the
+    same bits. Without the generic window bounds the loop is 4-7x faster; with several planes per
+    iteration and plain 3-D indexing (no row views, which cost more than a small plane's work)
+    another 1.1-2.5x (docs/performance.md, "Batch norm and pooling")."""
+    planes, ho, wo = out.shape
+    for item in numba.prange((planes + per_item - 1) // per_item):
+        for t in range(item * per_item, min(planes, (item + 1) * per_item)):
+            for p in range(ho):
+                for q in range(wo):
+                    total = 0.0
+                    total += x[t, 2 * p, 2 * q]
+                    total += x[t, 2 * p, 2 * q + 1]
+                    total += x[t, 2 * p + 1, 2 * q]
+                    total += x[t, 2 * p + 1, 2 * q + 1]
+                    out[t, p, q] = total * 0.25
 
 
 @njit_parallel
-def _avg_pool_2x2_bwd(g, gx):
-    """:func:`_avg_pool_bwd` for a 2x2 window, stride 2, no padding; ``gx`` arrives zeroed (a
-    last odd row or column stays 0). Each input gets one share, ``0.0 + g / 4`` as there."""
-    ho, wo = g.shape[1], g.shape[2]
-    for r in numba.prange(g.shape[0] * ho):
-        t, p = r // ho, r % ho
-        top, bottom, src = gx[t, 2 * p], gx[t, 2 * p + 1], g[t, p]
-        for q in range(wo):
-            share = 0.0 + src[q] * 0.25
-            top[2 * q] = share
-            top[2 * q + 1] = share
-            bottom[2 * q] = share
-            bottom[2 * q + 1] = share
+def _avg_pool_2x2_bwd(g, per_item, gx):
+    """:func:`_avg_pool_bwd` for a 2x2 window, stride 2, no padding, ``per_item`` planes per
+    iteration. Each input in a window gets one share, ``0.0 + g / 4`` as there; a last odd row or
+    column (in no window) gets 0, so ``gx`` may arrive uninitialized."""
+    planes, ho, wo = g.shape
+    height, width = gx.shape[1], gx.shape[2]
+    for item in numba.prange((planes + per_item - 1) // per_item):
+        for t in range(item * per_item, min(planes, (item + 1) * per_item)):
+            for p in range(ho):
+                for q in range(wo):
+                    share = 0.0 + g[t, p, q] * 0.25
+                    gx[t, 2 * p, 2 * q] = share
+                    gx[t, 2 * p, 2 * q + 1] = share
+                    gx[t, 2 * p + 1, 2 * q] = share
+                    gx[t, 2 * p + 1, 2 * q + 1] = share
+                if width > 2 * wo:
+                    gx[t, 2 * p, width - 1] = 0.0
+                    gx[t, 2 * p + 1, width - 1] = 0.0
+            if height > 2 * ho:
+                for w in range(width):
+                    gx[t, height - 1, w] = 0.0
+
+
+#: Input elements per iteration of the 2x2 kernels (whole planes, at least one).
+PLANE_ITEM_ELEMENTS = 1 << 12
+
+
+def _planes_per_item(height, width) -> int:
+    return max(1, PLANE_ITEM_ELEMENTS // max(1, height * width))
 
 
 def _is_2x2(kh, kw, sh, sw, ph, pw) -> bool:
@@ -148,7 +166,9 @@ def _avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
     ho, wo = _out_size(height, width, kh, kw, sh, sw, ph, pw)
     out = np.empty((n, c, ho, wo), dtype=x.dtype)
     if out.size and _is_2x2(kh, kw, sh, sw, ph, pw):
-        run(_avg_pool_2x2_fwd, x.size, n * c * ho, x.reshape(n * c, height, width), out.reshape(n * c, ho, wo))
+        per = _planes_per_item(height, width)
+        run(_avg_pool_2x2_fwd, x.size, -(-n * c // per), x.reshape(n * c, height, width), per,
+            out.reshape(n * c, ho, wo))
     elif out.size:
         run(_avg_pool_fwd, x.size, n * c, x.reshape(n * c, height, width), kh, kw, sh, sw, ph, pw,
             out.reshape(n * c, ho, wo))
@@ -157,10 +177,15 @@ def _avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
 
 def _avg_pool2d_backward_numba(grad_out, height, width, kh, kw, sh, sw, ph, pw):
     n, c, ho, wo = grad_out.shape
+    if _is_2x2(kh, kw, sh, sw, ph, pw):  # writes every element: no zeroing first
+        gx = np.empty((n, c, height, width), dtype=grad_out.dtype)
+        per = _planes_per_item(height, width)
+        if gx.size:
+            run(_avg_pool_2x2_bwd, gx.size, -(-n * c // per), grad_out.reshape(n * c, ho, wo), per,
+                gx.reshape(n * c, height, width))
+        return gx
     gx = np.zeros((n, c, height, width), dtype=grad_out.dtype)
-    if gx.size and _is_2x2(kh, kw, sh, sw, ph, pw):
-        run(_avg_pool_2x2_bwd, gx.size, n * c * ho, grad_out.reshape(n * c, ho, wo), gx.reshape(n * c, height, width))
-    elif gx.size:
+    if gx.size:
         run(_avg_pool_bwd, gx.size, n * c, grad_out.reshape(n * c, ho, wo), kh, kw, sh, sw, ph, pw,
             gx.reshape(n * c, height, width))
     return gx

@@ -207,3 +207,19 @@ def test_2x2_path_is_the_generic_kernel_bit_for_bit(n, c, h, w, dtype, seed, spe
     expected = loop_pool(x.astype(np.float64), *window, "avg")
     np.testing.assert_allclose(fast, expected, rtol=6 * 2.0**-24 if dtype == np.float32 else 1e-15,
                                atol=2 * float(np.finfo(dtype).smallest_subnormal))  # 1e-40 / 4 is subnormal
+
+
+@pytest.mark.parametrize("h, w", [(5, 7), (4, 5), (5, 4), (4, 4), (3, 2)])
+@pytest.mark.parametrize("per_item", [1, 2, 7])
+def test_2x2_backward_writes_every_element(h, w, per_item):
+    """The 2x2 backward's output comes uninitialized (np.empty): it writes the shares and the odd last
+    row and column that no window covers, whatever the planes per iteration."""
+    from hdlif_ref.kernels.reference import pool as twin
+    g = np.random.default_rng(0).standard_normal((6, h // 2, w // 2))
+    gx = np.full((6, h, w), np.nan)
+    pool_kernels._avg_pool_2x2_bwd(g, per_item, gx)
+    want = twin.avg_pool2d_backward(g[None], h, w, 2, 2, 2, 2, 0, 0)[0]
+    assert gx.tobytes() == want.tobytes()
+    out = np.full((6, h // 2, w // 2), np.nan)
+    pool_kernels._avg_pool_2x2_fwd(gx, per_item, out)
+    assert not np.isnan(out).any()
