@@ -111,6 +111,51 @@ def _bn_train_bwd(g, x, mean, invstd, weight, need_x, gx, gw, gb):
 
 
 @njit_parallel
+def _bn_train_fwd_steps(x, weight, bias, eps, y, mean, var):
+    """:func:`_bn_train_fwd` on every step ``x[t]`` of ``x: [T, N, C, L]`` in one launch, one item per
+    ``(t, c)``: statistics ``mean, var: [T, C]`` per step and channel (the per-step batch norm of
+    SPEC E16's DC), the same operations in the same order as ``T`` calls of the one-step kernel."""
+    steps, n, channels, length = x.shape
+    for item in numba.prange(steps * channels):
+        t, c = item // channels, item % channels
+        xt, yt = x[t], y[t]
+        mu, v = channel_stats(xt, c)
+        mean[t, c] = mu
+        var[t, c] = v
+        scale = weight[c] / math.sqrt(v + eps)
+        shift = bias[c] - mu * scale
+        for k in range(n):
+            x_row, y_row = xt[k, c], yt[k, c]
+            for l in range(length):
+                y_row[l] = x_row[l] * scale + shift
+
+
+@njit_parallel
+def _bn_train_bwd_steps(g, x, mean, invstd, weight, need_x, gx, gw, gb):
+    """:func:`_bn_train_bwd` on every step of ``[T, N, C, L]`` in one launch; ``gw, gb: [T, C]`` per step."""
+    steps, n, channels, length = x.shape
+    count = n * length
+    for item in numba.prange(steps * channels):
+        t, c = item // channels, item % channels
+        gt, xt = g[t], x[t]
+        mu = mean[t, c]
+        inv = invstd[t, c]
+        sum_g, sum_gx = channel_grad_sums(gt, xt, c, mu, inv)
+        gb[t, c] = sum_g
+        gw[t, c] = sum_gx
+        if need_x:
+            gxt = gx[t]
+            scale = weight[c] * inv
+            mg = sum_g / count
+            mgx = sum_gx / count
+            for k in range(n):
+                g_row, x_row, gx_row = gt[k, c], xt[k, c], gxt[k, c]
+                for l in range(length):
+                    xhat = (x_row[l] - mu) * inv
+                    gx_row[l] = scale * (g_row[l] - mg - xhat * mgx)
+
+
+@njit_parallel
 def _scale_shift(x, scale, shift, y):
     """``y[n, c, t] = x[n, c, t] * scale[c] + shift[c]`` (eval forward; eval backward with shift 0)."""
     n, channels, length = x.shape
@@ -183,7 +228,38 @@ def _batch_norm_eval_backward_numba(grad_out, x, mean, invstd, weight, need_x, n
     return gx, gw.astype(x.dtype) if need_weight else None, gb.astype(x.dtype) if need_bias else None
 
 
+def _batch_norm_steps_train_forward_numba(x, weight, bias, eps):
+    steps, channels = x.shape[0], x.shape[2]
+    w, b = _affine(weight, bias, channels)
+    y = np.empty_like(x)
+    mean = np.zeros((steps, channels))
+    var = np.zeros((steps, channels))
+    if x.size:
+        run(_bn_train_fwd_steps, x.size, steps * channels, x, w, b, float(eps), y, mean, var)
+    return y, mean, var
+
+
+def _batch_norm_steps_train_backward_numba(grad_out, x, mean, invstd, weight, need_x):
+    steps, channels = x.shape[0], x.shape[2]
+    w, _ = _affine(weight, None, channels)
+    gx = np.empty_like(x) if need_x else np.empty((0, 0, 0, 0), dtype=x.dtype)
+    gw = np.zeros((steps, channels))
+    gb = np.zeros((steps, channels))
+    if x.size:
+        run(_bn_train_bwd_steps, x.size, steps * channels, grad_out, x, mean, invstd, w, need_x, gx, gw, gb)
+    return gx if need_x else None, gw, gb
+
+
 batch_norm_train_forward = dispatch(_batch_norm_train_forward_numba, _reference.batch_norm_train_forward)
 batch_norm_train_backward = dispatch(_batch_norm_train_backward_numba, _reference.batch_norm_train_backward)
 batch_norm_eval_forward = dispatch(_batch_norm_eval_forward_numba, _reference.batch_norm_eval_forward)
 batch_norm_eval_backward = dispatch(_batch_norm_eval_backward_numba, _reference.batch_norm_eval_backward)
+#: ``(y, mean, var) = batch_norm_steps_train_forward(x, weight, bias, eps)``: ``x: [T, N, C, L]``, each step
+#: normalized with its own batch statistics (``mean, var: [T, C]`` float64), as ``T`` calls of
+#: :data:`batch_norm_train_forward`.
+batch_norm_steps_train_forward = dispatch(_batch_norm_steps_train_forward_numba,
+                                          _reference.batch_norm_steps_train_forward)
+#: ``(gx, gw, gb) = batch_norm_steps_train_backward(grad_out, x, mean, invstd, weight, need_x)``: the
+#: per-step weight and bias gradients ``[T, C]`` in float64 (the caller sums them), ``gx`` or None.
+batch_norm_steps_train_backward = dispatch(_batch_norm_steps_train_backward_numba,
+                                           _reference.batch_norm_steps_train_backward)

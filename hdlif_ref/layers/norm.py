@@ -8,6 +8,10 @@ steps by default; ``per_step=True`` keeps one set per time step (then ``T`` is
 required and the layer counts steps like a neuron: ``reset_state()`` rewinds it).
 Running statistics follow PyTorch: normalize with the biased batch variance,
 update ``running_var`` with the unbiased one, ``momentum`` weighting the new value.
+
+A sequence in training with per-step statistics runs as one op (``ops.batch_norm_steps``: one
+kernel launch each way, no stack and unstack), which gives the loop's numbers bit for bit;
+``ONE_OP_PER_SEQUENCE = False`` runs the loop (tests and A/B measurements).
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ import numpy as np
 from ..autograd import Tensor, ops
 from ._steps import check_input
 from ..module import Module, Parameter
+
+#: False: a sequence is normalized by the step-by-step loop even where the one-op path applies.
+ONE_OP_PER_SEQUENCE = True
 
 
 class _BatchNorm(Module):
@@ -71,6 +78,11 @@ class _BatchNorm(Module):
             y = self._normalize(x, self.t)
             self.t += 1
             return y
+        if ONE_OP_PER_SEQUENCE and self.per_step and self.training and x.shape[0] <= self.T:
+            # every step with its own statistics, in one op (the same bits as the loop below)
+            steps = x.shape[0]
+            return ops.batch_norm_steps(x, self.weight, self.bias, self.running_mean[:steps],
+                                        self.running_var[:steps], momentum=self.momentum, eps=self.eps)
         steps = [self._normalize(x_t, t) for t, x_t in enumerate(ops.unstack(x, axis=0))]
         return ops.stack(steps, axis=0)
 

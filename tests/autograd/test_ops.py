@@ -298,6 +298,7 @@ GRADCHECKED_ELSEWHERE: dict[str, str] = {
     "avg_pool2d": "tests/kernels/test_pool.py",
     "max_pool2d": "tests/kernels/test_pool.py",
     "batch_norm": "tests/kernels/test_norm.py",
+    "batch_norm_steps": "tests/kernels/test_norm.py",
     "linear": "tests/kernels/test_linear.py",
     # neurons (issue 4): exact gradients gradchecked; LIF's surrogate and the spike quantizer's
     # LSQ backward are definitions (SPEC E7, E13 DC), checked against autodiff of their primitives

@@ -266,3 +266,80 @@ X = Tensor(np.zeros((2, 3, 2, 2)))
 def test_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# ------------------------------------------------------------------ every step in one op (batch_norm_steps)
+@settings(max_examples=40, deadline=None)
+@given(T=st.integers(1, 4), n=st.integers(1, 4), c=st.integers(1, 4), length=st.integers(1, 9),
+       dtype=st.sampled_from([np.float32, np.float64]), affine=st.booleans(), need_x=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_steps_kernels_are_the_one_step_kernels_bit_for_bit(T, n, c, length, dtype, affine, need_x, seed):
+    """Numba and NumPy: the per-step statistics, outputs and gradients of one launch equal T launches of the
+    one-step kernels on x[t], bit for bit."""
+    if n * length < 2:
+        return
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((T, n, c, length)) * 3 + 1).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    weight = rng.uniform(0.5, 2, c).astype(dtype) if affine else None
+    bias = rng.uniform(-1, 1, c).astype(dtype) if affine else None
+    for name in BACKENDS:
+        with hdlif_ref.backend(name):
+            y, mean, var = norm_kernels.batch_norm_steps_train_forward(x, weight, bias, 1e-5)
+            invstd = 1.0 / np.sqrt(var + 1e-5)
+            gx, gw, gb = norm_kernels.batch_norm_steps_train_backward(g, x, mean, invstd, weight, need_x)
+            for t in range(T):
+                y_t, mean_t, var_t = norm_kernels.batch_norm_train_forward(x[t], weight, bias, 1e-5)
+                assert y[t].tobytes() == y_t.tobytes() and mean[t].tobytes() == mean_t.tobytes(), name
+                assert var[t].tobytes() == var_t.tobytes(), name
+                gx_t, gw_t, gb_t = norm_kernels.batch_norm_train_backward(g[t], x[t], mean_t, invstd[t], weight,
+                                                                         need_x, True, True)
+                assert gw[t].astype(dtype).tobytes() == gw_t.tobytes() and gb[t].astype(dtype).tobytes() == gb_t.tobytes()
+                if need_x:
+                    assert gx[t].tobytes() == gx_t.tobytes(), name
+            assert (gx is None) == (not need_x)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 2, 3, 3), (2, 5, 3)])
+def test_steps_op_gradcheck(shape):
+    rng = np.random.default_rng(0)
+    c = shape[2]
+    x = Tensor(rng.standard_normal(shape) * 2 + 0.5, requires_grad=True)
+    w = Tensor(rng.uniform(0.5, 2, c), requires_grad=True)
+    b = Tensor(rng.uniform(-1, 1, c), requires_grad=True)
+    assert gradcheck(lambda x, w, b: ops.batch_norm_steps(x, w, b, None, None), [x, w, b])
+
+
+def test_steps_op_is_batch_norm_per_step_with_running_statistics():
+    """The formula per step, and each step's row of the running statistics updated as batch_norm updates it."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 2, 5, 2))
+    w, b = rng.uniform(0.5, 2, 2), rng.uniform(-1, 1, 2)
+    rm, rv = rng.standard_normal((3, 2)), rng.uniform(0.5, 2, (3, 2))
+    rm_ref, rv_ref = rm.copy(), rv.copy()
+    y = ops.batch_norm_steps(Tensor(x), Tensor(w), Tensor(b), rm, rv, momentum=0.3, eps=1e-4)
+    for t in range(3):
+        mean, var = batch_stats(x[t])
+        np.testing.assert_allclose(y.data[t], formula(x[t], w, b, mean, var, 1e-4), rtol=1e-12, atol=1e-12)
+        ops.batch_norm(Tensor(x[t]), Tensor(w), Tensor(b), rm_ref[t], rv_ref[t], True, momentum=0.3, eps=1e-4)
+    np.testing.assert_array_equal(rm, rm_ref)
+    np.testing.assert_array_equal(rv, rv_ref)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: ops.batch_norm_steps(Tensor(np.ones((2, 3, 4))), None, None, np.zeros((2, 3)), None), ValueError,
+     "give both"),
+    (lambda: ops.batch_norm_steps(Tensor(np.ones((2, 3, 4))), None, None, np.zeros((3, 4)), np.ones((3, 4))),
+     ValueError, r"running_mean has shape \(3, 4\); expected \(2, 4\)"),
+    (lambda: ops.batch_norm_steps(Tensor(np.ones((2, 1, 4))), None, None, None, None), ValueError,
+     "more than one value per step and channel"),
+    (lambda: ops.batch_norm_steps(Tensor(np.ones((2, 3, 4, 5))), None, None, None, None), ValueError,
+     r"\[T, N, C, H, W\] or \[T, N, C\]"),
+    (lambda: ops.batch_norm_steps(Tensor(np.ones((2, 3, 4))), Tensor(np.ones(3)), None, None, None), ValueError,
+     r"weight has shape \(3,\); expected \(4,\)"),
+    (lambda: ops.batch_norm_steps(Tensor(np.ones((2, 3, 4))), None, None, None, None, momentum=2), ValueError,
+     "momentum=2"),
+])
+def test_steps_op_bad_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

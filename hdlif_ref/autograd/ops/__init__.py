@@ -19,7 +19,7 @@ from .shape import BroadcastTo, Concatenate, GetItem, Pad, Permute, Reshape, Sta
 from .weight_quant import WEIGHT_MODES, BinarizeWeight, TernarizeWeight, quantize_weight  # noqa: F401
 from .conv import Conv1dChannels, Conv2d, conv1d_channels, conv2d  # noqa: F401
 from .nn import Linear, linear  # noqa: F401
-from .norm import BatchNorm, batch_norm  # noqa: F401
+from .norm import BatchNorm, BatchNormSteps, batch_norm, batch_norm_steps  # noqa: F401
 from .pool import AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
 from .neuron import (HDLIFSeq, HDLIFStep, LIFSeq, LIFStep, MemBNHDLIFSeq, MemBNHDLIFStep,
                      ParallelHDLIFSeq, ParallelHDLIFStep)
@@ -73,6 +73,7 @@ OPS = {
     "avg_pool2d": AvgPool2d,
     "max_pool2d": MaxPool2d,
     "batch_norm": BatchNorm,
+    "batch_norm_steps": BatchNormSteps,
     "linear": Linear,
     # neurons (issue 4, SPEC E1-E9): fused sequences and single steps; spike quantizer (E13)
     "hdlif_seq": HDLIFSeq,

@@ -71,6 +71,55 @@ class BatchNorm(Function):
         return tuple(grads)
 
 
+class BatchNormSteps(Function):
+    """Training-mode batch norm of every step of ``x: [T, N, C, ...]`` with that step's batch statistics
+    (the per-step batch norm of SPEC E16's DC) in one op and one kernel launch each way: what ``T``
+    :class:`BatchNorm` ops on ``x[t]`` and a ``stack`` compute, bit for bit, without the ``2 T``
+    extra ops and the two copies (the stack's, and the unstack's in the backward)."""
+
+    name = "batch_norm_steps"
+
+    @staticmethod
+    def forward(ctx, x, *affine, has_weight, has_bias, running_mean, running_var, momentum, eps):
+        dtype = common_dtype(x, *affine)
+        shape = x.shape
+        x4 = as_c(x, dtype).reshape(shape[0], shape[1], shape[2], int(np.prod(shape[3:])))
+        weight = as_c(affine[0], dtype) if has_weight else None
+        bias = as_c(affine[-1], dtype) if has_bias else None
+        y, mean, var = _kernels.batch_norm_steps_train_forward(x4, weight, bias, eps)
+        if running_mean is not None:
+            for t in range(shape[0]):
+                update_running_stats(running_mean[t], running_var[t], mean[t], var[t], x4.shape[1] * x4.shape[3],
+                                     momentum)
+        ctx.save_for_backward(x4, mean, 1.0 / np.sqrt(var + eps), weight)
+        ctx.meta = (shape, has_weight, has_bias)
+        return y.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        x4, mean, invstd, weight = ctx.saved_tensors
+        shape, has_weight, has_bias = ctx.meta
+        needs = ctx.needs_input_grad
+        gx, gw, gb = _kernels.batch_norm_steps_train_backward(as_c(g, x4.dtype).reshape(x4.shape), x4, mean, invstd,
+                                                             weight, needs[0])
+        grads = [gx.reshape(shape) if gx is not None else None]
+        for has, sums, need in ((has_weight, gw, has_weight and needs[1]),
+                                (has_bias, gb, has_bias and needs[1 + has_weight])):
+            if has:
+                grads.append(_summed_over_steps(sums, x4.dtype) if need else None)
+        return tuple(grads)
+
+
+def _summed_over_steps(per_step: np.ndarray, dtype) -> np.ndarray:
+    """``[T, C]`` float64 per-step gradients of a shared parameter -> ``[C]`` of ``dtype``, summed as the
+    autograd sums the ``T`` one-step ops' contributions into the parameter: last step first, each cast
+    to ``dtype`` and added in ``dtype``."""
+    total = per_step[-1].astype(dtype)
+    for t in range(per_step.shape[0] - 2, -1, -1):
+        total += per_step[t].astype(dtype)
+    return total
+
+
 def _check_running(op, name, value, channels, training):
     if value is None:
         if not training:
@@ -134,3 +183,53 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     return BatchNorm.apply(x, *affine, has_weight=weight is not None, has_bias=bias is not None,
                            running_mean=running_mean, running_var=running_var, training=training,
                            momentum=float(momentum), eps=float(eps))
+
+
+def batch_norm_steps(x, weight, bias, running_mean, running_var, momentum=0.1, eps=1e-5) -> Tensor:
+    """Training-mode batch normalization of each step of ``x: [T, N, C, H, W]`` or ``[T, N, C]`` with that
+    step's batch statistics: :func:`batch_norm` (``training=True``) on every ``x[t]`` with the running
+    statistics ``running_mean[t]``, ``running_var[t]``, in one op.
+
+    Parameters
+    ----------
+    x : Tensor ``[T, N, C, H, W]`` or ``[T, N, C]``
+    weight, bias : Tensor ``[C]`` or None, shared by the steps
+    running_mean, running_var : ndarray ``[T, C]`` (float32/float64), updated in place row by row, or None
+    momentum : float in [0, 1]
+    eps : float > 0
+
+    Returns a Tensor of ``x``'s shape.
+    """
+    op = "batch_norm_steps"
+    xs = shape_of(op, "x", x)
+    check_ndim(op, "x", xs, (3, 5), "[T, N, C, H, W] or [T, N, C]")
+    steps, channels = xs[0], xs[2]
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{op}: momentum={momentum!r} must be a number in [0, 1]")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0.0:
+        raise ValueError(f"{op}: eps={eps!r} must be a positive number")
+    affine = []
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            vs = shape_of(op, name, value)
+            if vs != (channels,):
+                raise ValueError(f"{op}: {name} has shape {vs}; expected ({channels},) for x of shape {xs}")
+            affine.append(value)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+    for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+        if value is None:
+            continue
+        if not isinstance(value, np.ndarray) or value.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{op}: {name} must be a float32/float64 ndarray [T, C] (updated in place)")
+        if value.shape != (steps, channels):
+            raise ValueError(f"{op}: {name} has shape {value.shape}; expected ({steps}, {channels})")
+        if not value.flags.writeable:
+            raise ValueError(f"{op}: {name} is read-only; it is updated in place")
+    count = int(np.prod(xs)) // (steps * channels) if steps and channels else 0
+    if count < 2:
+        raise ValueError(f"{op}: needs more than one value per step and channel to estimate the variance; "
+                         f"x has shape {xs} ({count} per step and channel)")
+    return BatchNormSteps.apply(x, *affine, has_weight=weight is not None, has_bias=bias is not None,
+                                running_mean=running_mean, running_var=running_var, momentum=float(momentum),
+                                eps=float(eps))

@@ -67,3 +67,28 @@ def batch_norm_eval_backward(grad_out, x, mean, invstd, weight, need_x, need_wei
     if need_bias:
         gb = g.sum(axis=(0, 2)).astype(x.dtype)
     return gx, gw, gb
+
+
+def batch_norm_steps_train_forward(x, weight, bias, eps):
+    """``x: [T, N, C, L]``: :func:`batch_norm_train_forward` on each step; ``(y, mean [T, C], var [T, C])``."""
+    steps = [batch_norm_train_forward(x[t], weight, bias, eps) for t in range(x.shape[0])]
+    if not steps:
+        return np.empty_like(x), np.zeros((0, x.shape[2])), np.zeros((0, x.shape[2]))
+    return (np.stack([s[0] for s in steps]), np.stack([s[1] for s in steps]), np.stack([s[2] for s in steps]))
+
+
+def batch_norm_steps_train_backward(grad_out, x, mean, invstd, weight, need_x):
+    """:func:`batch_norm_train_backward` on each step: ``(gx or None, gw [T, C], gb [T, C])``, the sums in float64."""
+    T, C = x.shape[0], x.shape[2]
+    gx = np.empty_like(x) if need_x else None
+    gw, gb = np.zeros((T, C)), np.zeros((T, C))
+    for t in range(T):
+        m = x.shape[1] * x.shape[3]
+        g = grad_out[t].astype(np.float64)
+        xhat = (x[t].astype(np.float64) - mean[t][None, :, None]) * invstd[t][None, :, None]
+        gb[t] = g.sum(axis=(0, 2))
+        gw[t] = (g * xhat).sum(axis=(0, 2))
+        if need_x:
+            scale = invstd[t] if weight is None else weight.astype(np.float64) * invstd[t]
+            gx[t] = (scale[None, :, None] * (g - gb[t][None, :, None] / m - xhat * gw[t][None, :, None] / m))
+    return gx, gw, gb
