@@ -8,9 +8,10 @@ Per channel ``c`` over the ``M = N*H*W`` (or ``N``) values of ``x``:
   the batch mean and the *unbiased* batch variance ``var_c * M / (M - 1)``;
 * evaluation: the same formula with ``running_mean`` and ``running_var``.
 
-SPEC (Training, DC after E16): in online training each step normalizes with that
-step's batch statistics and the running statistics are shared across steps; that
-is this op called once per step. Kernels: :mod:`hdlif_ref.kernels.norm`.
+SPEC (Training, DC after E16): each time step normalizes with that step's batch statistics,
+and the layers keep running statistics per step (``per_step=True``) or shared: one step is
+:func:`batch_norm`; a whole sequence with per-step statistics, :func:`batch_norm_steps` (the
+same numbers in one op). Kernels: :mod:`hdlif_ref.kernels.norm`.
 """
 from __future__ import annotations
 
