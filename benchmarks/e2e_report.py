@@ -183,7 +183,8 @@ def _roofline(results: dict) -> list[str]:
                  f"[{r['convs']['sgemm_n']}]^2 float32, same rounds); target >= {s['target_fraction']}: "
                  f"{_yes(s['holds'])}.", "",
              "Convolution shapes of W1 and W3, one thread, ours against one-thread sgemm in the same rounds "
-             "(fwd+bwd = dx and dW too: 3x the forward's FLOPs):", "",
+             "(fwd+bwd = dx and dW too: 3x the forward's FLOPs; the analog first layers dW only, 2x, as in "
+             "training):", "",
              "| workloads | x | w | stride | calls/step | fwd GFLOP/s | fwd+bwd GFLOP/s | sgemm GFLOP/s "
              "| fwd / sgemm | fwd+bwd / sgemm | >= 0.7 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["convs"]["shapes"]:
