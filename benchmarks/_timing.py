@@ -1,10 +1,32 @@
 """Timing helpers shared by the benchmarks: warm-up, then median / min / max of repeated calls."""
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
+
+
+#: Warm-up of :func:`interleaved` lasts at least this long (besides its ``warmup`` calls). On the
+#: 2-vCPU virtual machine of docs/performance.md, after a minute or more without load a parallel
+#: region first runs 1.3-1.5x slower on two threads (the idle vCPU is slow to wake: W1 took 14 ms
+#: on two threads instead of 10, W3 199 ms instead of 115, slower than on one thread) and recovers
+#: after about a second of steady work; a fixed number of warm-up calls is milliseconds for the
+#: small workloads, which then timed the machine waking up rather than the code.
+WARMUP_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def warmup_seconds(seconds: float) -> Iterator[float]:
+    """Run a block with :data:`WARMUP_SECONDS` set to ``seconds`` (the smoke run uses 0)."""
+    global WARMUP_SECONDS
+    before = WARMUP_SECONDS
+    WARMUP_SECONDS = float(seconds)
+    try:
+        yield WARMUP_SECONDS
+    finally:
+        WARMUP_SECONDS = before
 
 
 @dataclass(frozen=True)
@@ -35,12 +57,16 @@ def interleaved(fns: list[Callable[[], object]], repeats: int = 10, warmup: int 
                 inner: int = 1) -> list[Timing]:
     """Time several callables round by round, so that a change in the machine's speed hits all alike.
 
-    ``warmup`` calls of each, then ``repeats`` rounds; in each round every callable runs
-    ``inner`` times (one sample, per-call seconds), and the order reverses every round.
+    ``warmup`` calls of each (and more rounds until :data:`WARMUP_SECONDS` have passed), then
+    ``repeats`` rounds; in each round every callable runs ``inner`` times (one sample, per-call
+    seconds), and the order reverses every round.
     """
-    for _ in range(warmup):
+    start = time.perf_counter()
+    done = 0
+    while done < warmup or (fns and time.perf_counter() - start < WARMUP_SECONDS):
         for fn in fns:
             fn()
+        done += 1
     samples: list[list[float]] = [[] for _ in fns]
     for r in range(repeats):
         order = list(range(len(fns))) if r % 2 == 0 else list(reversed(range(len(fns))))

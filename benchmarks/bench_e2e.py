@@ -53,7 +53,7 @@ from typing import Callable
 import numba
 import numpy as np
 
-from benchmarks import e2e_workloads as wl
+from benchmarks import _timing, e2e_workloads as wl
 from benchmarks._timing import Timing, interleaved, machine_description
 from hdlif_ref._safe_files import atomic_write
 
@@ -241,7 +241,7 @@ def run(repeats: int = 7, warmup: int = 2, quick: bool = False, threads: int = 2
 
     ``skip``: parts of :data:`PARTS` not to run; ``peer_threads``: the thread counts of P1-P3.
     """
-    with pinned_threads(threads) as thread_info:
+    with pinned_threads(threads) as thread_info, _timing.warmup_seconds(0.0 if quick else _timing.WARMUP_SECONDS):
         return _run(repeats, warmup, quick, thread_info, with_torch, profile, log, set(skip), tuple(peer_threads))
 
 
@@ -318,7 +318,8 @@ def _run(repeats, warmup, quick, thread_info, with_torch, profile, log, skip, pe
     results: dict = {"machine": machine_description(), "cpu_count": os.cpu_count(), "versions": versions(),
                      "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_start": _load(),
                      "threads": thread_info,
-                     "settings": {"repeats": repeats, "warmup": warmup, "quick": quick,
+                     "settings": {"repeats": repeats, "warmup": warmup,
+                                  "warmup_seconds": _timing.WARMUP_SECONDS, "quick": quick,
                                   "sizes": sizes.__dict__, "lr": wl.LR, "momentum": wl.MOMENTUM,
                                   "skipped": sorted(skip), "peer_threads": list(peer_threads)},
                      "torch_available": torch is not None, "compared_with_torch": with_torch}

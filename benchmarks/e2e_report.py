@@ -97,7 +97,8 @@ def _header(results: dict) -> list[str]:
             f"{th.get('torch_intra_op', '-')}, ours {th['numba']} ({th.get('ours_set_by', 'numba')}), BLAS "
             f"{blas_summary(th)}; load average (1, 5, 15 min) {load('load_average_start')} at start, "
             f"{load('load_average_end')} at end. Median of {results['settings']['repeats']} alternating calls after "
-            f"{results['settings']['warmup']} warm-up, [min, max]. Batch {s['digits_batch']} (digits), "
+            f"{results['settings']['warmup']} warm-up rounds"
+            f"{_warmup_time(results['settings'].get('warmup_seconds'))}, [min, max]. Batch {s['digits_batch']} (digits), "
             f"{s['resnet_batch']} (ResNet-18, width {s['resnet_width']}, {s['resnet_input']}x{s['resnet_input']}x3), "
             f"T = {s['T']}, ternary synapses, 4-bit spikes; both sides train with SGD(lr = {results['settings']['lr']}"
             f", momentum = {results['settings']['momentum']})."]
@@ -168,6 +169,10 @@ def _peers(results: dict) -> list[str]:
                       f"{prof['total_ms_per_step']:.1f} ms profiled per step):", ""]
         lines += _profile_rows(prof["top"], share=True)
     return lines
+
+
+def _warmup_time(seconds) -> str:
+    return f" (and at least {seconds:g} s of them)" if seconds else ""
 
 
 def _roofline(results: dict) -> list[str]:

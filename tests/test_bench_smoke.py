@@ -171,3 +171,24 @@ def test_peers_absent_are_skipped_with_a_note(monkeypatch):
     assert all("pip install -e .[peers]" in note for note in result["notes"].values())
     assert set(result["by_threads"]["1"]["ms"]) == {"ours_stbp", "ours_online_k1"}
     assert all(t["holds"] is None and t["note"] for t in peers.targets(result))
+
+
+def test_interleaved_warms_up_for_its_minimum_time():
+    """Warm-up rounds go on until WARMUP_SECONDS have passed (the machine wakes up); with 0, exactly ``warmup``."""
+    import time
+
+    from benchmarks import _timing
+
+    calls = []
+
+    def f():
+        calls.append(1)
+        time.sleep(0.01)
+
+    with _timing.warmup_seconds(0.1):
+        _timing.interleaved([f], repeats=2, warmup=1)
+    assert len(calls) >= 2 + 0.1 / 0.011
+    calls.clear()
+    with _timing.warmup_seconds(0.0):
+        _timing.interleaved([f], repeats=2, warmup=1)
+    assert len(calls) == 3
