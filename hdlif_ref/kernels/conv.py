@@ -387,20 +387,21 @@ def _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = grad_out.shape[2], grad_out.shape[3]
     g3 = grad_out.reshape(n, c_out, ho * wo)
-    gx = np.zeros_like(x) if need_x else None
-    gw = np.zeros_like(weight) if need_weight else None
     gb = None
     if need_bias:
         sums = np.zeros(c_out)
         if g3.size:
             run(_channel_sums, g3.size, c_out, g3, sums)
         gb = sums.astype(x.dtype)
+    if (need_x or need_weight) and g3.size and x.size and conv_path(
+            n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype) == "lanes":
+        with numba.parallel_chunksize(1):  # the lanes path allocates its own results
+            lx, lw = _lanes.conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight)
+        return lx, lw, gb
+    gx = np.zeros_like(x) if need_x else None
+    gw = np.zeros_like(weight) if need_weight else None
     if not (need_x or need_weight) or g3.size == 0 or x.size == 0:
         return gx, gw, gb
-    if conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype) == "lanes":
-        with numba.parallel_chunksize(1):
-            lx, lw = _lanes.conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight)
-        return (lx if need_x else gx), (lw if need_weight else gw), gb
     # stride 1: dx is the forward convolution of the gradient with the flipped, transposed kernel
     # (padding k - 1 - p), which needs no scatter-add and makes a better-shaped GEMM
     transposed = need_x and sh == 1 and sw == 1 and ph < kh and pw < kw
