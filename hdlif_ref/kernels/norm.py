@@ -72,42 +72,51 @@ def channel_grad_sums(g, x, c, mu, inv):
     return sum_g, sum_gx
 
 
+@njit
+def _normalize_channel(x, c, weight, bias, eps, y):
+    """Channel ``c`` of ``x: [N, C, L]``: its batch statistics, then ``y = weight * (x - mean) / sqrt(var +
+    eps) + bias`` there; returns ``(mean, var)``."""
+    n, _, length = x.shape
+    mu, v = channel_stats(x, c)
+    scale = weight[c] / math.sqrt(v + eps)
+    shift = bias[c] - mu * scale
+    for k in range(n):
+        x_row, y_row = x[k, c], y[k, c]
+        for t in range(length):
+            y_row[t] = x_row[t] * scale + shift
+    return mu, v
+
+
+@njit
+def _channel_grads(g, x, c, mu, inv, weight, need_x, gx):
+    """Channel ``c``'s ``(sum g, sum g xhat)`` and, if ``need_x``, its input gradient into ``gx``."""
+    n, _, length = x.shape
+    count = n * length
+    sum_g, sum_gx = channel_grad_sums(g, x, c, mu, inv)
+    if need_x:
+        scale = weight[c] * inv
+        mg = sum_g / count
+        mgx = sum_gx / count
+        for k in range(n):
+            g_row, x_row, gx_row = g[k, c], x[k, c], gx[k, c]
+            for t in range(length):
+                xhat = (x_row[t] - mu) * inv
+                gx_row[t] = scale * (g_row[t] - mg - xhat * mgx)
+    return sum_g, sum_gx
+
+
 @njit_parallel
 def _bn_train_fwd(x, weight, bias, eps, y, mean, var):
     """Batch statistics per channel, then ``y = weight * (x - mean) / sqrt(var + eps) + bias``."""
-    n, channels, length = x.shape
-    for c in numba.prange(channels):
-        mu, v = channel_stats(x, c)
-        mean[c] = mu
-        var[c] = v
-        scale = weight[c] / math.sqrt(v + eps)
-        shift = bias[c] - mu * scale
-        for k in range(n):
-            x_row, y_row = x[k, c], y[k, c]
-            for t in range(length):
-                y_row[t] = x_row[t] * scale + shift
+    for c in numba.prange(x.shape[1]):
+        mean[c], var[c] = _normalize_channel(x, c, weight, bias, eps, y)
 
 
 @njit_parallel
 def _bn_train_bwd(g, x, mean, invstd, weight, need_x, gx, gw, gb):
     """``gb = sum g``, ``gw = sum g xhat``, ``gx = weight invstd (g - gb/M - xhat gw/M)``."""
-    n, channels, length = x.shape
-    count = n * length
-    for c in numba.prange(channels):
-        mu = mean[c]
-        inv = invstd[c]
-        sum_g, sum_gx = channel_grad_sums(g, x, c, mu, inv)
-        gb[c] = sum_g
-        gw[c] = sum_gx
-        if need_x:
-            scale = weight[c] * inv
-            mg = sum_g / count
-            mgx = sum_gx / count
-            for k in range(n):
-                g_row, x_row, gx_row = g[k, c], x[k, c], gx[k, c]
-                for t in range(length):
-                    xhat = (x_row[t] - mu) * inv
-                    gx_row[t] = scale * (g_row[t] - mg - xhat * mgx)
+    for c in numba.prange(x.shape[1]):
+        gb[c], gw[c] = _channel_grads(g, x, c, mean[c], invstd[c], weight, need_x, gx)
 
 
 @njit_parallel
@@ -115,44 +124,19 @@ def _bn_train_fwd_steps(x, weight, bias, eps, y, mean, var):
     """:func:`_bn_train_fwd` on every step ``x[t]`` of ``x: [T, N, C, L]`` in one launch, one item per
     ``(t, c)``: statistics ``mean, var: [T, C]`` per step and channel (the per-step batch norm of
     SPEC E16's DC), the same operations in the same order as ``T`` calls of the one-step kernel."""
-    steps, n, channels, length = x.shape
-    for item in numba.prange(steps * channels):
+    channels = x.shape[2]
+    for item in numba.prange(x.shape[0] * channels):
         t, c = item // channels, item % channels
-        xt, yt = x[t], y[t]
-        mu, v = channel_stats(xt, c)
-        mean[t, c] = mu
-        var[t, c] = v
-        scale = weight[c] / math.sqrt(v + eps)
-        shift = bias[c] - mu * scale
-        for k in range(n):
-            x_row, y_row = xt[k, c], yt[k, c]
-            for l in range(length):
-                y_row[l] = x_row[l] * scale + shift
+        mean[t, c], var[t, c] = _normalize_channel(x[t], c, weight, bias, eps, y[t])
 
 
 @njit_parallel
 def _bn_train_bwd_steps(g, x, mean, invstd, weight, need_x, gx, gw, gb):
     """:func:`_bn_train_bwd` on every step of ``[T, N, C, L]`` in one launch; ``gw, gb: [T, C]`` per step."""
-    steps, n, channels, length = x.shape
-    count = n * length
-    for item in numba.prange(steps * channels):
+    channels = x.shape[2]
+    for item in numba.prange(x.shape[0] * channels):
         t, c = item // channels, item % channels
-        gt, xt = g[t], x[t]
-        mu = mean[t, c]
-        inv = invstd[t, c]
-        sum_g, sum_gx = channel_grad_sums(gt, xt, c, mu, inv)
-        gb[t, c] = sum_g
-        gw[t, c] = sum_gx
-        if need_x:
-            gxt = gx[t]
-            scale = weight[c] * inv
-            mg = sum_g / count
-            mgx = sum_gx / count
-            for k in range(n):
-                g_row, x_row, gx_row = gt[k, c], xt[k, c], gxt[k, c]
-                for l in range(length):
-                    xhat = (x_row[l] - mu) * inv
-                    gx_row[l] = scale * (g_row[l] - mg - xhat * mgx)
+        gb[t, c], gw[t, c] = _channel_grads(g[t], x[t], c, mean[t, c], invstd[t, c], weight, need_x, gx[t])
 
 
 @njit_parallel
@@ -242,7 +226,7 @@ def _batch_norm_steps_train_forward_numba(x, weight, bias, eps):
 def _batch_norm_steps_train_backward_numba(grad_out, x, mean, invstd, weight, need_x):
     steps, channels = x.shape[0], x.shape[2]
     w, _ = _affine(weight, None, channels)
-    gx = np.empty_like(x) if need_x else np.empty((0, 0, 0, 0), dtype=x.dtype)
+    gx = np.empty_like(x) if need_x else np.empty((steps, 0, 0, 0), dtype=x.dtype)  # gx[t]: an empty step
     gw = np.zeros((steps, channels))
     gb = np.zeros((steps, channels))
     if x.size:

@@ -121,6 +121,22 @@ def _summed_over_steps(per_step: np.ndarray, dtype) -> np.ndarray:
     return total
 
 
+def _checked_affine(op, xs, channels, weight, bias, momentum, eps) -> list:
+    """``momentum`` in [0, 1], ``eps`` > 0, ``weight`` and ``bias`` ``[C]`` or None: the ones given, in order."""
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{op}: momentum={momentum!r} must be a number in [0, 1]")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0.0:
+        raise ValueError(f"{op}: eps={eps!r} must be a positive number")
+    affine = []
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            vs = shape_of(op, name, value)
+            if vs != (channels,):
+                raise ValueError(f"{op}: {name} has shape {vs}; expected ({channels},) for x of shape {xs}")
+            affine.append(value)
+    return affine
+
+
 def _check_running(op, name, value, channels, training):
     if value is None:
         if not training:
@@ -162,17 +178,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"{op}: training={training!r} must be a bool")
     training = bool(training)
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{op}: momentum={momentum!r} must be a number in [0, 1]")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0.0:
-        raise ValueError(f"{op}: eps={eps!r} must be a positive number")
-    affine = []
-    for name, value in (("weight", weight), ("bias", bias)):
-        if value is not None:
-            vs = shape_of(op, name, value)
-            if vs != (channels,):
-                raise ValueError(f"{op}: {name} has shape {vs}; expected ({channels},) for x of shape {xs}")
-            affine.append(value)
+    affine = _checked_affine(op, xs, channels, weight, bias, momentum, eps)
     _check_running(op, "running_mean", running_mean, channels, training)
     _check_running(op, "running_var", running_var, channels, training)
     if (running_mean is None) != (running_var is None):
@@ -205,17 +211,7 @@ def batch_norm_steps(x, weight, bias, running_mean, running_var, momentum=0.1, e
     xs = shape_of(op, "x", x)
     check_ndim(op, "x", xs, (3, 5), "[T, N, C, H, W] or [T, N, C]")
     steps, channels = xs[0], xs[2]
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{op}: momentum={momentum!r} must be a number in [0, 1]")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0.0:
-        raise ValueError(f"{op}: eps={eps!r} must be a positive number")
-    affine = []
-    for name, value in (("weight", weight), ("bias", bias)):
-        if value is not None:
-            vs = shape_of(op, name, value)
-            if vs != (channels,):
-                raise ValueError(f"{op}: {name} has shape {vs}; expected ({channels},) for x of shape {xs}")
-            affine.append(value)
+    affine = _checked_affine(op, xs, channels, weight, bias, momentum, eps)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     for name, value in (("running_mean", running_mean), ("running_var", running_var)):
