@@ -45,9 +45,12 @@ thread count.
 at its initialization every layer after the first stage receives no spike at all. A block
 whose packed values are all zero (``+0`` or ``-0``) is not computed when what its values
 multiply is finite (the weights in the forward and ``dx``, the output gradient in ``dW``):
-each product is then ``+-0``, and adding ``+-0`` to an accumulator that starts at ``+0`` leaves
-it as it was (``a + (+-0) = a`` for ``a != 0``, ``+0 + (+-0) = +0``), so skipping the block gives
-the same bits as computing it. :func:`live_blocks` marks the blocks (one pass that stops at a
+each product is then ``+-0``, and adding ``+-0`` to an accumulator that is exactly ``+0`` leaves
+it ``+0``, so skipping the block gives the same bits as computing it. The forward and ``dx``
+accumulators start at ``+0`` for every block. The ``dW`` accumulators run over the blocks in order
+and, once a live block has been added, may hold ``-0`` (a product that underflows under the fused
+multiply-add, which a later ``+0`` would turn into ``+0``): ``dW`` skips only the silent blocks
+before the first live one (all of them in a silent layer). :func:`live_blocks` marks the blocks (one pass that stops at a
 block's first non-zero value); a NaN or an infinity anywhere in the partner turns the skip off,
 so that ``0 * inf`` still gives the NaN the formula gives. ``SKIP_SILENT_BLOCKS = False`` turns
 it off (tests and A/B measurements).
@@ -431,7 +434,8 @@ def _wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, per_item, l
     per row cost a quarter of the time). ``pairs: [U, 2]``: ``(c, tap offset in vectors)``, ``U`` a
     multiple of 4 (padded with repeats). ``out: [C_out4 / 4, U / 4, 16]``: tile ``(ot, ut)``,
     entry ``4 i + j`` for output channel ``4 ot + i`` and pair ``4 ut + j`` (:func:`tiles_to_matrix`).
-    Blocks with ``live[block] == 0`` (silent, module doc) add nothing and are skipped.
+    Silent blocks (``live[block] == 0``, module doc) before the first live block are skipped: the
+    accumulators run over the blocks in order, and only there are they still exactly ``+0``.
     """
     utiles = pairs.shape[0] // TILE_U
     otiles = out.shape[0]
@@ -462,9 +466,11 @@ def _wgrad_tile(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, ot, ut
     z = vsplat(xp.dtype.type(0))
     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z
     a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z
+    started = False
     for block in range(blocks):
-        if not live[block]:
-            continue
+        if not (started or live[block]):
+            continue  # a silent block before the first live one: the accumulators are still exactly +0
+        started = True
         xb, gb = xp[block], gp[block]
         for k in range(posx.shape[0]):
             xi = posx[k] * lanes
@@ -627,5 +633,6 @@ def conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight):
                    live_blocks(xp, gp), res)
         else:
             res[...] = 0
-        gw = np.ascontiguousarray(tiles_to_matrix(res)[:c_out, :u]).reshape(c_out, c_in, kh, kw)
+        # a copy: with one tile of pairs (c_in kh kw = 4) the slice is a view of the reused scratch buffer
+        gw = np.array(tiles_to_matrix(res)[:c_out, :u], copy=True).reshape(c_out, c_in, kh, kw)
     return gx, gw

@@ -273,6 +273,25 @@ def test_silent_blocks_are_skipped_with_the_dense_bits(case, seed):
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
 
+@pytest.mark.parametrize("dtype, tiny", [(np.float32, 1e-30), (np.float64, 1e-200)])
+def test_a_weight_gradient_accumulator_at_minus_zero_keeps_the_dense_bits(dtype, tiny):
+    """dW's accumulators run over the blocks: a live block whose products underflow leaves -0 (under the fused
+    multiply-add), which the dense sum of a later silent block's +0 products turns into +0. Only silent blocks
+    before the first live one may be skipped (found by review: skipping the later one kept -0)."""
+    lanes_n = lanes_of(dtype)
+    n = 3 * lanes_n
+    x = np.zeros((n, 1, 1, 1), dtype)
+    x[lanes_n:2 * lanes_n] = tiny            # block 0 silent, block 1 live, block 2 silent
+    g = np.ones((n, 1, 1, 1), dtype)
+    g[lanes_n:2 * lanes_n] = -tiny           # block 1's products: -tiny^2, below the smallest subnormal
+    w = np.ones((1, 1, 1, 1), dtype)
+    results = []
+    for skip in (True, False):
+        with skipping(skip):
+            results.append(lanes.conv2d_backward(g, x, w, (1, 1), (0, 0), False, True)[1].copy())
+    assert results[0].tobytes() == results[1].tobytes()
+
+
 @pytest.mark.parametrize("partner, want", [(1.0, [0, 1, 1, 1]), (np.nan, [1, 1, 1, 1])])
 def test_live_blocks_against_the_twin(partner, want):
     """Four blocks: zeros, a single NaN, a single subnormal (not zero), ones; a NaN in the partner makes all live."""
@@ -334,3 +353,16 @@ def test_a_spiking_resnet_with_silent_layers_trains_to_the_same_bits(monkeypatch
         np.testing.assert_array_equal(logits_a, logits_b)
     for key in state_b:
         np.testing.assert_array_equal(state_a[key], state_b[key], err_msg=key)
+
+
+def test_the_weight_gradient_owns_its_memory():
+    """With c_in kh kw = 4 (one tile of pairs) the weight gradient was a view of the reused scratch buffer, and
+    the next weight gradient overwrote it (found by review; on main too)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 4, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    g = rng.standard_normal((16, 4, 3, 3)).astype(np.float32)
+    first = lanes.conv2d_backward(g, x, w, (1, 1), (0, 0), False, True)[1]
+    kept = first.copy()
+    lanes.conv2d_backward(2 * g, x, w, (1, 1), (0, 0), False, True)
+    np.testing.assert_array_equal(first, kept)
