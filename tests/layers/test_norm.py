@@ -83,3 +83,27 @@ def test_stbp_training_gives_the_same_bits(monkeypatch, neuron):
         assert logits_a.tobytes() == logits_b.tobytes()
     for key in state_b:
         assert state_a[key].tobytes() == state_b[key].tobytes(), key
+
+
+@pytest.mark.parametrize("case", ["two backward passes", "weight used elsewhere too", "float64 input"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parameter_gradients_add_up_as_in_the_loop(monkeypatch, case, dtype):
+    """The shared weight's and bias's gradients are added into .grad step by step, as the loop's T ops add
+    them: with a .grad already there, with another use of the weight reached first, and with a float32 layer
+    given float64 input (review: a pre-summed total in the input's dtype differed in all three)."""
+    def grads(one_op):
+        monkeypatch.setattr(norm_layers, "ONE_OP_PER_SEQUENCE", one_op)
+        rng = np.random.default_rng(0)
+        layer = BatchNorm2d(3, per_step=True, T=4, dtype=dtype).set_step_mode("m")
+        layer.weight.data[...] = rng.uniform(0.5, 2, 3).astype(dtype)
+        x_dtype = np.float64 if case == "float64 input" else dtype
+        for _ in range(2 if case == "two backward passes" else 1):
+            x = (rng.standard_normal((4, 6, 3, 5, 5)) * 2 + 0.3).astype(x_dtype)
+            loss = (layer(Tensor(x)) * Tensor(rng.standard_normal(x.shape).astype(x_dtype))).sum()
+            if case == "weight used elsewhere too":
+                loss = loss + (layer.weight * Tensor(rng.standard_normal(3).astype(dtype))).sum()
+            loss.backward()
+        return layer.weight.grad, layer.bias.grad
+
+    for a, b in zip(grads(True), grads(False)):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()

@@ -76,7 +76,13 @@ class BatchNormSteps(Function):
     """Training-mode batch norm of every step of ``x: [T, N, C, ...]`` with that step's batch statistics
     (the per-step batch norm of SPEC E16's DC) in one op and one kernel launch each way: what ``T``
     :class:`BatchNorm` ops on ``x[t]`` and a ``stack`` compute, bit for bit, without the ``2 T``
-    extra ops and the two copies (the stack's, and the unstack's in the backward)."""
+    extra ops and the two copies (the stack's, and the unstack's in the backward).
+
+    ``affine`` holds the weight ``T`` times, then the bias ``T`` times (those given), for the steps
+    ``T - 1`` down to ``0``: the backward returns one gradient per step and input, so the autograd
+    casts and adds them into the parameters exactly as it adds the ``T`` one-step ops' (it reaches
+    those in that order), whatever the parameters' dtypes, their ``.grad`` before, or their other uses.
+    """
 
     name = "batch_norm_steps"
 
@@ -84,12 +90,13 @@ class BatchNormSteps(Function):
     def forward(ctx, x, *affine, has_weight, has_bias, running_mean, running_var, momentum, eps):
         dtype = common_dtype(x, *affine)
         shape = x.shape
+        steps = shape[0]
         x4 = as_c(x, dtype).reshape(shape[0], shape[1], shape[2], int(np.prod(shape[3:])))
         weight = as_c(affine[0], dtype) if has_weight else None
-        bias = as_c(affine[-1], dtype) if has_bias else None
+        bias = as_c(affine[steps * has_weight], dtype) if has_bias else None
         y, mean, var = _kernels.batch_norm_steps_train_forward(x4, weight, bias, eps)
         if running_mean is not None:
-            for t in range(shape[0]):
+            for t in range(steps):
                 update_running_stats(running_mean[t], running_var[t], mean[t], var[t], x4.shape[1] * x4.shape[3],
                                      momentum)
         ctx.save_for_backward(x4, mean, 1.0 / np.sqrt(var + eps), weight)
@@ -100,25 +107,19 @@ class BatchNormSteps(Function):
     def backward(ctx, g):
         x4, mean, invstd, weight = ctx.saved_tensors
         shape, has_weight, has_bias = ctx.meta
+        steps = shape[0]
         needs = ctx.needs_input_grad
         gx, gw, gb = _kernels.batch_norm_steps_train_backward(as_c(g, x4.dtype).reshape(x4.shape), x4, mean, invstd,
                                                              weight, needs[0])
         grads = [gx.reshape(shape) if gx is not None else None]
-        for has, sums, need in ((has_weight, gw, has_weight and needs[1]),
-                                (has_bias, gb, has_bias and needs[1 + has_weight])):
+        first = 1
+        for has, sums in ((has_weight, gw), (has_bias, gb)):
             if has:
-                grads.append(_summed_over_steps(sums, x4.dtype) if need else None)
+                need = needs[first]
+                # as each one-step op returns it: the float64 sums in x's dtype, steps T - 1 down to 0
+                grads += [sums[t].astype(x4.dtype) if need else None for t in range(steps - 1, -1, -1)]
+                first += steps
         return tuple(grads)
-
-
-def _summed_over_steps(per_step: np.ndarray, dtype) -> np.ndarray:
-    """``[T, C]`` float64 per-step gradients of a shared parameter -> ``[C]`` of ``dtype``, summed as the
-    autograd sums the ``T`` one-step ops' contributions into the parameter: last step first, each cast
-    to ``dtype`` and added in ``dtype``."""
-    total = per_step[-1].astype(dtype)
-    for t in range(per_step.shape[0] - 2, -1, -1):
-        total += per_step[t].astype(dtype)
-    return total
 
 
 def _checked_affine(op, xs, channels, weight, bias, momentum, eps) -> list:
@@ -227,6 +228,7 @@ def batch_norm_steps(x, weight, bias, running_mean, running_var, momentum=0.1, e
     if count < 2:
         raise ValueError(f"{op}: needs more than one value per step and channel to estimate the variance; "
                          f"x has shape {xs} ({count} per step and channel)")
-    return BatchNormSteps.apply(x, *affine, has_weight=weight is not None, has_bias=bias is not None,
+    per_step = [value for value in affine for _ in range(steps)]  # each parameter once per step
+    return BatchNormSteps.apply(x, *per_step, has_weight=weight is not None, has_bias=bias is not None,
                                 running_mean=running_mean, running_var=running_var, momentum=float(momentum),
                                 eps=float(eps))
