@@ -98,7 +98,8 @@ def _header(results: dict) -> list[str]:
             f"{blas_summary(th)}; load average (1, 5, 15 min) {load('load_average_start')} at start, "
             f"{load('load_average_end')} at end. Median of {results['settings']['repeats']} alternating calls after "
             f"{results['settings']['warmup']} warm-up rounds"
-            f"{_warmup_time(results['settings'].get('warmup_seconds'))}, [min, max]. Batch {s['digits_batch']} (digits), "
+            f"{_warmup_time(results['settings'].get('warmup_seconds'))}, [min, max]. "
+            f"Batch {s['digits_batch']} (digits), "
             f"{s['resnet_batch']} (ResNet-18, width {s['resnet_width']}, {s['resnet_input']}x{s['resnet_input']}x3), "
             f"T = {s['T']}, ternary synapses, 4-bit spikes; both sides train with SGD(lr = {results['settings']['lr']}"
             f", momentum = {results['settings']['momentum']})."]
@@ -171,6 +172,10 @@ def _peers(results: dict) -> list[str]:
     return lines
 
 
+def _every_block(step: dict) -> str:
+    return "" if step.get("silent_blocks_skipped", True) else " with every block computed (no silent-block skip)"
+
+
 def _warmup_time(seconds) -> str:
     return f" (and at least {seconds:g} s of them)" if seconds else ""
 
@@ -182,7 +187,7 @@ def _roofline(results: dict) -> list[str]:
     s = r["W3_step"]
     lines = ["", f"Roofline: the W3 step counts {s['gflop']:.2f} GFLOP ({s['flop_source']}; analytic from the "
                  f"layer shapes {s['gflop_analytic']:.2f}) and ran in {s['step_ms']:.1f} ms"
-                 f"{'' if s.get('silent_blocks_skipped', True) else ' with every block computed (no silent-block skip)'}"
+                 f"{_every_block(s)}"
                  f": {s['gflops']:.1f} "
                  f"GFLOP/s, **{s['fraction']:.2f}** of one-thread sgemm ({s['sgemm_gflops']:.1f} GFLOP/s, "
                  f"[{r['convs']['sgemm_n']}]^2 float32, same rounds); target >= {s['target_fraction']}: "

@@ -50,8 +50,9 @@ it ``+0``, so skipping the block gives the same bits as computing it. The forwar
 accumulators start at ``+0`` for every block. The ``dW`` accumulators run over the blocks in order
 and, once a live block has been added, may hold ``-0`` (a product that underflows under the fused
 multiply-add, which a later ``+0`` would turn into ``+0``): ``dW`` skips only the silent blocks
-before the first live one (all of them in a silent layer). :func:`live_blocks` marks the blocks (one pass that stops at a
-block's first non-zero value); a NaN or an infinity anywhere in the partner turns the skip off,
+before the first live one (all of them in a silent layer). :func:`live_blocks` marks the blocks
+(one pass that stops at a block's first non-zero value); a NaN or an infinity anywhere in the
+partner turns the skip off,
 so that ``0 * inf`` still gives the NaN the formula gives. ``SKIP_SILENT_BLOCKS = False`` turns
 it off (tests and A/B measurements).
 
