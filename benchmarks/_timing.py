@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 
-#: Warm-up of :func:`interleaved` lasts at least this long (besides its ``warmup`` calls). On the
-#: 2-vCPU virtual machine of docs/performance.md, after a minute or more without load a parallel
-#: region first runs 1.3-1.5x slower on two threads (the idle vCPU is slow to wake: W1 took 14 ms
-#: on two threads instead of 10, W3 199 ms instead of 115, slower than on one thread) and recovers
-#: after about a second of steady work; a fixed number of warm-up calls is milliseconds for the
-#: small workloads, which then timed the machine waking up rather than the code.
+#: Warm-up of :func:`interleaved` lasts at least this long (besides its ``warmup`` calls): a fixed
+#: number of warm-up calls is milliseconds for the small workloads. On the 2-vCPU virtual machine of
+#: docs/performance.md, a run started after 90 s without load timed W1 at 14.2 ms on two threads
+#: (10 ms otherwise); with a second of warm-up rounds the next such run timed it at 10.0 ms. A
+#: slower phase that no warm-up removes exists too (docs/performance.md, "Two threads have a slow
+#: phase").
 WARMUP_SECONDS = 1.0
 
 
