@@ -244,6 +244,6 @@ batch_norm_eval_backward = dispatch(_batch_norm_eval_backward_numba, _reference.
 batch_norm_steps_train_forward = dispatch(_batch_norm_steps_train_forward_numba,
                                           _reference.batch_norm_steps_train_forward)
 #: ``(gx, gw, gb) = batch_norm_steps_train_backward(grad_out, x, mean, invstd, weight, need_x)``: the
-#: per-step weight and bias gradients ``[T, C]`` in float64 (the caller sums them), ``gx`` or None.
+#: weight and bias gradients of each step, ``[T, C]`` in float64, and ``gx`` or None.
 batch_norm_steps_train_backward = dispatch(_batch_norm_steps_train_backward_numba,
                                            _reference.batch_norm_steps_train_backward)

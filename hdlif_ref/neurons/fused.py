@@ -5,10 +5,11 @@ Online steps outside the drawn set ``S`` (SPEC E16) and evaluation run under ``n
 nobody needs the normalized current, the unquantized spike or the firing mask. For the
 pattern every builder uses, ``BatchNorm2d`` directly followed by an :class:`HDLIF`,
 :class:`ParallelHDLIF` or :class:`LIF` (with or without the E13 quantizer),
-:func:`bn_then_neuron` computes both layers with :func:`hdlif_ref.kernels.bn_neuron.bn_neuron_step` and returns ``None``
-whenever the plain path must run instead: a graph is recorded, a hook watches either layer,
-dtypes differ, a shape or a parameter is not what the step functions accept (the plain path
-then raises its own error), or a normalized current is not finite (the plain path's
+:func:`bn_then_neuron` computes both layers with
+:func:`hdlif_ref.kernels.bn_neuron.bn_neuron_step` and returns ``None`` whenever the plain path
+must run instead: a graph is recorded, a hook watches either layer, dtypes differ, a shape or a
+parameter is not what the step functions accept (the plain path then raises its own error), or
+a normalized current is not finite (the plain path's
 ``check_finite`` names it). The result, the neuron's state, its firing counts and the batch
 norm's running statistics and step counter are what the plain path leaves, bit for bit
 (tested against it). ``ENABLED = False`` switches it off.

@@ -35,6 +35,12 @@ def batch_norm_train_backward(grad_out, x, mean, invstd, weight, need_x, need_we
     ``gb = sum g``, ``gw = sum g * xhat``,
     ``gx = weight * invstd * (g - gb / M - xhat * gw / M)``. Returns ``(gx, gw, gb)``.
     """
+    gx, gw, gb = _train_backward64(grad_out, x, mean, invstd, weight, need_x)
+    return (gx, gw.astype(x.dtype) if need_weight else None, gb.astype(x.dtype) if need_bias else None)
+
+
+def _train_backward64(grad_out, x, mean, invstd, weight, need_x):
+    """:func:`batch_norm_train_backward` with ``gw`` and ``gb`` left in float64."""
     m = x.shape[0] * x.shape[2]
     g = grad_out.astype(np.float64)
     xhat = (x.astype(np.float64) - mean[None, :, None]) * invstd[None, :, None]
@@ -44,7 +50,7 @@ def batch_norm_train_backward(grad_out, x, mean, invstd, weight, need_x, need_we
     if need_x:
         scale = invstd if weight is None else weight.astype(np.float64) * invstd
         gx = (scale[None, :, None] * (g - gb[None, :, None] / m - xhat * gw[None, :, None] / m)).astype(x.dtype)
-    return (gx, gw.astype(x.dtype) if need_weight else None, gb.astype(x.dtype) if need_bias else None)
+    return gx, gw, gb
 
 
 def batch_norm_eval_forward(x, mean, invstd, weight, bias):
@@ -83,12 +89,7 @@ def batch_norm_steps_train_backward(grad_out, x, mean, invstd, weight, need_x):
     gx = np.empty_like(x) if need_x else None
     gw, gb = np.zeros((T, C)), np.zeros((T, C))
     for t in range(T):
-        m = x.shape[1] * x.shape[3]
-        g = grad_out[t].astype(np.float64)
-        xhat = (x[t].astype(np.float64) - mean[t][None, :, None]) * invstd[t][None, :, None]
-        gb[t] = g.sum(axis=(0, 2))
-        gw[t] = (g * xhat).sum(axis=(0, 2))
+        gx_t, gw[t], gb[t] = _train_backward64(grad_out[t], x[t], mean[t], invstd[t], weight, need_x)
         if need_x:
-            scale = invstd[t] if weight is None else weight.astype(np.float64) * invstd[t]
-            gx[t] = (scale[None, :, None] * (g - gb[t][None, :, None] / m - xhat * gw[t][None, :, None] / m))
+            gx[t] = gx_t
     return gx, gw, gb
