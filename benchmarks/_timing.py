@@ -12,8 +12,8 @@ from typing import Callable, Iterator
 #: number of warm-up calls is milliseconds for the small workloads. On the 2-vCPU virtual machine of
 #: docs/performance.md, a run started after 90 s without load timed W1 at 14.2 ms on two threads
 #: (10 ms otherwise); with a second of warm-up rounds the next such run timed it at 10.0 ms. A
-#: slower phase that no warm-up removes exists too (docs/performance.md, "Two threads have a slow
-#: phase").
+#: slower mode that no warm-up removes exists too: the host placing the two vCPUs on cores without a
+#: shared cache (docs/performance.md, "Two threads: near and far cores"; :mod:`benchmarks._placement`).
 WARMUP_SECONDS = 1.0
 
 
@@ -35,6 +35,7 @@ class Timing:
     low: float
     high: float
     repeats: int
+    samples: tuple[float, ...] = ()  # per-call seconds, in round order
 
     def ms(self) -> str:
         return f"{self.median * 1e3:.3f} ms [{self.low * 1e3:.3f}, {self.high * 1e3:.3f}]"
@@ -54,12 +55,13 @@ def measure(fn: Callable[[], object], repeats: int = 10, warmup: int = 2, inner:
 
 
 def interleaved(fns: list[Callable[[], object]], repeats: int = 10, warmup: int = 2,
-                inner: int = 1) -> list[Timing]:
+                inner: int = 1, before_round: Callable[[], object] | None = None) -> list[Timing]:
     """Time several callables round by round, so that a change in the machine's speed hits all alike.
 
     ``warmup`` calls of each (and more rounds until :data:`WARMUP_SECONDS` have passed), then
     ``repeats`` rounds; in each round every callable runs ``inner`` times (one sample, per-call
-    seconds), and the order reverses every round.
+    seconds), and the order reverses every round. ``before_round``, if given, is called before
+    each timed round, outside the timings (e.g. to probe the machine's state).
     """
     start = time.perf_counter()
     done = 0
@@ -69,6 +71,8 @@ def interleaved(fns: list[Callable[[], object]], repeats: int = 10, warmup: int 
         done += 1
     samples: list[list[float]] = [[] for _ in fns]
     for r in range(repeats):
+        if before_round is not None:
+            before_round()
         order = list(range(len(fns))) if r % 2 == 0 else list(reversed(range(len(fns))))
         for k in order:
             start = time.perf_counter()
@@ -78,11 +82,16 @@ def interleaved(fns: list[Callable[[], object]], repeats: int = 10, warmup: int 
     return [_summary(x) for x in samples]
 
 
+def median(values) -> float:
+    """The median of a non-empty sequence (the mean of the middle two for an even count)."""
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
 def _summary(samples: list[float]) -> Timing:
-    samples = sorted(samples)
-    n = len(samples)
-    median = samples[n // 2] if n % 2 else 0.5 * (samples[n // 2 - 1] + samples[n // 2])
-    return Timing(median, samples[0], samples[-1], n)
+    ordered = sorted(samples)
+    return Timing(median(ordered), ordered[0], ordered[-1], len(ordered), tuple(samples))
 
 
 def machine_description() -> str:

@@ -53,7 +53,7 @@ from typing import Callable
 import numba
 import numpy as np
 
-from benchmarks import _timing, e2e_workloads as wl
+from benchmarks import _placement, _timing, e2e_workloads as wl
 from benchmarks._timing import Timing, interleaved, machine_description
 from hdlif_ref._safe_files import atomic_write
 
@@ -79,10 +79,31 @@ PARTS = ("memory", "peers", "roofline", "scaling", "breakdown", "checks")
 
 
 # ----------------------------------------------------------------------------- timing
-def alternate(ours: Callable, theirs: Callable | None, repeats: int, warmup: int) -> tuple[Timing, Timing | None]:
+def alternate(ours: Callable, theirs: Callable | None, repeats: int, warmup: int,
+              before_round: Callable[[], object] | None = None) -> tuple[Timing, Timing | None]:
     """Time both callables, interleaved; the order flips every round. Per-call seconds."""
-    timings = interleaved([ours] + ([theirs] if theirs is not None else []), repeats=repeats, warmup=warmup)
+    timings = interleaved([ours] + ([theirs] if theirs is not None else []), repeats=repeats, warmup=warmup,
+                          before_round=before_round)
     return timings[0], (timings[1] if theirs is not None else None)
+
+
+def by_placement(ours: Timing, theirs: Timing | None, round_trips: list, per_second: bool) -> dict:
+    """The ratio of the rounds timed with near cores and of those with far ones (:mod:`._placement`).
+
+    ``round_trips[r]``: the round trip measured before round ``r`` (``None``: not measured).
+    For each placement: how many rounds, and ours / theirs of the medians over those rounds
+    (``per_second``: theirs / ours, W4's images per second), ``None`` without rounds or a peer.
+    """
+    out = {}
+    for name in ("near", "far"):
+        rounds = [r for r, ns in enumerate(round_trips) if _placement.placement(ns) == name]
+        ratio = None
+        if rounds and theirs is not None:
+            a = _timing.median([ours.samples[r] for r in rounds])
+            b = _timing.median([theirs.samples[r] for r in rounds])
+            ratio = b / a if per_second else a / b
+        out[name] = {"rounds": len(rounds), "ratio": ratio}
+    return out
 
 
 def _timing_dict(t: Timing | None, scale: float = 1.0) -> dict | None:
@@ -245,23 +266,33 @@ def run(repeats: int = 7, warmup: int = 2, quick: bool = False, threads: int = 2
         return _run(repeats, warmup, quick, thread_info, with_torch, profile, log, set(skip), tuple(peer_threads))
 
 
-def _workloads(sizes, repeats, warmup, with_torch, log) -> tuple[dict, dict]:
+def _workloads(sizes, repeats, warmup, with_torch, log, threads: int) -> tuple[dict, dict]:
     workloads, ratios = {}, {}
+    probe = threads >= 2 and _placement.round_trip_ns() is not None  # where the two threads ran, each round
+
+    def timed(ours, theirs, per_second):
+        trips = []
+        t_ours, t_torch = alternate(ours, theirs, repeats, warmup,
+                                    (lambda: trips.append(_placement.round_trip_ns())) if probe else None)
+        placed = None if not probe else {"round_trip_ns": trips,
+                                         **by_placement(t_ours, t_torch, trips, per_second)}
+        return t_ours, t_torch, placed
+
     for name, net, algorithm, what in TIME_WORKLOADS:
         log(f"# {name}: {what} ...")
         ours, theirs = wl.training_pair(net, algorithm, sizes, with_torch)
-        t_ours, t_torch = alternate(ours, theirs, repeats, warmup)
+        t_ours, t_torch, placed = timed(ours, theirs, False)
         ratio = None if t_torch is None else t_ours.median / t_torch.median
         workloads[name] = {"what": what, "unit": "ms", "ours": _timing_dict(t_ours, 1e3),
-                           "torch": _timing_dict(t_torch, 1e3), "ratio": ratio}
+                           "torch": _timing_dict(t_torch, 1e3), "ratio": ratio, "placement": placed}
         ratios[name] = ratio
     for name, net, what in INFERENCE_WORKLOADS:
         log(f"# {name}: {what} ...")
         ours, theirs, n = wl.inference_pair(net, sizes, with_torch)
-        t_ours, t_torch = alternate(ours, theirs, repeats, warmup)
+        t_ours, t_torch, placed = timed(ours, theirs, True)
         ratio = None if t_torch is None else t_torch.median / t_ours.median  # ours / torch images per second
         workloads[name] = {"what": what, "unit": "images/s", "ours": _per_second(t_ours, n),
-                           "torch": _per_second(t_torch, n), "ratio": ratio}
+                           "torch": _per_second(t_torch, n), "ratio": ratio, "placement": placed}
         ratios[name] = ratio
     for name, entry in workloads.items():
         entry["target"] = " ".join(map(str, TARGETS[name]))
@@ -317,6 +348,7 @@ def _run(repeats, warmup, quick, thread_info, with_torch, profile, log, skip, pe
     started = time.perf_counter()
     results: dict = {"machine": machine_description(), "cpu_count": os.cpu_count(), "versions": versions(),
                      "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_start": _load(),
+                     "round_trip_ns_start": _placement.round_trip_ns(),
                      "threads": thread_info,
                      "settings": {"repeats": repeats, "warmup": warmup,
                                   "warmup_seconds": _timing.WARMUP_SECONDS, "quick": quick,
@@ -335,7 +367,8 @@ def _run(repeats, warmup, quick, thread_info, with_torch, profile, log, skip, pe
         log("# self-check: three float64 SGD steps per training workload, ours vs the PyTorch peer ...")
         results["self_check"] = timed("self_check", lambda: wl.self_check(sizes))
     results["workloads"], results["ratios"] = timed("workloads", lambda: _workloads(sizes, repeats, warmup,
-                                                                                     with_torch, log))
+                                                                                     with_torch, log,
+                                                                                     thread_info["requested"]))
     if "memory" not in skip:
         log("# W5: peak memory of one training step versus T ...")
         mem = timed("memory", lambda: memory(sizes, with_torch))
@@ -362,6 +395,7 @@ def _run(repeats, warmup, quick, thread_info, with_torch, profile, log, skip, pe
         results["profile"] = {"workload": name, "top": prof["top"], "total_ms_per_step": prof["total_ms_per_step"]}
     results["targets"] = e2e_report.targets(results)
     results["load_average_end"] = _load()
+    results["round_trip_ns_end"] = _placement.round_trip_ns()
     results["seconds"] = time.perf_counter() - started
     return results
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks._placement import FAR_NS
 from hdlif_ref._safe_files import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,7 @@ def _workloads(results: dict) -> list[str]:
         lines.append(f"| {name} | {w['what']} | {_cell(w['ours'], w['unit'], missing)} | "
                      f"{_cell(w['torch'], w['unit'], missing)} | {_f(w['ratio'])} | {w['target']} | "
                      f"{_yes(w['holds'])} |")
+    lines += _placements(results)
     if "self_check" in results:
         c = results["self_check"]
         worst = {k: max(v[k] for v in c.values()) for k in ("loss_rel_diff", "grad_rel_diff", "param_rel_diff")}
@@ -122,6 +124,27 @@ def _workloads(results: dict) -> list[str]:
                       f"gradients {worst['grad_rel_diff']:.1e}, parameters after an update "
                       f"{worst['param_rel_diff']:.1e}. Values on their floor (`Parameter.lower`) after the steps, "
                       f"ours/PyTorch: {floors}."]
+    return lines
+
+
+def _placements(results: dict) -> list[str]:
+    """Near or far cores, round by round (:mod:`benchmarks._placement`); nothing where not probed."""
+    placed = {name: w["placement"] for name, w in results["workloads"].items() if w.get("placement")}
+    if not placed:
+        return []
+    ns = lambda x: "-" if x is None else f"{x:.0f}"
+    trips = lambda p: [x for x in p["round_trip_ns"] if x is not None]
+    span = lambda p: f"{ns(min(trips(p)))}-{ns(max(trips(p)))}" if trips(p) else "-"
+    lines = ["", "Where the host put the two CPUs (docs/performance.md, \"Two threads: near and far cores\"): the "
+                 "cache-line round trip between them, measured before every round, "
+                 f"{ns(results.get('round_trip_ns_start'))} ns at the start of the run and "
+                 f"{ns(results.get('round_trip_ns_end'))} ns at its end; rounds at >= {FAR_NS:.0f} ns are \"far\". "
+                 "Each ratio below is taken over only the rounds of one kind (the verdict above is over all).", "",
+             "| workload | round trip (ns) | near rounds | ratio, near | far rounds | ratio, far |",
+             "|---|---|---|---|---|---|"]
+    for name, p in placed.items():
+        lines.append(f"| {name} | {span(p)} | {p['near']['rounds']} | {_f(p['near']['ratio'])} | "
+                     f"{p['far']['rounds']} | {_f(p['far']['ratio'])} |")
     return lines
 
 

@@ -99,6 +99,18 @@ def _check_issue21_fields(results: dict, out: str) -> None:
     assert sorted(names) == sorted(TARGET_NAMES)
     assert all(t["holds"] in (True, False, None) for t in results["targets"])
     assert "Targets (issue 21):" in out
+    # where the two threads ran: a round trip before every round, when probed (2 threads and a C compiler)
+    from benchmarks import _placement
+
+    probed = results["threads"]["requested"] >= 2 and _placement.round_trip_ns() is not None
+    for w in results["workloads"].values():
+        if not probed:
+            assert w["placement"] is None
+            continue
+        trips = w["placement"]["round_trip_ns"]
+        assert len(trips) == w["ours"]["repeats"] and all(x is None or x > 0 for x in trips)
+        assert w["placement"]["near"]["rounds"] + w["placement"]["far"]["rounds"] == sum(x is not None for x in trips)
+    assert ("Two threads: near and far cores" in out) == probed
 
 
 def test_bench_skip_and_peer_threads_options(tmp_path, capsys):
@@ -192,3 +204,55 @@ def test_interleaved_warms_up_for_its_minimum_time():
     with _timing.warmup_seconds(0.0):
         _timing.interleaved([f], repeats=2, warmup=1)
     assert len(calls) == 3
+
+
+def test_interleaved_calls_before_round_once_per_timed_round_and_keeps_round_order():
+    from benchmarks import _timing
+
+    events = []
+    with _timing.warmup_seconds(0.0):
+        a, b = _timing.interleaved([lambda: events.append("a"), lambda: events.append("b")], repeats=3, warmup=1,
+                                   before_round=lambda: events.append("|"))
+    assert events == ["a", "b", "|", "a", "b", "|", "b", "a", "|", "a", "b"]
+    assert len(a.samples) == len(b.samples) == 3 and sorted(a.samples)[1] == a.median
+
+
+def test_by_placement_takes_the_medians_of_each_kind_of_round():
+    """Ratios over the near rounds and over the far ones, against NumPy medians of the same subsets."""
+    import numpy as np
+
+    from benchmarks import _placement
+    from benchmarks._timing import _summary
+    from benchmarks.bench_e2e import by_placement
+
+    rng = np.random.default_rng(0)
+    ours, theirs = rng.uniform(1, 2, 9), rng.uniform(1, 2, 9)
+    trips = [60.0, 350.0, None, 199.9, _placement.FAR_NS, 400.0, 55.0, 1000.0, 80.0]
+    near, far = [0, 3, 6, 8], [1, 4, 5, 7]  # index 2 was not measured: in neither
+    got = by_placement(_summary(list(ours)), _summary(list(theirs)), trips, per_second=False)
+    assert got["near"]["rounds"] == 4 and got["far"]["rounds"] == 4
+    assert math.isclose(got["near"]["ratio"], np.median(ours[near]) / np.median(theirs[near]))
+    assert math.isclose(got["far"]["ratio"], np.median(ours[far]) / np.median(theirs[far]))
+    per_second = by_placement(_summary(list(ours)), _summary(list(theirs)), trips, per_second=True)
+    assert math.isclose(per_second["far"]["ratio"], np.median(theirs[far]) / np.median(ours[far]))
+    none = by_placement(_summary(list(ours)), None, [60.0] * 9, per_second=False)
+    assert none == {"near": {"rounds": 9, "ratio": None}, "far": {"rounds": 0, "ratio": None}}
+    assert _placement.placement(None) is None
+
+
+def test_round_trip_probe_measures_or_says_none(monkeypatch):
+    """A positive round trip where a C compiler and two CPUs exist; None without a compiler."""
+    import shutil
+
+    from benchmarks import _placement
+
+    ns = _placement.round_trip_ns(rounds=1000)
+    if shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"):
+        if len(os.sched_getaffinity(0)) >= 2:
+            assert ns is not None and 0 < ns < 1e7
+    _placement._binary.cache_clear()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    try:
+        assert _placement.round_trip_ns(rounds=10) is None
+    finally:
+        _placement._binary.cache_clear()
