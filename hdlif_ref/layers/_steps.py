@@ -10,8 +10,10 @@ from ..autograd import Tensor, ops
 from ..autograd.ops._args import check_finite
 
 
-def check_input(layer: str, x: Tensor, step_mode: str, step_ndims: tuple[int, ...], layout: str) -> None:
-    """Raise ``ValueError`` unless ``x`` has one of ``step_ndims`` dims (+1 in multi-step mode) and is finite."""
+def check_input(layer: str, x: Tensor, step_mode: str, step_ndims: tuple[int, ...], layout: str,
+                values: bool = True) -> None:
+    """Raise ``ValueError`` unless ``x`` has one of ``step_ndims`` dims (+1 in multi-step mode) and is finite
+    (``values=False``: the dims only, for a caller whose kernel finds non-finite values itself)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{layer}: input must be a Tensor, got {type(x).__name__}")
     extra = 1 if step_mode == "m" else 0
@@ -19,7 +21,8 @@ def check_input(layer: str, x: Tensor, step_mode: str, step_ndims: tuple[int, ..
         seq = "[T, " if extra else "["
         raise ValueError(f"{layer} (step_mode {step_mode!r}): expected a {seq}{layout}] input, got shape "
                          f"{x.shape}")
-    check_finite(layer, "input", x)
+    if values:
+        check_finite(layer, "input", x)
 
 
 def fold(x: Tensor, step_mode: str) -> tuple[Tensor, int | None]:

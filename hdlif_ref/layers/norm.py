@@ -63,10 +63,10 @@ class _BatchNorm(Module):
         return ops.batch_norm(x, self.weight, self.bias, mean, var, training=self.training,
                               momentum=self.momentum, eps=self.eps)
 
-    def check(self, x: Tensor) -> None:
-        """The input checks of :meth:`forward` (dims, finite values, channels)."""
+    def check(self, x: Tensor, values: bool = True) -> None:
+        """The input checks of :meth:`forward` (dims, finite values unless ``values=False``, channels)."""
         name = type(self).__name__
-        check_input(name, x, self.step_mode, (self._step_ndim,), self._layout)
+        check_input(name, x, self.step_mode, (self._step_ndim,), self._layout, values)
         channel_axis = 2 if self.step_mode == "m" else 1
         if x.shape[channel_axis] != self.num_features:
             raise ValueError(f"{name}: input has {x.shape[channel_axis]} channels (shape {x.shape}), "

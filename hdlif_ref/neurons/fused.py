@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
+from ..autograd.ops._args import mark_finite
 from ..autograd.ops.norm import update_running_stats
 from ..kernels.bn_neuron import LIF as _LIF_KIND
 from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
@@ -62,7 +63,10 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
         params.append(quantizer.step)
     if any(p.data.dtype != dtype for p in params):
         return None
-    bn.check(x)  # the batch norm's own input checks (dims, finite values, channels): its errors, raised here
+    # the batch norm's own input checks (dims, channels): its errors, raised here. Not the values: a non-finite
+    # input makes its normalized current non-finite (NaN or inf minus the mean, or times the scale), which the
+    # kernel counts, and the plain path then runs and names it (tested)
+    bn.check(x, values=False)
     if neuron.step_mode == "s":
         return _step(bn, neuron, x, kinds[type(neuron)])
     return _sequence(bn, neuron, x, kinds[type(neuron)])
@@ -108,6 +112,37 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
     return out, u_new, mean, var, count, mean_run, var_run
 
 
+def _spike_bound(neuron, kind, dtype) -> float | None:
+    """A bound on every spike the kernel emits, when there is one (``mark_finite``), else ``None``.
+
+    Quantized spikes are ``step k`` with ``0 <= k <= qmax`` when the value quantized is not NaN.
+    LIF's is 0 or 1; HD-LIF's surplus ``m - theta`` is taken only when ``m >= theta``, so it is
+    ``>= 0`` and, with a finite ``theta``, never NaN (``+inf`` quantizes to ``qmax``); the
+    parallel neuron's ``z - theta`` likewise (``z`` is finite or the plain path runs). Unquantized
+    HD-LIF spikes carry the surplus, which has no bound.
+    """
+    q = _quantizer_args(neuron)
+    if q is None:
+        return None
+    step, qmax = q
+    if qmax is None:
+        return 1.0 if kind == _LIF_KIND else None
+    if kind != _LIF_KIND and not np.isfinite(neuron.theta.data).all():
+        return None
+    with np.errstate(over="ignore"):
+        top = float(np.dtype(dtype).type(step) * np.dtype(dtype).type(qmax))
+    return top if math.isfinite(top) else None
+
+
+def _spikes(neuron, kind, out: np.ndarray) -> Tensor:
+    """The emitted spikes as a Tensor, recorded finite where :func:`_spike_bound` bounds them."""
+    y = Tensor(out)
+    bound = _spike_bound(neuron, kind, out.dtype)
+    if bound is not None:
+        mark_finite(y.data, bound)
+    return y
+
+
 def _commit_stats(bn, result) -> None:
     _, _, mean, var, count, mean_run, var_run = result
     if bn.training and mean_run is not None:
@@ -139,7 +174,7 @@ def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     neuron._state = NeuronState(None if u_new is None else Tensor(u_new.reshape(x.shape)), t + 1)
     out = out.reshape(x.shape)
     _count_firing(neuron, out)
-    return Tensor(out)
+    return _spikes(neuron, kind, out)
 
 
 def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
@@ -158,4 +193,4 @@ def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
     for result in results:  # every step went through: now the side effects, in step order
         _commit_stats(bn, result)
     _count_firing(neuron, out)
-    return Tensor(out)
+    return _spikes(neuron, kind, out)

@@ -12,9 +12,12 @@ keeps the unquantized ``s*`` (SPEC E2).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autograd import Tensor
+from ..autograd.ops._args import mark_finite
 from ..autograd.ops.spike_quantize import SpikeQuantize
 from ..module import Module, Parameter
 from ._checks import as_float, check_finite, check_positive, check_spike_bits, shape_of
@@ -33,7 +36,14 @@ def spike_quantize(x, step, bits: int) -> Tensor:
     bits = check_spike_bits("spike_quantize", bits)
     if bits is None:
         raise ValueError("spike_quantize: bits=None; give the number of bits n (1..16)")
-    return SpikeQuantize.apply(x, step, bits=bits)
+    y = SpikeQuantize.apply(x, step, bits=bits)
+    # x is finite (checked above), so every output is s k with an integer 0 <= k <= 2^n - 1: finite when the top
+    # level is, which spares the next layer's input check its pass over the spikes (mark_finite)
+    with np.errstate(over="ignore"):
+        top = float(y.data.dtype.type(value) * y.data.dtype.type(2 ** bits - 1))
+    if math.isfinite(top):
+        mark_finite(y.data, top)
+    return y
 
 
 #: The spike step's domain is ``s > 0`` (E13 divides by it); the optimizers keep it at or above

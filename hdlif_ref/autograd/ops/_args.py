@@ -5,7 +5,9 @@ the value and what is allowed, so a mistake never reaches a Numba kernel.
 """
 from __future__ import annotations
 
+import math
 import numbers
+import weakref
 
 import numpy as np
 
@@ -34,15 +36,44 @@ class NonFiniteInputError(ValueError):
         self.op, self.name, self.count, self.size = op, name, count, size
 
 
+#: Arrays known to be finite because of how they were made (:func:`mark_finite`): ``id -> (weakref, bound)``.
+_FINITE: dict[int, tuple[weakref.ref, float]] = {}
+
+
+def mark_finite(data: np.ndarray, bound: float) -> None:
+    """Record that every value of ``data`` is finite with ``|value| <= bound``, known from how it was made
+    (quantized spikes: ``step * (2^n - 1)``; see the callers), and make ``data`` read-only so that it stays so.
+
+    :func:`check_finite` then skips its pass over ``data``. The record holds for this array object
+    only (not for views of it, nor for its base) and ends with the array; an array made writeable
+    again loses it. ``bound`` must be finite.
+    """
+    if not math.isfinite(bound):
+        raise ValueError(f"mark_finite: bound={bound!r} must be finite")
+    data.flags.writeable = False
+    key = id(data)
+    _FINITE[key] = (weakref.ref(data, lambda _, key=key: _FINITE.pop(key, None)), float(bound))
+
+
+def finite_bound(data) -> float | None:
+    """The bound :func:`mark_finite` recorded for this very array, or ``None`` (unknown, or writeable again)."""
+    entry = _FINITE.get(id(data))
+    if entry is None or entry[0]() is not data or data.flags.writeable:
+        return None
+    return entry[1]
+
+
 def check_finite(op: str, name: str, x) -> None:
     """:class:`NonFiniteInputError` (a ``ValueError``) if ``x`` holds a NaN or an infinity, naming the first one.
 
     One pass per call (:func:`hdlif_ref.kernels.finite.count_nonfinite`), never inside a
     kernel's loop: a NaN fails every comparison with a threshold, so without this check a
     neuron would silently swallow it and emit no spike (docs/training.md, "Non-finite values").
+    No pass over an array that is finite by construction (:func:`mark_finite`: the quantized
+    spikes a neuron emits, their average pooling).
     """
     data = x.data if isinstance(x, Tensor) else x
-    if data.dtype.kind != "f" or count_nonfinite(data) == 0:
+    if data.dtype.kind != "f" or finite_bound(data) is not None or count_nonfinite(data) == 0:
         return
     bad = ~np.isfinite(data)
     first = tuple(int(i) for i in np.argwhere(bad)[0])

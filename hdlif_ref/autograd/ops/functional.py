@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..tensor import Tensor
+from ._args import finite_bound, mark_finite
 from .elementwise import (Abs, Add, AsType, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg,
                           Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where)
 from .linalg import MatMul
@@ -160,7 +161,11 @@ def reshape(x, shape) -> Tensor:
     if not fits or any(s < -1 for s in shape):
         raise ValueError(f"reshape: cannot reshape a tensor of shape {src} ({size} elements) "
                          f"into shape {shape} (at most one -1 allowed)")
-    return Reshape.apply(x, shape=shape)
+    y = Reshape.apply(x, shape=shape)
+    bound = finite_bound(x.data if isinstance(x, Tensor) else x)
+    if bound is not None:  # the same values: still finite by construction (flattened spikes, say)
+        mark_finite(y.data, bound)
+    return y
 
 
 def permute(x, axes) -> Tensor:

@@ -16,10 +16,12 @@ Kernels: :mod:`hdlif_ref.kernels.pool`.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ...kernels import pool as _kernels
 from ..function import Function
 from ..tensor import Tensor
-from ._args import as_c, check_ndim, int_pair, shape_of
+from ._args import as_c, check_ndim, finite_bound, int_pair, mark_finite, shape_of
 
 
 class AvgPool2d(Function):
@@ -78,7 +80,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
     Zero padding is counted in the average (divisor ``kH * kW``), as PyTorch's default
     ``count_include_pad=True``. ``padding`` at most half the kernel.
     """
-    return AvgPool2d.apply(x, window=_window("avg_pool2d", x, kernel_size, stride, padding))
+    window = _window("avg_pool2d", x, kernel_size, stride, padding)
+    return _bounded(x, AvgPool2d.apply(x, window=window), window)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
@@ -101,4 +104,20 @@ def adaptive_avg_pool2d(x, output_size) -> Tensor:
         raise ValueError(f"{op}: output_size={(oh, ow)} must divide the input size {(height, width)}; "
                          f"only equal, non-overlapping windows are supported")
     kh, kw = height // oh, width // ow
-    return AvgPool2d.apply(x, window=(kh, kw, kh, kw, 0, 0))
+    window = (kh, kw, kh, kw, 0, 0)
+    return _bounded(x, AvgPool2d.apply(x, window=window), window)
+
+
+def _bounded(x, y: Tensor, window) -> Tensor:
+    """``y``, the average pooling of ``x``, recorded finite when ``x`` was (:func:`._args.mark_finite`).
+
+    Each output is a sum of at most ``kH kW`` inputs of magnitude at most ``B`` (zero padding
+    adds nothing), divided by ``kH kW``: its magnitude, and its partial sums', are at most
+    ``kH kW B`` times one rounding, finite when ``2 kH kW B`` is.
+    """
+    bound = finite_bound(x.data if isinstance(x, Tensor) else x)
+    if bound is not None:
+        limit = window[0] * window[1] * bound
+        if 2 * limit < float(np.finfo(y.dtype).max):
+            mark_finite(y.data, limit)
+    return y
