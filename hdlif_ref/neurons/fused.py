@@ -109,11 +109,12 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
                                                 lam, theta, kind, q[0], q[1], soft)
     if bad:
         return None
-    return out, u_new, mean, var, count, mean_run, var_run
+    return out, u_new, mean, var, count, mean_run, var_run, _spike_bound(kind, q, theta, x3.dtype)
 
 
-def _spike_bound(neuron, kind, dtype) -> float | None:
-    """A bound on every spike the kernel emits, when there is one (``mark_finite``), else ``None``.
+def _spike_bound(kind, q: tuple, theta: np.ndarray, dtype) -> float | None:
+    """A bound on every spike the kernel emits with the quantizer arguments ``q`` and the step's thresholds
+    ``theta``, when there is one (``mark_finite``), else ``None``.
 
     Quantized spikes are ``step k`` with ``0 <= k <= qmax`` when the value quantized is not NaN.
     LIF's is 0 or 1; HD-LIF's surplus ``m - theta`` is taken only when ``m >= theta``, so it is
@@ -121,30 +122,26 @@ def _spike_bound(neuron, kind, dtype) -> float | None:
     parallel neuron's ``z - theta`` likewise (``z`` is finite or the plain path runs). Unquantized
     HD-LIF spikes carry the surplus, which has no bound.
     """
-    q = _quantizer_args(neuron)
-    if q is None:
-        return None
     step, qmax = q
     if qmax is None:
         return 1.0 if kind == _LIF_KIND else None
-    if kind != _LIF_KIND and not np.isfinite(neuron.theta.data).all():
+    if kind != _LIF_KIND and not np.isfinite(theta).all():
         return None
     with np.errstate(over="ignore"):
-        top = float(np.dtype(dtype).type(step) * np.dtype(dtype).type(qmax))
+        top = float(dtype.type(step) * dtype.type(qmax))
     return top if math.isfinite(top) else None
 
 
-def _spikes(neuron, kind, out: np.ndarray) -> Tensor:
-    """The emitted spikes as a Tensor, recorded finite where :func:`_spike_bound` bounds them."""
+def _spikes(out: np.ndarray, bound: float | None) -> Tensor:
+    """The emitted spikes as a Tensor, recorded finite within ``bound`` unless it is ``None``."""
     y = Tensor(out)
-    bound = _spike_bound(neuron, kind, out.dtype)
     if bound is not None:
         mark_finite(y.data, bound)
     return y
 
 
 def _commit_stats(bn, result) -> None:
-    _, _, mean, var, count, mean_run, var_run = result
+    mean, var, count, mean_run, var_run = result[2:7]
     if bn.training and mean_run is not None:
         update_running_stats(mean_run, var_run, mean, var, count, bn.momentum)
 
@@ -174,7 +171,7 @@ def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     neuron._state = NeuronState(None if u_new is None else Tensor(u_new.reshape(x.shape)), t + 1)
     out = out.reshape(x.shape)
     _count_firing(neuron, out)
-    return _spikes(neuron, kind, out)
+    return _spikes(out, result[7])
 
 
 def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
@@ -182,7 +179,7 @@ def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
     if T != neuron.T:
         return None  # the fused sequence op refuses it
     out = np.empty(x.shape, dtype=x.dtype)
-    results, u_prev = [], None
+    results, u_prev, bounds = [], None, []
     for t in range(T):
         result = _run(bn, neuron, kind, x.data[t], t, t, u_prev)
         if result is None:
@@ -190,7 +187,8 @@ def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
         out[t] = result[0].reshape(x.shape[1:])
         u_prev = result[1]
         results.append((None, None) + result[2:])  # the statistics, for the commit below; not the arrays
+        bounds.append(result[7])
     for result in results:  # every step went through: now the side effects, in step order
         _commit_stats(bn, result)
     _count_firing(neuron, out)
-    return _spikes(neuron, kind, out)
+    return _spikes(out, None if None in bounds else max(bounds))

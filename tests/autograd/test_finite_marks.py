@@ -184,3 +184,20 @@ def test_a_graph_free_batch_norm_and_neuron_scan_nothing(passes):
     net.reset_state()
     net(x)  # with a graph: the plain path's checks scan the input and the current
     assert (2, 3, 2, 2) in passes
+
+
+@pytest.mark.parametrize("theta_last", [1.0, -np.inf])
+def test_a_fused_sequence_is_marked_only_when_every_step_is_bounded(theta_last):
+    """Multi-step mode: one output for all steps, marked only if each step's spikes are bounded."""
+    net = pair(HDLIF, spike_bits=4).set_step_mode("m")
+    net[1].theta.data[-1] = theta_last  # the second (last) step's threshold
+    x = Tensor((np.random.default_rng(2).standard_normal((2, 4, 3, 2, 2)) * 1e3).astype(np.float32))
+    with no_grad(), np.errstate(all="ignore"):
+        y = fused.bn_then_neuron(net[0], net[1], x, {HDLIF: 0, ParallelHDLIF: 1, LIF: 2})
+    assert y is not None and y.shape == x.shape
+    bound = finite_bound(y.data)
+    if theta_last == 1.0:
+        assert bound == float(np.float32(net[1].quantizer.step.data) * np.float32(15))
+        assert np.isfinite(y.data).all() and np.abs(y.data).max() <= bound
+    else:
+        assert bound is None
