@@ -3,11 +3,13 @@
 On the 2-vCPU virtual machine of docs/performance.md ("Two threads: near and far cores"),
 the host moves the two vCPUs between physical cores that share a last-level cache and
 cores that do not, every few seconds to minutes. A cache line passed between them
-then takes ~55-140 ns or ~320-400 ns for a round trip, and every array one thread
-writes and the other reads pays for it: our 2-thread W1 step took 8.5-9.5 ms with
-near cores and 13.7-14.6 ms with far ones, PyTorch's 14.5-16.5 and 19-21 ms (one
-process, one-thread runs unchanged). A 2-thread ratio means little without knowing
-which it was, so the benchmark records the round trip around every timed round.
+then takes ~50-140 ns or ~320-420 ns for a round trip, and every array one thread
+writes and the other reads pays for it: our 2-thread W1 step took 8.8 ms (median) with
+near cores and 13.6 ms with far ones, PyTorch's 15.6 and 18.8 ms (one process, 153
+samples; one-thread runs unchanged). A 2-thread ratio means little without knowing
+which it was, so the benchmark records the round trip before every timed round. It
+measures the first two CPUs the process may use, not the ones its threads ran on (the
+machine has two), and :data:`FAR_NS` is set from this machine's two modes.
 
 :func:`round_trip_ns` runs ``_round_trip.c``, compiled once per process into a temporary
 directory with the C compiler found on ``PATH`` (``cc``, ``gcc`` or ``clang``); ``None``
@@ -17,6 +19,7 @@ by :data:`FAR_NS`.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -26,7 +29,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("_round_trip.c")
 #: A round trip at or above this many nanoseconds is "far" (no shared cache). Measured modes on the
-#: benchmark machine: 53-138 ns and 322-400 ns; this sits between them.
+#: benchmark machine: 51-139 ns and 322-424 ns; this sits between them.
 FAR_NS = 200.0
 #: Round trips per probe: ~3-20 ms.
 ROUNDS = 50_000
@@ -37,8 +40,14 @@ def _binary() -> str | None:
     compiler = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     if compiler is None or not SOURCE.is_file():
         return None
-    out = Path(tempfile.mkdtemp(prefix="hdlif-round-trip-")) / "round_trip"
-    done = subprocess.run([compiler, "-O2", "-pthread", "-o", str(out), str(SOURCE)], capture_output=True)
+    folder = tempfile.mkdtemp(prefix="hdlif-round-trip-")
+    atexit.register(shutil.rmtree, folder, True)  # removed when the process ends
+    out = Path(folder) / "round_trip"
+    try:
+        done = subprocess.run([compiler, "-O2", "-pthread", "-o", str(out), str(SOURCE)], capture_output=True,
+                              timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
     return str(out) if done.returncode == 0 and out.is_file() else None
 
 
@@ -59,7 +68,7 @@ def round_trip_ns(rounds: int = ROUNDS) -> float | None:
         done = subprocess.run([binary, str(cpus[0]), str(cpus[1]), str(int(rounds))], capture_output=True,
                               text=True, timeout=30)
         return float(done.stdout) if done.returncode == 0 else None
-    except (subprocess.TimeoutExpired, ValueError):
+    except (OSError, subprocess.SubprocessError, ValueError):  # e.g. a temporary folder mounted noexec
         return None
 
 

@@ -109,14 +109,16 @@ def by_placement(ours: Timing, theirs: Timing | None, round_trips: list, per_sec
 def _timing_dict(t: Timing | None, scale: float = 1.0) -> dict | None:
     if t is None:
         return None
-    return {"median": t.median * scale, "min": t.low * scale, "max": t.high * scale, "repeats": t.repeats}
+    return {"median": t.median * scale, "min": t.low * scale, "max": t.high * scale, "repeats": t.repeats,
+            "samples": [x * scale for x in t.samples]}  # round by round (with the placement's round trips)
 
 
 def _per_second(t: Timing | None, images: int) -> dict | None:
     """Images per second from per-call seconds (the slowest call gives the minimum)."""
     if t is None:
         return None
-    return {"median": images / t.median, "min": images / t.high, "max": images / t.low, "repeats": t.repeats}
+    return {"median": images / t.median, "min": images / t.high, "max": images / t.low, "repeats": t.repeats,
+            "samples": [images / x for x in t.samples]}
 
 
 def _holds(name: str, ratio: float | None) -> bool | None:

@@ -256,3 +256,25 @@ def test_round_trip_probe_measures_or_says_none(monkeypatch):
         assert _placement.round_trip_ns(rounds=10) is None
     finally:
         _placement._binary.cache_clear()
+
+
+def test_round_trip_probe_that_cannot_run_says_none(monkeypatch):
+    """A binary that cannot be executed (a temporary folder mounted noexec) or a compiler that fails to start:
+    no placement, no exception."""
+    import subprocess
+
+    from benchmarks import _placement
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_placement, "_binary", lambda: "/nonexistent/round_trip")
+    monkeypatch.setattr(subprocess, "run", refuse)
+    assert _placement.round_trip_ns(rounds=10) is None
+    monkeypatch.undo()
+    _placement._binary.cache_clear()
+    monkeypatch.setattr(subprocess, "run", refuse)
+    try:
+        assert _placement._binary() is None
+    finally:
+        _placement._binary.cache_clear()

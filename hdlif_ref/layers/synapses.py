@@ -59,8 +59,7 @@ def step_invariant(layer: Module, x: Tensor, synapse) -> Tensor | None:
       trainers pass a direct-encoded image as ``np.broadcast_to(x, (T,) + x.shape)``): the synapse
       runs on one step and its output is repeated ``T`` times (``ops.stack``, whose backward sums
       the steps' gradients, in step order, before the synapse's backward; a copy rather than a
-      stride-0 view, so the next layers' kernels get the writeable contiguous arrays they
-      were compiled for);
+      stride-0 view, so the next layers' kernels get contiguous arrays);
     * step mode ``"s"`` inside a training batch's :func:`~hdlif_ref.autograd.batch_cache.batch_cache`
       that declared ``x``'s array the input of every step: computed at the first step, the same
       tensor returned at the others (:meth:`~hdlif_ref.autograd.batch_cache.BatchCache.shared_output`).
@@ -72,7 +71,7 @@ def step_invariant(layer: Module, x: Tensor, synapse) -> Tensor | None:
     data = x.data
     if layer.step_mode == "m":
         if data.ndim >= 2 and data.shape[0] > 1 and data.strides[0] == 0:
-            step = data[0] if data[0].flags.writeable else data[0].copy()  # kernels take writeable arrays
+            step = data[0] if data[0].flags.writeable else data[0].copy()  # the kernels' writeable versions
             y = synapse(Tensor(step))
             return ops.stack([y] * data.shape[0], axis=0)
         return None

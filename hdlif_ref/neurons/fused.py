@@ -63,10 +63,13 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
         params.append(quantizer.step)
     if any(p.data.dtype != dtype for p in params):
         return None
-    # the batch norm's own input checks (dims, channels): its errors, raised here. Not the values: a non-finite
-    # input makes its normalized current non-finite (NaN or inf minus the mean, or times the scale), which the
-    # kernel counts, and the plain path then runs and names it (tested)
-    bn.check(x, values=False)
+    # the batch norm's input checks but the values: any failure lets the plain path raise its own errors, in its
+    # order. The values are the kernel's: a non-finite input makes its normalized current non-finite (NaN or inf
+    # minus the mean, or times the scale), which the kernel counts, and the plain path then runs and names it
+    try:
+        bn.check(x, values=False)
+    except (TypeError, ValueError):
+        return None
     if neuron.step_mode == "s":
         return _step(bn, neuron, x, kinds[type(neuron)])
     return _sequence(bn, neuron, x, kinds[type(neuron)])
@@ -95,8 +98,8 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
     theta = _step_values(neuron.theta.data, t, C, x3.dtype)
     lam = _step_values(neuron.lam.data, t, C, x3.dtype) if kind != _PARALLEL_KIND else theta
     q = _quantizer_args(neuron)
-    if theta is None or lam is None or q is None:
-        return None
+    if theta is None or lam is None or q is None or not (np.isfinite(theta).all() and np.isfinite(lam).all()):
+        return None  # the plain path raises its own error (a non-finite threshold or decay, say)
     if kind != _PARALLEL_KIND:
         u3 = np.zeros_like(x3) if u_prev is None else np.ascontiguousarray(u_prev).reshape(x3.shape)
     else:
@@ -105,16 +108,17 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
     mean_run, var_run = bn._stats_for_step(t_bn)  # raises as the plain path would past T
     weight = None if bn.weight is None else bn.weight.data
     bias = None if bn.bias is None else bn.bias.data
-    out, u_new, mean, var, bad = bn_neuron_step(x3, bn.training, weight, bias, bn.eps, mean_run, var_run, u3,
-                                                lam, theta, kind, q[0], q[1], soft)
+    with np.errstate(all="ignore"):  # the NumPy twin meets the non-finite values the kernel counts: no warnings
+        out, u_new, mean, var, bad = bn_neuron_step(x3, bn.training, weight, bias, bn.eps, mean_run, var_run, u3,
+                                                    lam, theta, kind, q[0], q[1], soft)
     if bad:
         return None
-    return out, u_new, mean, var, count, mean_run, var_run, _spike_bound(kind, q, theta, x3.dtype)
+    return out, u_new, mean, var, count, mean_run, var_run, _spike_bound(kind, q, x3.dtype)
 
 
-def _spike_bound(kind, q: tuple, theta: np.ndarray, dtype) -> float | None:
-    """A bound on every spike the kernel emits with the quantizer arguments ``q`` and the step's thresholds
-    ``theta``, when there is one (``mark_finite``), else ``None``.
+def _spike_bound(kind, q: tuple, dtype) -> float | None:
+    """A bound on every spike the kernel emits with the quantizer arguments ``q`` (the step's thresholds
+    are finite: :func:`_run` checked them), when there is one (``mark_finite``), else ``None``.
 
     Quantized spikes are ``step k`` with ``0 <= k <= qmax`` when the value quantized is not NaN.
     LIF's is 0 or 1; HD-LIF's surplus ``m - theta`` is taken only when ``m >= theta``, so it is
@@ -125,8 +129,6 @@ def _spike_bound(kind, q: tuple, theta: np.ndarray, dtype) -> float | None:
     step, qmax = q
     if qmax is None:
         return 1.0 if kind == _LIF_KIND else None
-    if kind != _LIF_KIND and not np.isfinite(theta).all():
-        return None
     with np.errstate(over="ignore"):
         top = float(dtype.type(step) * dtype.type(qmax))
     return top if math.isfinite(top) else None

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hdlif_ref.autograd import Tensor, no_grad, ops
@@ -46,8 +46,14 @@ def test_a_mark_holds_for_that_array_only_read_only_and_ends_with_it():
     assert finite_bound(a.reshape(12)) is None and finite_bound(a.copy()) is None  # views and copies: unknown
     b = a.copy()
     mark_finite(b, 1.0)
-    b.flags.writeable = True  # writeable again: the record no longer counts
+    b.flags.writeable = True  # writeable again: the record is gone, also once read-only again
     assert finite_bound(b) is None
+    b.flags.writeable = False
+    assert finite_bound(b) is None
+    c = np.zeros(6, dtype=np.float32)
+    view = c.reshape(2, 3)
+    mark_finite(view, 1.0)
+    assert not c.flags.writeable  # the array it views cannot change it either
     key = id(a)
     del a
     gc.collect()
@@ -78,6 +84,7 @@ finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 
 @given(st.lists(finite32, min_size=1, max_size=20), st.floats(2.0 ** -100, 2.0 ** 127, width=32), st.integers(1, 16),
        st.sampled_from([np.float32, np.float64]))
+@example([float(np.finfo(np.float32).max)], 2.0 ** 127, 2, np.float32)  # s (2^n - 1) overflows float32 only
 def test_quantized_spikes_are_marked_exactly_when_the_top_level_is_finite(values, step, bits, dtype):
     x = np.array(values, dtype=dtype)
     y = spike_quantize(Tensor(x), Tensor(np.array(step, dtype=dtype)), bits)
@@ -115,26 +122,46 @@ def pair(neuron_cls, C=3, **kw):
 @pytest.mark.parametrize("theta", [1.0, np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("lam", [0.5, 0.0, np.nan])
 def test_fused_spikes_are_marked_only_when_bounded_and_the_bound_holds(neuron_cls, kw, theta, lam):
-    """Whatever the thresholds and decays (infinite, NaN), a marked output is finite and within its bound."""
+    """Finite parameters: a marked output is finite and within its bound, from any membrane (the first
+    step's may be infinite). A non-finite threshold or decay: the plain path runs, and refuses it by name."""
     net = pair(neuron_cls, **kw)
     neuron = net[1]
-    with np.errstate(invalid="ignore"):
-        neuron.theta.data[...] = theta
-        if hasattr(neuron, "lam"):
-            neuron.lam.data[...] = lam
+    neuron.theta.data[...] = theta
+    uses_lam = neuron_cls is not ParallelHDLIF
+    if uses_lam:
+        neuron.lam.data[...] = lam
     x = Tensor((np.random.default_rng(1).standard_normal((4, 3, 2, 2)) * 1e3).astype(np.float32))
+    kinds = {HDLIF: 0, ParallelHDLIF: 1, LIF: 2}
+    if not (math.isfinite(theta) and (math.isfinite(lam) or not uses_lam)):
+        with no_grad():
+            assert fused.bn_then_neuron(net[0], neuron, x, kinds) is None
+            with pytest.raises(NonFiniteInputError, match="(theta|lam) holds"):
+                net(x)
+        return
     with no_grad(), np.errstate(all="ignore"):
-        for _ in range(2):  # the second step starts from the first's membrane (possibly infinite or NaN)
-            y = fused.bn_then_neuron(net[0], neuron, x, {HDLIF: 0, ParallelHDLIF: 1, LIF: 2})
+        for _ in range(2):  # the second step starts from the first's membrane
+            y = fused.bn_then_neuron(net[0], neuron, x, kinds)
             assert y is not None
             bound = finite_bound(y.data)
             quantized = "spike_bits" in kw
-            if neuron_cls is LIF or (quantized and math.isfinite(theta)):
-                assert bound is not None
-            if not quantized and neuron_cls is not LIF:
-                assert bound is None  # an unquantized surplus has no bound
+            assert (bound is None) == (not quantized and neuron_cls is not LIF)  # an unquantized surplus: no bound
             if bound is not None:
                 assert np.isfinite(y.data).all() and np.abs(y.data).max() <= bound
+
+
+def test_fused_spikes_stay_bounded_from_an_infinite_or_nan_membrane():
+    """The state carried from a previous step may be +-inf or NaN; the quantized spikes stay within their bound."""
+    for kind_cls, kw in ((HDLIF, {"spike_bits": 4}), (LIF, {"spike_bits": 4}), (LIF, {})):
+        for u in (np.inf, -np.inf, np.nan):
+            net = pair(kind_cls, **kw)
+            x = Tensor(np.random.default_rng(3).standard_normal((4, 3, 2, 2)).astype(np.float32))
+            with no_grad(), np.errstate(all="ignore"):
+                net(x)
+                state = net[1].state
+                state.u.data[...] = u
+                y = fused.bn_then_neuron(net[0], net[1], x, {HDLIF: 0, ParallelHDLIF: 1, LIF: 2})
+            bound = finite_bound(y.data)
+            assert bound is not None and np.isfinite(y.data).all() and np.abs(y.data).max() <= bound
 
 
 def test_a_non_finite_input_to_a_fused_batch_norm_is_refused_by_name_without_side_effects():
@@ -145,11 +172,39 @@ def test_a_non_finite_input_to_a_fused_batch_norm_is_refused_by_name_without_sid
     for bad in (np.nan, np.inf, -np.inf):
         x_bad = x.copy()
         x_bad[1, 2, 0, 1] = bad
-        before = bn.running_mean.copy()
+        before = bn.running_mean.copy(), bn.running_var.copy()
         with no_grad(), pytest.raises(NonFiniteInputError, match="BatchNorm2d: input holds 1 non-finite"):
             net(Tensor(x_bad))
-        np.testing.assert_array_equal(bn.running_mean, before)
+        np.testing.assert_array_equal(bn.running_mean, before[0])
+        np.testing.assert_array_equal(bn.running_var, before[1])
         assert bn.t == 0 and net[1].state.t == 0
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_nan_in_a_later_step_of_a_fused_sequence_leaves_no_side_effects(training):
+    """Multi-step mode: the first step goes through the kernel, the second holds a NaN; the plain path names it,
+    and no statistics were committed (the sequence commits only after every step went through)."""
+    net = pair(HDLIF, spike_bits=4).set_step_mode("m")
+    net.train(training)
+    bn = net[0]
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 2, 2)).astype(np.float32)
+    x[1, 0, 1, 0, 0] = np.nan
+    before = bn.running_mean.copy(), bn.running_var.copy()
+    with no_grad(), pytest.raises(NonFiniteInputError, match="BatchNorm2d: input holds 1 non-finite"):
+        net(Tensor(x))
+    np.testing.assert_array_equal(bn.running_mean, before[0])
+    np.testing.assert_array_equal(bn.running_var, before[1])
+    assert net[1].state.t == 0
+
+
+def test_an_input_with_two_faults_gets_the_plain_paths_first_error():
+    """Wrong channels and a NaN: the graph-free path raises what the plain path raises first."""
+    x = np.full((2, 4, 2, 2), np.nan, dtype=np.float32)  # 4 channels for a 3-channel batch norm
+    with pytest.raises(ValueError) as plain:
+        pair(HDLIF, spike_bits=4)(Tensor(x))
+    with no_grad(), pytest.raises(ValueError) as graph_free:
+        pair(HDLIF, spike_bits=4)(Tensor(x))
+    assert str(graph_free.value) == str(plain.value)
 
 
 def test_a_training_step_scans_no_spikes_and_still_refuses_a_nan(passes):
@@ -186,18 +241,38 @@ def test_a_graph_free_batch_norm_and_neuron_scan_nothing(passes):
     assert (2, 3, 2, 2) in passes
 
 
-@pytest.mark.parametrize("theta_last", [1.0, -np.inf])
-def test_a_fused_sequence_is_marked_only_when_every_step_is_bounded(theta_last):
-    """Multi-step mode: one output for all steps, marked only if each step's spikes are bounded."""
-    net = pair(HDLIF, spike_bits=4).set_step_mode("m")
-    net[1].theta.data[-1] = theta_last  # the second (last) step's threshold
+@pytest.mark.parametrize("bits", [4, None])
+def test_a_fused_sequence_is_marked_as_its_steps(bits):
+    """Multi-step mode: one output for all steps, marked with the quantized spikes' bound (none unquantized)."""
+    net = pair(HDLIF, spike_bits=bits).set_step_mode("m")
     x = Tensor((np.random.default_rng(2).standard_normal((2, 4, 3, 2, 2)) * 1e3).astype(np.float32))
-    with no_grad(), np.errstate(all="ignore"):
+    with no_grad():
         y = fused.bn_then_neuron(net[0], net[1], x, {HDLIF: 0, ParallelHDLIF: 1, LIF: 2})
     assert y is not None and y.shape == x.shape
     bound = finite_bound(y.data)
-    if theta_last == 1.0:
+    if bits is None:
+        assert bound is None
+    else:
         assert bound == float(np.float32(net[1].quantizer.step.data) * np.float32(15))
         assert np.isfinite(y.data).all() and np.abs(y.data).max() <= bound
-    else:
-        assert bound is None
+    net.reset_state()
+    net[1].theta.data[-1] = -np.inf  # the last step's threshold: the plain path runs, and refuses it
+    with no_grad():
+        assert fused.bn_then_neuron(net[0], net[1], x, {HDLIF: 0, ParallelHDLIF: 1, LIF: 2}) is None
+        with pytest.raises(NonFiniteInputError, match="theta holds"):
+            net(x)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_the_numpy_backend_refuses_by_name_without_warnings(bad):
+    """The NumPy twin of the fused kernel meets the non-finite input too: no RuntimeWarning, the named error."""
+    import warnings
+
+    from hdlif_ref import backend
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 2, 2))
+    x[0, 1, 1, 1] = bad
+    with backend("numpy"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with no_grad(), pytest.raises(NonFiniteInputError, match="BatchNorm2d: input holds 1 non-finite"):
+            pair(HDLIF, spike_bits=4).to(np.float64)(Tensor(x))

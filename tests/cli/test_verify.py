@@ -19,6 +19,7 @@ import pytest
 
 import hdlif_ref.kernels.hdlif as hdlif_kernels
 from hdlif_ref import neurons
+from hdlif_ref.autograd import Tensor
 from hdlif_ref.cli import main
 from hdlif_ref.deploy import metrics
 from hdlif_ref.neurons import theory
@@ -109,11 +110,11 @@ def test_broken_quantizer_rounding_and_reparameterization_and_counter_fail(monke
     real_quantize = neurons.spike_quantize
 
     def half_up(x, step, bits):  # rounds ties up (np.floor(x + 0.5)) instead of to even
-        out = real_quantize(x, step, bits)
+        out = real_quantize(x, step, bits)  # read-only (finite by construction): shifted by a new tensor
         s = float(np.asarray(step.data))
         ratio = x.data / s
-        out.data[...] = s * np.clip(np.floor(ratio + 0.5), 0, 2 ** bits - 1)
-        return out
+        wrong = s * np.clip(np.floor(ratio + 0.5), 0, 2 ** bits - 1)
+        return out + Tensor((wrong - out.data).astype(out.dtype))  # the wrong values, the graph kept
 
     monkeypatch.setattr(neurons, "spike_quantize", half_up)
     monkeypatch.setattr(neurons.MemBNHDLIF, "reparameterize", lambda self: (_ for _ in ()).throw(
@@ -124,6 +125,8 @@ def test_broken_quantizer_rounding_and_reparameterization_and_counter_fail(monke
     failing = sorted({r.equation for r in results if not r.passed})
     assert failing == ["E10", "E13", "E19"]
     assert any("broken on purpose" in r.statement for r in results)
+    e13 = [r.statement for r in results if r.equation == "E13" and not r.passed]
+    assert e13 and not any("raised" in text for text in e13)  # caught by its check, not by an exception
 
 
 def test_eps_by_differences_is_the_product_formula_and_brute_force_counts():

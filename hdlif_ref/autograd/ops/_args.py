@@ -42,23 +42,31 @@ _FINITE: dict[int, tuple[weakref.ref, float]] = {}
 
 def mark_finite(data: np.ndarray, bound: float) -> None:
     """Record that every value of ``data`` is finite with ``|value| <= bound``, known from how it was made
-    (quantized spikes: ``step * (2^n - 1)``; see the callers), and make ``data`` read-only so that it stays so.
+    (quantized spikes: ``step * (2^n - 1)``; see the callers), and make ``data`` read-only so that it stays so,
+    with the arrays it is a view of (the callers' arrays are new: nothing else writes into them).
 
     :func:`check_finite` then skips its pass over ``data``. The record holds for this array object
-    only (not for views of it, nor for its base) and ends with the array; an array made writeable
-    again loses it. ``bound`` must be finite.
+    only (not for other views of its memory) and ends with the array; an array found writeable again
+    loses it for good. ``bound`` must be finite.
     """
     if not math.isfinite(bound):
         raise ValueError(f"mark_finite: bound={bound!r} must be finite")
-    data.flags.writeable = False
+    array = data
+    while isinstance(array, np.ndarray):
+        array.flags.writeable = False
+        array = array.base
     key = id(data)
     _FINITE[key] = (weakref.ref(data, lambda _, key=key: _FINITE.pop(key, None)), float(bound))
 
 
 def finite_bound(data) -> float | None:
     """The bound :func:`mark_finite` recorded for this very array, or ``None`` (unknown, or writeable again)."""
-    entry = _FINITE.get(id(data))
-    if entry is None or entry[0]() is not data or data.flags.writeable:
+    key = id(data)
+    entry = _FINITE.get(key)
+    if entry is None or entry[0]() is not data:
+        return None
+    if data.flags.writeable:  # it may have changed: the record is gone, even if made read-only again
+        _FINITE.pop(key, None)
         return None
     return entry[1]
 
