@@ -32,6 +32,7 @@ import numpy as np
 
 from ..kernels.channel_conv import conv1d_channels_forward
 from ..kernels.conv import conv2d_forward
+from ..kernels.finite import count_nonzero
 from ..kernels.hdlif import hdlif_forward
 from ..kernels.inference import EXACT_FLOAT32, conv_levels, scale_shift_, spike_levels_
 from ..kernels.lif import lif_forward
@@ -190,7 +191,7 @@ class FrozenModel:
         levels = self._levels.get(id(op)) if self.integer else None
         if levels is not None:
             limit = min(1.0, op.arrays["weight"].shape[0] * INTEGER_DENSITY_PER_CHANNEL)
-            if np.count_nonzero(x) <= limit * x.size:  # sparse enough for the event-driven kernel
+            if count_nonzero(x) <= limit * x.size:  # sparse enough for the event-driven kernel
                 return conv_levels(np.ascontiguousarray(x), op.arrays["weight"], levels[0],
                                    tuple(op.attrs["stride"]), tuple(op.attrs["padding"]), op.arrays["scale"],
                                    op.arrays["bias"])

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
+from ..kernels.finite import count_nonzero
 from ..module import Module, Parameter
 from ._checks import FLOATS, check_spike_bits, check_T
 from .fused import bn_then_neuron
@@ -157,7 +158,7 @@ class SpikingNeuron(Module):
             s = self.quantizer(s)  # SPEC E13: the emitted spike; u kept the unquantized s* (E2)
         if self.track_firing:
             nonzero, total = self.firing_counts
-            self.firing_counts = (nonzero + int(np.count_nonzero(s.data)), total + int(s.size))
+            self.firing_counts = (nonzero + count_nonzero(s.data), total + int(s.size))
         return s
 
     def _step(self, I_t, state: NeuronState):  # pragma: no cover - abstract

@@ -26,6 +26,7 @@ from ..autograd.ops.norm import update_running_stats
 from ..kernels.bn_neuron import LIF as _LIF_KIND
 from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
 from ..kernels.bn_neuron import bn_neuron_step
+from ..kernels.finite import count_nonzero
 from ..layers.norm import BatchNorm2d
 from .records import NeuronState
 
@@ -151,7 +152,7 @@ def _commit_stats(bn, result) -> None:
 def _count_firing(neuron, out: np.ndarray) -> None:
     if neuron.track_firing:
         nonzero, total = neuron.firing_counts
-        neuron.firing_counts = (nonzero + int(np.count_nonzero(out)), total + int(out.size))
+        neuron.firing_counts = (nonzero + count_nonzero(out), total + int(out.size))
 
 
 def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:

@@ -41,3 +41,30 @@ def test_every_position_of_a_long_array_is_seen():
 def test_other_float_dtypes_use_the_twin(dtype):
     x = np.array([1, np.nan, np.inf, 2], dtype=dtype)
     assert finite.count_nonfinite.numba_impl(x) == 2
+
+
+# ------------------------------------------------------------------ count_nonzero
+@settings(max_examples=80, deadline=None)
+@given(shape=st.lists(st.integers(0, 7), min_size=0, max_size=4), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**31 - 1), transpose=st.booleans())
+def test_count_nonzero_counts_what_a_plain_loop_counts(shape, dtype, seed, transpose):
+    """NaN and infinities count, ``+0`` and ``-0`` do not; any layout."""
+    rng = np.random.default_rng(seed)
+    with np.errstate(over="ignore"):
+        x = rng.choice(np.array(SPECIALS), size=tuple(shape)).astype(dtype)
+    if transpose:
+        x = x.T
+    expected = sum(0 if float(v) == 0.0 else 1 for v in x.ravel())
+    assert finite.count_nonzero.numba_impl(x) == expected
+    assert finite.count_nonzero.numpy_impl(x) == expected
+
+
+def test_count_nonzero_sees_every_position_and_other_dtypes():
+    for n in (1, 7, 8, 9, 31, 64, 1000):
+        for at in range(n):
+            x = np.zeros(n, np.float32)
+            x[at] = -1e-45
+            assert finite.count_nonzero.numba_impl(x) == 1, (n, at)
+    for dtype in (np.float16, np.int64, np.bool_):  # no kernel: the twin answers
+        x = np.array([0, 1, 0, 2], dtype=dtype)
+        assert finite.count_nonzero.numba_impl(x) == 2
