@@ -10,7 +10,7 @@ The plain-NumPy twin is :func:`.reference.finite.count_nonfinite`.
 
 ``count_nonzero`` is NumPy's ``np.count_nonzero`` (NaN counts, ``-0`` does not), one vectorized integer sum
 like the count above: NumPy's own takes 160 us on the frozen digits network's ``[4, 64, 16, 8, 8]`` spikes,
-this one about 10 times less (docs/performance.md, "Frozen inference"). Twin:
+this one about 10 times less (docs/performance.md, "Issue 21: what holds ...", fifth round). Twin:
 :func:`.reference.finite.count_nonzero`.
 """
 from __future__ import annotations
