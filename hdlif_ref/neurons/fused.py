@@ -28,6 +28,7 @@ from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
 from ..kernels.bn_neuron import bn_neuron_step
 from ..kernels.finite import count_nonzero
 from ..layers.norm import BatchNorm2d
+from .quantizer import top_level
 from .records import NeuronState
 
 #: False: always the plain path (the reference; tests and A/B measurements flip it).
@@ -99,7 +100,8 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
     theta = _step_values(neuron.theta.data, t, C, x3.dtype)
     lam = _step_values(neuron.lam.data, t, C, x3.dtype) if kind != _PARALLEL_KIND else theta
     q = _quantizer_args(neuron)
-    if theta is None or lam is None or q is None or not (np.isfinite(theta).all() and np.isfinite(lam).all()):
+    if theta is None or lam is None or q is None or not np.isfinite(theta).all() or (
+            kind != _PARALLEL_KIND and not np.isfinite(lam).all()):
         return None  # the plain path raises its own error (a non-finite threshold or decay, say)
     if kind != _PARALLEL_KIND:
         u3 = np.zeros_like(x3) if u_prev is None else np.ascontiguousarray(u_prev).reshape(x3.shape)
@@ -130,9 +132,7 @@ def _spike_bound(kind, q: tuple, dtype) -> float | None:
     step, qmax = q
     if qmax is None:
         return 1.0 if kind == _LIF_KIND else None
-    with np.errstate(over="ignore"):
-        top = float(dtype.type(step) * dtype.type(qmax))
-    return top if math.isfinite(top) else None
+    return top_level(step, qmax, dtype)
 
 
 def _spikes(out: np.ndarray, bound: float | None) -> Tensor:
@@ -182,7 +182,7 @@ def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
     if T != neuron.T:
         return None  # the fused sequence op refuses it
     out = np.empty(x.shape, dtype=x.dtype)
-    results, u_prev, bounds = [], None, []
+    results, u_prev = [], None
     for t in range(T):
         result = _run(bn, neuron, kind, x.data[t], t, t, u_prev)
         if result is None:
@@ -190,8 +190,7 @@ def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
         out[t] = result[0].reshape(x.shape[1:])
         u_prev = result[1]
         results.append((None, None) + result[2:])  # the statistics, for the commit below; not the arrays
-        bounds.append(result[7])
     for result in results:  # every step went through: now the side effects, in step order
         _commit_stats(bn, result)
     _count_firing(neuron, out)
-    return _spikes(out, None if None in bounds else max(bounds))
+    return _spikes(out, results[-1][7])  # the bound depends on the quantizer only: every step's is the same

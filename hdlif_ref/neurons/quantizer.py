@@ -39,11 +39,19 @@ def spike_quantize(x, step, bits: int) -> Tensor:
     y = SpikeQuantize.apply(x, step, bits=bits)
     # x is finite (checked above), so every output is s k with an integer 0 <= k <= 2^n - 1: finite when the top
     # level is, which spares the next layer's input check its pass over the spikes (mark_finite)
-    with np.errstate(over="ignore"):
-        top = float(y.data.dtype.type(value) * y.data.dtype.type(2 ** bits - 1))
-    if math.isfinite(top):
+    top = top_level(value, 2 ** bits - 1, y.data.dtype)
+    if top is not None:
         mark_finite(y.data, top)
     return y
+
+
+def top_level(step: float, qmax: int, dtype) -> float | None:
+    """The largest quantized spike, ``step * qmax`` computed in ``dtype`` as the kernels compute it (every
+    level ``step k``, ``0 <= k <= qmax``, is at most this), or ``None`` if it overflows ``dtype``."""
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        top = float(dtype.type(step) * dtype.type(qmax))
+    return top if math.isfinite(top) else None
 
 
 #: The spike step's domain is ``s > 0`` (E13 divides by it); the optimizers keep it at or above

@@ -138,7 +138,8 @@ def _checked_affine(op, xs, channels, weight, bias, momentum, eps) -> list:
     return affine
 
 
-def _check_running(op, name, value, channels, training):
+def _check_running(op, name, value, shape, training):
+    """``value``: ``None`` (training only) or a float ndarray of ``shape``, writeable in training (updated in place)."""
     if value is None:
         if not training:
             raise ValueError(f"{op}: {name} is None; evaluation mode (training=False) needs the running "
@@ -147,8 +148,8 @@ def _check_running(op, name, value, channels, training):
     if not isinstance(value, np.ndarray) or value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: {name} must be a float32/float64 ndarray (updated in place), got "
                         f"{type(value).__name__}{'' if not isinstance(value, np.ndarray) else ' ' + str(value.dtype)}")
-    if value.shape != (channels,):
-        raise ValueError(f"{op}: {name} has shape {value.shape}; expected ({channels},)")
+    if value.shape != shape:
+        raise ValueError(f"{op}: {name} has shape {value.shape}; expected {shape}")
     if training and not value.flags.writeable:
         raise ValueError(f"{op}: {name} is read-only; training mode updates it in place")
 
@@ -180,8 +181,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
         raise TypeError(f"{op}: training={training!r} must be a bool")
     training = bool(training)
     affine = _checked_affine(op, xs, channels, weight, bias, momentum, eps)
-    _check_running(op, "running_mean", running_mean, channels, training)
-    _check_running(op, "running_var", running_var, channels, training)
+    _check_running(op, "running_mean", running_mean, (channels,), training)
+    _check_running(op, "running_var", running_var, (channels,), training)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     count = int(np.prod(xs)) // channels if channels else 0
@@ -216,14 +217,7 @@ def batch_norm_steps(x, weight, bias, running_mean, running_var, momentum=0.1, e
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     for name, value in (("running_mean", running_mean), ("running_var", running_var)):
-        if value is None:
-            continue
-        if not isinstance(value, np.ndarray) or value.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{op}: {name} must be a float32/float64 ndarray [T, C] (updated in place)")
-        if value.shape != (steps, channels):
-            raise ValueError(f"{op}: {name} has shape {value.shape}; expected ({steps}, {channels})")
-        if not value.flags.writeable:
-            raise ValueError(f"{op}: {name} is read-only; it is updated in place")
+        _check_running(op, name, value, (steps, channels), True)
     count = int(np.prod(xs)) // (steps * channels) if steps and channels else 0
     if count < 2:
         raise ValueError(f"{op}: needs more than one value per step and channel to estimate the variance; "
