@@ -17,12 +17,11 @@ import ctypes
 import threading
 from typing import Iterator
 
-import numba
 import numpy as np
 from numba.extending import get_cython_function_address
 
 from ._config import njit
-from ._threads import numba_threads
+from ._threads import current_threads, numba_threads
 
 _GEMM_TYPE = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
 SGEMM = _GEMM_TYPE(get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
@@ -138,7 +137,7 @@ def blas_threads_for_kernels() -> Iterator[int]:
             set_(1)
         _active += 1
     try:
-        yield numba.get_num_threads()
+        yield current_threads()
     finally:
         with _lock:
             _active -= 1

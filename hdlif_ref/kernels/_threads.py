@@ -14,6 +14,9 @@
   hands out its iterations dynamically, :data:`CHUNKS_PER_THREAD` chunks per thread, so
   that a slowed thread simply takes fewer. Results never depend on this: every kernel's
   iterations write disjoint outputs.
+* :func:`current_threads`, :class:`chunksize`, :class:`numba_threads`: what the kernels' wrappers
+  use to read and set Numba's thread count and chunk size at every call, through the C entry
+  points behind Numba's public functions (which take two locks per call; see below).
 * What a parallel loop costs to start depends on what the idle workers do
   (:func:`idle_workers_spin`). Asleep (``OMP_WAIT_POLICY=PASSIVE``, this package's default),
   a worker is woken through the kernel, and on this virtual machine its idle core with it:
@@ -145,31 +148,97 @@ def num_threads(n: int) -> Iterator[int]:
 def run(kernel, elements: int, items: int, *args) -> None:
     """Call a ``prange`` kernel of ``items`` iterations over ``elements`` elements (module doc):
     on one thread below :data:`PARALLEL_MIN_ELEMENTS`, else with a dynamic schedule."""
-    threads = numba.get_num_threads()
+    calls = _calls or _bind()
+    threads = calls.get()
     if threads == 1:
         kernel(*args)
         return
     if elements < PARALLEL_MIN_ELEMENTS:
-        numba.set_num_threads(1)
+        calls.set(1)
         try:
             kernel(*args)
         finally:
-            numba.set_num_threads(threads)
+            calls.set(threads)
         return
-    with numba.parallel_chunksize(max(1, items // (CHUNKS_PER_THREAD * threads))):
+    previous = calls.chunk(max(1, items // (CHUNKS_PER_THREAD * threads)))
+    try:
         kernel(*args)
+    finally:
+        calls.chunk(previous)
 
 
-@contextlib.contextmanager
-def numba_threads(n: int) -> Iterator[int]:
-    """Run a block with ``n`` Numba threads (at most the pool size), restoring the count after.
+# ----------------------------------------------------------------------------- Numba's settings, per call
+# Numba's public ``get_num_threads``, ``set_num_threads`` and ``parallel_chunksize`` take two locks
+# (its pool's start-up guard) at every call: 1.1, 1.8 and 5.2 us here, against 0.16, 0.45 and 0.84
+# us for the C entry points behind them; a W1 training step made about 140 such calls at batch 1
+# (docs/performance.md, "5. Python per op"). Once the pool has started, those entry points are what
+# the public functions call after the guard, with the same per-thread effect.
+
+
+class _NumbaCalls:
+    """Numba's C entry points: ``get()`` the calling thread's count, ``set(n)`` it (1 <= n <= the pool's
+    size: the callers pass 1 or a count read back from ``get``), ``chunk(n)`` the parallel chunk size,
+    returning the previous one (what ``numba.parallel_chunksize`` does on entry and on exit)."""
+
+    __slots__ = ("get", "set", "chunk")
+
+    def __init__(self, get, set_, chunk):
+        self.get, self.set, self.chunk = get, set_, chunk
+
+
+_calls: _NumbaCalls | None = None
+
+
+def _bind() -> _NumbaCalls:
+    """Start Numba's pool (its public call does it once) and bind its C entry points; the public
+    functions themselves if this Numba has no such attributes (another version)."""
+    global _calls
+    numba.get_num_threads()
+    from numba.np.ufunc import parallel
+    entry = [getattr(parallel, name, None) for name in
+             ("_get_num_threads", "_set_num_threads", "_set_parallel_chunksize")]
+    _calls = (_NumbaCalls(*entry) if all(callable(f) for f in entry) else
+              _NumbaCalls(numba.get_num_threads, numba.set_num_threads, numba.set_parallel_chunksize))
+    return _calls
+
+
+def current_threads() -> int:
+    """:func:`get_num_threads` without Numba's per-call locks (for the kernels' wrappers)."""
+    return (_calls or _bind()).get()
+
+
+class chunksize:
+    """``with chunksize(n):`` Numba's ``parallel_chunksize(n)`` without its per-call locks."""
+
+    __slots__ = ("n", "previous")
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.previous = (_calls or _bind()).chunk(self.n)
+
+    def __exit__(self, *exc) -> None:
+        _calls.chunk(self.previous)
+
+
+class numba_threads:
+    """``with numba_threads(n) as n:`` a block with ``n`` Numba threads (clipped to 1 .. the pool's
+    size), restoring the count after.
 
     Numba's thread count is per calling thread, so this does not affect other threads.
     """
-    previous = numba.get_num_threads()
-    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(previous)
+
+    __slots__ = ("n", "previous")
+
+    def __init__(self, n: int):
+        self.n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+
+    def __enter__(self) -> int:
+        calls = _calls or _bind()
+        self.previous = calls.get()
+        calls.set(self.n)
+        return self.n
+
+    def __exit__(self, *exc) -> None:
+        _calls.set(self.previous)

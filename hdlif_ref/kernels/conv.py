@@ -42,7 +42,7 @@ from . import conv_lanes as _lanes
 from ._backend import dispatch
 from ._blas import blas_threads_for_kernels, gemm, gemm_for
 from ._config import njit, njit_parallel
-from ._threads import WORKERS_SPIN, numba_threads, run
+from ._threads import WORKERS_SPIN, chunksize, current_threads, numba_threads, run
 from .reference import conv as _reference
 
 #: The weight gradient is accumulated in this many partial sums (one per group of
@@ -328,20 +328,20 @@ def _convolve(x, weight, bias, stride, padding, groups, out, path=None):
     ho, wo = out.shape[2], out.shape[3]
     path = path or conv_path(n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype)
     if path == "lanes":
-        with numba.parallel_chunksize(1):
+        with chunksize(1):
             _lanes.conv2d_forward(x, weight, bias, stride, padding, out=out)
         return
     if path == "direct":
         nb = _images_per_block(n, _direct.DIRECT_COLUMNS, (height + ph) * (width + pw))
         wp, block_stride, _, length = _direct.block_geometry(height, width, ph, pw, nb)
-        threads = numba.get_num_threads()
-        with numba.parallel_chunksize(1):
+        threads = current_threads()
+        with chunksize(1):
             _direct._conv_direct_fwd(x.reshape(n, c_in, height * width), height, width, weight, bias, ph, pw,
                                      ho, wo, nb, out.reshape(n, c_out, ho * wo),
                                      np.zeros((threads, c_in, length), dtype=x.dtype),
                                      np.empty((threads, c_out, nb * block_stride), dtype=x.dtype))
         return
-    with blas_threads_for_kernels() as threads, numba.parallel_chunksize(1):
+    with blas_threads_for_kernels() as threads, chunksize(1):
         nb = _images_per_gemm(n, ho * wo)
         cols = np.empty((threads, c_in * kh * kw, nb * ho * wo), dtype=x.dtype)
         ys = np.empty((threads, c_out, nb * ho * wo) if nb > 1 else (0, 0, 0), dtype=x.dtype)
@@ -395,7 +395,7 @@ def _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_
         gb = sums.astype(x.dtype)
     if (need_x or need_weight) and g3.size and x.size and conv_path(
             n, c_in, c_out, height, width, kh, kw, stride, padding, groups, x.dtype) == "lanes":
-        with numba.parallel_chunksize(1):  # the lanes path allocates its own results
+        with chunksize(1):  # the lanes path allocates its own results
             lx, lw = _lanes.conv2d_backward(grad_out, x, weight, stride, padding, need_x, need_weight)
         return lx, lw, gb
     gx = np.zeros_like(x) if need_x else None
@@ -415,7 +415,7 @@ def _conv2d_backward(grad_out, x, weight, stride, padding, groups, need_x, need_
         need_x = False
         if not need_weight:
             return gx, gw, gb
-    with blas_threads_for_kernels() as threads, numba.parallel_chunksize(1):
+    with blas_threads_for_kernels() as threads, chunksize(1):
         nb = _images_per_gemm(n, ho * wo)
         parts = min(WEIGHT_GRAD_GROUPS, -(-n // nb))
         # without a weight gradient the loop still runs over the parts: give it their count

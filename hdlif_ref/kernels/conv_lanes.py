@@ -71,6 +71,7 @@ import numpy as np
 
 from ._config import njit, njit_parallel
 from ._simd import lanes_of, vfma, vload, vsplat, vstore, vstore_lanesums, vtranspose_pack, vtranspose_unpack
+from ._threads import current_threads
 from ._workspace import scratch
 from .finite import count_nonfinite
 
@@ -577,7 +578,7 @@ def correlate(xp, n, channels, corr: Correlation, wt, bias, out):
     """``out: [N, C_o, Ho, Wo]`` (preallocated, C-contiguous) from the packed input ``xp``."""
     lanes = lanes_of(xp.dtype)
     hw_out = out.shape[2] * out.shape[3]
-    accs = scratch("lanes.acc", (numba.get_num_threads(), TILE_O, hw_out * lanes), xp.dtype)
+    accs = scratch("lanes.acc", (current_threads(), TILE_O, hw_out * lanes), xp.dtype)
     _correlate(xp, n, channels, corr.plane.nvec, corr.offs, corr.jobs, wt, bias, out.shape[1], hw_out, accs,
                live_blocks(xp, wt), out.reshape(-1))
 

@@ -118,6 +118,63 @@ def test_run_uses_one_thread_below_the_threshold_and_restores_the_count():
     np.testing.assert_array_equal(seen, before)
 
 
+def test_current_threads_and_numba_threads_agree_with_numbas_public_functions():
+    """The wrappers read and set Numba's count through its C entry points (no per-call locks)."""
+    before = numba.get_num_threads()
+    try:
+        for n in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(n)
+            assert _threads.current_threads() == n
+            with numba_threads(1):
+                assert numba.get_num_threads() == 1 == _threads.current_threads()
+            assert numba.get_num_threads() == n
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_chunksize_sets_and_restores_numbas_chunk_size_also_on_error():
+    before = numba.get_parallel_chunksize()
+    with _threads.chunksize(before + 7):
+        assert numba.get_parallel_chunksize() == before + 7
+        with _threads.chunksize(3):
+            assert numba.get_parallel_chunksize() == 3
+        assert numba.get_parallel_chunksize() == before + 7
+    assert numba.get_parallel_chunksize() == before
+    with pytest.raises(KeyError), _threads.chunksize(5):
+        raise KeyError("inside")
+    assert numba.get_parallel_chunksize() == before
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs a pool of two threads")
+def test_run_sets_the_thread_count_or_the_chunk_size_for_the_call_and_restores_both():
+    seen = []
+
+    def kernel(tag):  # run() calls any callable: this one records the settings in force
+        seen.append((tag, numba.get_num_threads(), numba.get_parallel_chunksize()))
+
+    before = (numba.get_num_threads(), numba.get_parallel_chunksize())
+    with numba_threads(2):
+        _threads.run(kernel, _threads.PARALLEL_MIN_ELEMENTS - 1, 64, "short")
+        _threads.run(kernel, _threads.PARALLEL_MIN_ELEMENTS, 64, "long")
+        assert numba.get_num_threads() == 2 and numba.get_parallel_chunksize() == before[1]
+    assert (numba.get_num_threads(), numba.get_parallel_chunksize()) == before
+    assert seen == [("short", 1, before[1]), ("long", 2, 64 // (_threads.CHUNKS_PER_THREAD * 2))]
+
+
+def test_without_numbas_entry_points_the_wrappers_use_its_public_functions(monkeypatch):
+    from numba.np.ufunc import parallel
+    monkeypatch.setattr(_threads, "_calls", None)
+    monkeypatch.setattr(parallel, "_set_parallel_chunksize", None)  # as a Numba without it
+    calls = _threads._bind()
+    assert _threads._calls is calls
+    assert (calls.get, calls.set, calls.chunk) == (numba.get_num_threads, numba.set_num_threads,
+                                                   numba.set_parallel_chunksize)
+    monkeypatch.undo()  # Numba's own entry point back, and the wrappers' binding with it
+    before = numba.get_parallel_chunksize()
+    assert calls.chunk(before + 2) == before and numba.get_parallel_chunksize() == before + 2
+    assert calls.chunk(before) == before + 2 and calls.get() == numba.get_num_threads()
+
+
 @pytest.mark.parametrize("elements", [1 << 12, (1 << 20) + 4096])
 def test_batch_norm_and_pooling_are_bit_identical_on_one_or_all_threads(elements):
     """Below and above PARALLEL_MIN_ELEMENTS (one thread, then a dynamic schedule)."""
