@@ -6,7 +6,8 @@ the ``n``-bit quantizer (E13), on ``x: [N, C, L]``: what ``BatchNorm2d`` -> neur
 kernels, two intermediate arrays and three graph ops, here one kernel per channel that
 reads ``x`` (and ``u``) and writes the spikes and the new ``u``. Used where nothing needs
 the intermediates: online steps not in ``S`` and evaluation (docs/performance.md,
-"Graph-free steps").
+"Graph-free steps"). :data:`bn_hdlif_graph_step` also writes, for an HD-LIF step, what a recorded
+step's backward needs (the unquantized spikes and the firing mask; "Graph steps").
 
 Bit for bit the plain path: the statistics come from the function that
 :func:`hdlif_ref.kernels.norm._bn_train_fwd` calls (:func:`.norm.channel_stats`), the normalized
@@ -15,8 +16,9 @@ do the per-element operations of :mod:`.hdlif`, :mod:`.parallel`, :mod:`.lif` an
 :mod:`.spike_quantize` in the same order (``fastmath`` off: no contraction). The NumPy twin
 (:func:`.reference.bn_neuron.bn_neuron_step`) is the plain path's twins called in a row.
 
-The kernel also counts the non-finite normalized currents per channel, so that the caller
-can fall back to the plain path, whose checks name them (``check_finite`` stays in force).
+The kernel also counts, per row, the non-finite normalized currents and the HD-LIF surpluses
+``m - theta`` that overflowed to ``+inf``, so that the caller can fall back to the plain path, whose
+checks name them (``check_finite`` on the neuron's input, the quantizer's on its input).
 """
 from __future__ import annotations
 
@@ -48,7 +50,10 @@ def _bn_stats(x, weight, bias, eps, scale, shift, mean, var):
 
 
 @njit_parallel
-def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, qmax, out, u_out, bad):
+def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, qmax, out, u_out, bad,
+               keep, s_kept, mask):
+    # keep (HD-LIF): also write the unquantized spike s* and the firing mask H(m - theta), what the
+    # backward of a recorded step needs (bn_hdlif_graph_step)
     n, channels, length = x.shape
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
@@ -64,11 +69,16 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
         if kind == HDLIF:
             for t in range(length):
                 z = x.dtype.type(x[k, c, t] * a + b)  # float64 arithmetic, stored in x's dtype, as the BN kernels
-                nonfinite += 0 if abs(z) <= big else 1  # NaN and +-inf
                 m = lam_c * u_prev[k, c, t] + z  # E1
                 fired = m >= theta_c  # E2, H(0) = 1
                 s = m - theta_c if fired else zero
+                # NaN and +-inf currents; and a surplus m - theta that overflowed to +inf (s* is never NaN:
+                # it is taken only where m >= theta), which the quantizer's input check would refuse
+                nonfinite += 0 if abs(z) <= big and s <= big else 1
                 u_out[k, c, t] = theta_c if fired else m
+                if keep:  # loop invariants, like quantize below
+                    s_kept[k, c, t] = s
+                    mask[k, c, t] = fired
                 if quantize:  # E13 (a loop invariant: LLVM unswitches it)
                     s = step * min(max(np.rint(s / step), zero), qmax)
                 out[k, c, t] = s
@@ -97,8 +107,7 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
         bad[r] = nonfinite
 
 
-def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax,
-                     soft=False):
+def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax, soft, keep):
     channels = x.shape[1]
     w = np.ones(channels) if weight is None else weight.astype(np.float64)
     b = np.zeros(channels) if bias is None else bias.astype(np.float64)
@@ -114,16 +123,33 @@ def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, la
     u_in = u_prev if stateful else u_out
     mean, var = np.zeros(channels), np.zeros(channels)
     bad = np.zeros(x.shape[0] * channels, dtype=np.int64)
+    s_kept = np.empty_like(x) if keep else np.empty((0, 0, 0), dtype=x.dtype)
+    mask = np.empty(x.shape if keep else (0, 0, 0), dtype=np.bool_)
     quantize = qmax is not None
     dt = x.dtype.type
     if x.size:
         if training:
             run(_bn_stats, x.size, channels, x, w, b, float(eps), scale, shift, mean, var)
         run(_bn_neuron, x.size, x.shape[0] * channels, x, scale, shift, u_in, lam, theta, int(kind), bool(soft),
-            quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad)
-    return out, (u_out if stateful else None), mean, var, int(bad.sum())
+            quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad, bool(keep),
+            s_kept, mask)
+    return out, (u_out if stateful else None), mean, var, int(bad.sum()), s_kept, mask
+
+
+def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax,
+                     soft=False):
+    return _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax, soft,
+                   False)[:5]
+
+
+def _bn_hdlif_graph_numba(x, weight, bias, eps, u_prev, lam, theta, step, qmax):
+    return _launch(x, True, weight, bias, eps, None, None, u_prev, lam, theta, HDLIF, step, qmax, False, True)
 
 
 #: ``(out, u_new, mean, var, nonfinite) = bn_neuron_step(x, training, weight, bias, eps, running_mean,
 #: running_var, u_prev, lam, theta, kind, step, qmax, soft=False)``; see the twin for the argument list.
 bn_neuron_step = dispatch(_bn_neuron_numba, _ref.bn_neuron_step)
+#: ``(out, u_new, mean, var, nonfinite, s_star, mask) = bn_hdlif_graph_step(x, weight, bias, eps, u_prev, lam,
+#: theta, step, qmax)``: a training batch norm and an HD-LIF step (+ quantizer) as :data:`bn_neuron_step`, and
+#: also the unquantized spikes ``s*`` and the firing mask, for a recorded step's backward.
+bn_hdlif_graph_step = dispatch(_bn_hdlif_graph_numba, _ref.bn_hdlif_graph_step)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor, is_grad_enabled
+from ..autograd import Tensor
 from ..kernels.finite import count_nonzero
 from ..module import Module, Parameter
 from ._checks import FLOATS, check_spike_bits, check_T
@@ -134,10 +134,10 @@ class SpikingNeuron(Module):
         return out
 
     def forward_after(self, previous: Module, x):
-        """``self(previous(x))`` in one kernel when ``previous`` is a ``BatchNorm2d`` and no graph is
-        recorded (:mod:`.fused`); ``None`` otherwise (the plain path)."""
-        kind = _FUSABLE.get(type(self))
-        if kind is None or is_grad_enabled():
+        """``self(previous(x))`` in one kernel when ``previous`` is a ``BatchNorm2d`` (:mod:`.fused`): with no
+        graph recorded, or, for an HD-LIF step in training, as one graph node; ``None`` otherwise (the plain
+        path)."""
+        if type(self) not in _FUSABLE:
             return None
         return bn_then_neuron(previous, self, x, _FUSABLE)
 

@@ -1,5 +1,5 @@
 """A batch norm and the neuron after it in one kernel, when no graph is recorded (docs/performance.md,
-"Graph-free steps").
+"Graph-free steps"), and, for a recorded training step of an HD-LIF neuron, in one graph node ("Graph steps").
 
 Online steps outside the drawn set ``S`` (SPEC E16) and evaluation run under ``no_grad``:
 nobody needs the normalized current, the unquantized spike or the firing mask. For the
@@ -13,6 +13,14 @@ a normalized current is not finite (the plain path's
 ``check_finite`` names it). The result, the neuron's state, its firing counts and the batch
 norm's running statistics and step counter are what the plain path leaves, bit for bit
 (tested against it). ``ENABLED = False`` switches it off.
+
+With a graph (:func:`_graph_step`): a training ``BatchNorm2d`` followed by an :class:`HDLIF` step (step
+mode ``"s"``) becomes one :class:`~hdlif_ref.autograd.ops.neuron.BNHDLIFStep` node instead of three
+(batch norm, HD-LIF step, quantizer), computed by the same kernel, which also keeps the unquantized
+spikes and the firing mask for the backward; the backward is the three nodes' kernels in a row. The
+spikes, the state, the statistics and every gradient are the plain path's, bit for bit (tested);
+LIF, Parallel HD-LIF, evaluation-mode batch norm and sequences keep the plain path with a graph.
+``GRAPH = False`` switches this part off.
 """
 from __future__ import annotations
 
@@ -23,16 +31,21 @@ import numpy as np
 from ..autograd import Tensor, is_grad_enabled
 from ..autograd.ops._args import mark_finite
 from ..autograd.ops.norm import update_running_stats
+from ..autograd.ops.neuron import BNHDLIFStep, NonFiniteStep
+from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
 from ..kernels.bn_neuron import LIF as _LIF_KIND
 from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
 from ..kernels.bn_neuron import bn_neuron_step
 from ..kernels.finite import count_nonzero
 from ..layers.norm import BatchNorm2d
+from ._checks import check_param
 from .quantizer import top_level
 from .records import NeuronState
 
 #: False: always the plain path (the reference; tests and A/B measurements flip it).
 ENABLED = True
+#: False: recorded steps take the plain path (three nodes) even where :func:`_graph_step` applies.
+GRAPH = True
 
 
 def _step_values(p: np.ndarray, t: int, C: int, dtype) -> np.ndarray | None:
@@ -51,7 +64,10 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     ``kinds`` maps the neuron classes that can be fused to their kernel kind (the neuron
     package passes ``{HDLIF: 0, ParallelHDLIF: 1, LIF: 2}``).
     """
-    if not ENABLED or is_grad_enabled() or type(bn) is not BatchNorm2d or type(neuron) not in kinds:
+    if not ENABLED or type(bn) is not BatchNorm2d or type(neuron) not in kinds:
+        return None
+    graph = is_grad_enabled()
+    if graph and not (GRAPH and kinds[type(neuron)] == _HDLIF_KIND and bn.training and neuron.step_mode == "s"):
         return None
     quantizer = neuron.quantizer
     if bn._forward_hooks or neuron._forward_hooks or (quantizer is not None and quantizer._forward_hooks):
@@ -72,6 +88,8 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
         bn.check(x, values=False)
     except (TypeError, ValueError):
         return None
+    if graph:
+        return _graph_step(bn, neuron, x)
     if neuron.step_mode == "s":
         return _step(bn, neuron, x, kinds[type(neuron)])
     return _sequence(bn, neuron, x, kinds[type(neuron)])
@@ -175,6 +193,52 @@ def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     out = out.reshape(x.shape)
     _count_firing(neuron, out)
     return _spikes(out, result[7])
+
+
+def _graph_step(bn, neuron, x: Tensor) -> Tensor | None:
+    """A recorded training step of ``BatchNorm2d`` -> :class:`HDLIF` (+ quantizer) as one node
+    (:class:`~hdlif_ref.autograd.ops.neuron.BNHDLIFStep`), or ``None`` where the plain path must run: it then
+    raises its own errors, or computes what this would have (the same bits, tested against it)."""
+    state = neuron.state
+    t = state.t
+    N, C = x.shape[:2]
+    if t >= neuron.T or N * (x.size // max(N * C, 1)) < 2:
+        return None  # SpikingNeuron.forward or batch_norm raises
+    if state.u is None:
+        u_prev = np.zeros(x.shape, dtype=x.dtype)  # SPEC E1: u_0 = 0
+    elif state.u.shape == x.shape and state.u.dtype == x.dtype:
+        u_prev = state.u
+    else:
+        return None
+    try:  # the plain path's parameter checks (hdlif_step), which it runs again to raise
+        T = neuron.lam.shape[0]
+        for name in ("lam", "theta"):
+            check_param("hdlif_step", name, getattr(neuron, name), T, C, x.shape)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if t >= T:
+        return None
+    quantizer, q_args = neuron.quantizer, _quantizer_args(neuron)
+    if q_args is None:
+        return None
+    mean_run, var_run = bn._stats_for_step(bn.t)  # raises as the plain path would past T
+    inputs = [x] + [p for p in (bn.weight, bn.bias) if p is not None] + [u_prev, neuron.lam, neuron.theta]
+    if quantizer is not None:
+        inputs.append(quantizer.step)
+    try:
+        q, u = BNHDLIFStep.apply(*inputs, has_weight=bn.weight is not None, has_bias=bn.bias is not None,
+                                 has_step=quantizer is not None, t=t,
+                                 bits=None if quantizer is None else quantizer.bits, running_mean=mean_run,
+                                 running_var=var_run, momentum=bn.momentum, eps=bn.eps)
+    except NonFiniteStep:
+        return None
+    bn.t += 1
+    neuron._state = NeuronState(u, t + 1)
+    _count_firing(neuron, q.data)
+    bound = _spike_bound(_HDLIF_KIND, q_args, q.dtype)  # as spike_quantize marks its output (none unquantized)
+    if bound is not None:
+        mark_finite(q.data, bound)
+    return q
 
 
 def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:

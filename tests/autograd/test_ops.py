@@ -311,6 +311,8 @@ GRADCHECKED_ELSEWHERE: dict[str, str] = {
     "lif_seq": "tests/neurons/test_lif.py",
     "lif_step": "tests/neurons/test_lif.py",
     "spike_quantize": "tests/neurons/test_quantizer.py",
+    # the three nodes above in one (the same bits as they, and finite differences): issue 21
+    "bn_hdlif_step": "tests/neurons/test_fused.py",
 }
 
 

@@ -259,3 +259,242 @@ def test_fused_no_grad_step_peaks_lower(monkeypatch):
         return top
     peak(True), peak(False)
     assert peak(True) < peak(False)
+
+
+# ------------------------------------------------------------------ recorded steps: batch norm + HD-LIF as one node
+from hdlif_ref.autograd import gradcheck, ops  # noqa: E402
+from hdlif_ref.autograd.ops.neuron import BNHDLIFStep, HDLIFStep, NonFiniteStep  # noqa: E402
+from hdlif_ref.autograd.ops.spike_quantize import SpikeQuantize  # noqa: E402
+from hdlif_ref.kernels.bn_neuron import bn_hdlif_graph_step  # noqa: E402
+
+
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 9), st.sampled_from([None, 1, 3, 15]),
+       st.sampled_from([np.float32, np.float64]), st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
+def test_graph_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, qmax, dtype, affine, per_channel, seed):
+    """The spikes, state and statistics of the plain kernels, and what their backward needs: the unquantized
+    spikes s* and the firing mask, which the one-step HD-LIF kernel returns."""
+    if N * L < 2:
+        return
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((N, C, L)) * 2).astype(dtype)
+    x.flat[::3] = np.round(x.flat[::3])  # currents exactly on a threshold happen too
+    weight = rng.uniform(0.5, 2, C).astype(dtype) if affine else None
+    bias = rng.uniform(-1, 1, C).astype(dtype) if affine else None
+    u_prev = rng.uniform(-1, 1, (N, C, L)).astype(dtype)
+    lam = (rng.uniform(0.2, 0.9, C) if per_channel else np.full(C, 0.5)).astype(dtype)
+    theta = (rng.uniform(0.5, 1.0, C) if per_channel else np.full(C, 0.75)).astype(dtype)
+    rows, F = (N, C * L) if per_channel else (1, N * C * L)
+    T_lam = np.ascontiguousarray(np.broadcast_to(lam, (1, C)) if per_channel else lam[:1].reshape(1, 1))
+    T_theta = np.ascontiguousarray(np.broadcast_to(theta, (1, C)) if per_channel else theta[:1].reshape(1, 1))
+    for name in ("numba", "numpy"):
+        with backend(name):  # each backend's plain kernels (the twins agree with the kernels to rounding)
+            y, mean, var = norm_kernels.batch_norm_train_forward(x, weight, bias, 1e-5)
+            s_ref, u_ref, mask_ref = hdlif_kernels.hdlif_forward(y.reshape(1, rows, F), u_prev.reshape(rows, F),
+                                                                 T_lam, T_theta)
+            q_ref = s_ref if qmax is None else quantize_kernels.spike_quantize_forward(s_ref, dtype(1 / 7),
+                                                                                       dtype(qmax))
+            out, u, m, v, bad, s_star, mask = bn_hdlif_graph_step(x, weight, bias, 1e-5, u_prev, lam, theta, 1 / 7,
+                                                                  qmax)
+        assert bad == 0 and mask.dtype == np.bool_, name
+        for got, want in ((out, q_ref), (u, u_ref), (s_star, s_ref), (mask, mask_ref), (m, mean), (v, var)):
+            np.testing.assert_array_equal(got.reshape(-1), np.asarray(want).reshape(-1), err_msg=name)
+
+
+def test_kernels_count_an_overflowing_surplus():
+    """m = lam u + I can overflow to +inf with finite operands (lam < 0, u << 0): the quantizer's input check
+    refuses that surplus, so both fused kernels count it and their callers leave it to the plain path."""
+    x = np.array([[[0.0, 1.0]]], np.float32)  # normalizes to -1, +1
+    u_prev = np.array([[[0.0, -3e38]]], np.float32)
+    lam, theta = np.full(1, -2.0, np.float32), np.ones(1, np.float32)
+    for name in ("numba", "numpy"):
+        with backend(name), np.errstate(over="ignore"):
+            *_, bad = bn_neuron_step(x, True, None, None, 1e-5, None, None, u_prev, lam, theta, 0, 0.1, 15)
+            _, _, _, _, bad_graph, s_star, _ = bn_hdlif_graph_step(x, None, None, 1e-5, u_prev, lam, theta, 0.1, 15)
+        assert bad == bad_graph == 1 and np.isinf(s_star[0, 0, 1]), name
+
+
+def _three_nodes(x, weight, bias, u_prev, lam, theta, step, t, bits, mean_run, var_run):
+    """What the plain path records: BatchNorm -> HDLIFStep -> SpikeQuantize."""
+    y = ops.batch_norm(x, weight, bias, mean_run, var_run, training=True, momentum=0.1, eps=1e-5)
+    s, u = HDLIFStep.apply(y, u_prev, lam, theta, t=t)
+    return (SpikeQuantize.apply(s, step, bits=bits) if step is not None else s), u
+
+
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.booleans(), st.booleans(),
+       st.booleans(), st.booleans(), st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 16))
+def test_one_node_gives_the_three_nodes_results_and_gradients_bit_for_bit(N, C, H, W, affine, per_channel,
+                                                                          quantize, state_grad, dtype, seed):
+    """Spikes, state, running statistics, and the gradient of every input (the state's too, for a chain of
+    steps kept in the graph), from a loss on both outputs."""
+    if N * H * W < 2:
+        return
+    rng = np.random.default_rng(seed)
+    T, t = 3, int(rng.integers(0, 3))
+    x0 = rng.standard_normal((N, C, H, W)) * 2
+    x0.flat[::3] = np.round(x0.flat[::3])
+    arrays = {"x": x0, "u_prev": rng.uniform(-1, 1, (N, C, H, W)),
+              "lam": rng.uniform(0.2, 0.9, (T, C) if per_channel else T),
+              "theta": rng.uniform(0.5, 1.0, (T, C) if per_channel else T)}
+    if affine:
+        arrays.update(weight=rng.uniform(0.5, 2, C), bias=rng.uniform(-1, 1, C))
+    if quantize:
+        arrays["step"] = np.array(1 / 7)
+    r_q, r_u = rng.standard_normal((2, N, C, H, W))
+    results = []
+    for fused_op in (True, False):
+        leaves = {k: Tensor(v.astype(dtype), requires_grad=(k != "u_prev" or state_grad)) for k, v in arrays.items()}
+        mean_run, var_run = np.zeros(C, dtype), np.ones(C, dtype)
+        args = [leaves["x"], leaves.get("weight"), leaves.get("bias"), leaves["u_prev"], leaves["lam"],
+                leaves["theta"], leaves.get("step")]
+        if fused_op:
+            q, u = BNHDLIFStep.apply(*[a for a in args if a is not None], has_weight=affine, has_bias=affine,
+                                     has_step=quantize, t=t, bits=4, running_mean=mean_run, running_var=var_run,
+                                     momentum=0.1, eps=1e-5)
+            assert q._ctx.fn is BNHDLIFStep and u._ctx is q._ctx  # one node
+        else:
+            q, u = _three_nodes(*args, t, 4, mean_run, var_run)
+        (ops.sum(q * Tensor(r_q.astype(dtype))) + ops.sum(u * Tensor(r_u.astype(dtype)))).backward()
+        results.append((q.data, u.data, mean_run, var_run, {k: v.grad for k, v in leaves.items()}))
+    (q1, u1, m1, v1, g1), (q2, u2, m2, v2, g2) = results
+    for a, b in ((q1, q2), (u1, u2), (m1, m2), (v1, v2)):
+        np.testing.assert_array_equal(a, b)
+    for k in g2:
+        assert (g1[k] is None) == (g2[k] is None), k
+        if g2[k] is not None:
+            np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+
+
+@given(st.integers(2, 3), st.integers(1, 2), st.booleans(), st.integers(0, 2 ** 16))
+def test_one_node_matches_finite_differences(N, C, per_channel, seed):
+    """float64 central differences of the batch norm + HD-LIF step (E1-E4) through every input, away from the
+    thresholds (the spike is not differentiable there); the quantizer's backward is a definition (E13 DC),
+    which the bit-for-bit test above holds to the plain op's."""
+    from hypothesis import assume
+    rng = np.random.default_rng(seed)
+    T, t, shape = 2, 1, (N, C, 2, 2)
+    x = rng.standard_normal(shape)
+    weight, bias = rng.uniform(0.5, 2, C), rng.uniform(-1, 1, C)
+    u_prev = rng.uniform(-1, 1, shape)
+    lam = rng.uniform(0.2, 0.9, (T, C) if per_channel else T)
+    theta = rng.uniform(0.3, 1.0, (T, C) if per_channel else T)
+    y, _, _ = norm_kernels.batch_norm_train_forward(x.reshape(N, C, 4), weight, bias, 1e-5)
+    lam_t = lam[t][None, :, None, None] if per_channel else lam[t]
+    theta_t = theta[t][None, :, None, None] if per_channel else theta[t]
+    assume(np.abs(lam_t * u_prev + y.reshape(shape) - theta_t).min() > 1e-3)
+
+    def fn(x, weight, bias, u_prev, lam, theta):
+        return BNHDLIFStep.apply(x, weight, bias, u_prev, lam, theta, has_weight=True, has_bias=True,
+                                 has_step=False, t=t, bits=None, running_mean=None, running_var=None,
+                                 momentum=0.1, eps=1e-5)
+    assert gradcheck(fn, [Tensor(a, requires_grad=True) for a in (x, weight, bias, u_prev, lam, theta)])
+
+
+def test_the_one_node_raises_before_recording_or_updating_statistics():
+    x = Tensor(np.array([[[[0.0, 1.0]]]], np.float32), requires_grad=True)
+    mean_run, var_run = np.zeros(1, np.float32), np.ones(1, np.float32)
+    with np.errstate(over="ignore"), pytest.raises(NonFiniteStep):
+        BNHDLIFStep.apply(x, Tensor(np.array([[[[0.0, -3e38]]]], np.float32)), Tensor(np.full(1, -2.0, np.float32)),
+                          Tensor(np.ones(1, np.float32)), Tensor(np.array(0.1, np.float32)), has_weight=False,
+                          has_bias=False, has_step=True, t=0, bits=4, running_mean=mean_run, running_var=var_run,
+                          momentum=0.1, eps=1e-5)
+    assert mean_run[0] == 0 and var_run[0] == 1
+
+
+def graph_spy(monkeypatch):
+    calls = []
+    original = BNHDLIFStep.apply.__func__
+    monkeypatch.setattr(BNHDLIFStep, "apply", classmethod(lambda cls, *a, **k: calls.append(1) or original(cls, *a,
+                                                                                                               **k)))
+    return calls
+
+
+@pytest.mark.parametrize("steps", [1, "all"])
+@pytest.mark.parametrize("name", ["digits 4-bit", "digits parallel per-channel 1-bit",
+                                  "digits shared stats, real spikes", "resnet parallel 2-bit"])
+def test_recorded_steps_give_the_plain_results_bit_for_bit(monkeypatch, name, steps):
+    """Online K=1 and K=T training with every recorded HD-LIF step as one node, against the plain path's three
+    (the graph-free steps fused in both): losses, logits, parameters, statistics after two optimizer steps."""
+    make, shape = NETWORKS[name]
+    calls = graph_spy(monkeypatch)
+    runs = []
+    for graph in (True, False):
+        monkeypatch.setattr(fused, "GRAPH", graph)
+        model = make()
+        rng = np.random.default_rng(1)
+        x, y = rng.standard_normal(shape).astype(np.float32), rng.integers(0, 10, shape[0])
+        trainer = OnlineTrainer(model, SGD(list(model.parameters()), lr=0.1, momentum=0.9), steps=steps,
+                                rng=np.random.default_rng(2))
+        runs.append(([trainer.train_batch(x, y) for _ in range(2)], model.state_dict()))
+        if graph:
+            assert calls, "the one-node path did not run"
+            calls.clear()
+    assert calls == []
+    (batches, state), (ref_batches, ref_state) = runs
+    for (loss_a, logits_a), (loss_b, logits_b) in zip(batches, ref_batches):
+        assert loss_a == loss_b
+        np.testing.assert_array_equal(logits_a, logits_b)
+    for key in ref_state:
+        np.testing.assert_array_equal(state[key], ref_state[key], err_msg=key)
+
+
+def test_steps_kept_in_the_graph_give_the_plain_stbp_gradients(monkeypatch):
+    """Two steps without detaching the state: the gradient flows from step 2 into step 1's u (SPEC E4)."""
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 2, 2)).astype(np.float32)
+    grads = []
+    for graph in (True, False):
+        monkeypatch.setattr(fused, "GRAPH", graph)
+        net = pair()
+        xs = Tensor(x, requires_grad=True)
+        outs = [net(ops.unstack(xs, 0)[t]) for t in range(2)]
+        ops.sum(outs[0] * 0.5 + outs[1] * outs[1]).backward()
+        grads.append([xs.grad] + [p.grad for p in net.parameters()])
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_what_the_one_node_path_leaves_to_the_plain_one(monkeypatch):
+    """LIF and parallel neurons, evaluation-mode batch norm, sequences (step mode "m") and hooks keep three
+    nodes; a non-finite current raises the plain path's error, with the statistics updated once."""
+    calls = graph_spy(monkeypatch)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 2, 2)).astype(np.float32))
+    for net in (pair(LIF), pair(ParallelHDLIF), pair().eval()):
+        net(x)
+    pair().set_step_mode("m")(Tensor(np.stack([x.data] * 2)))
+    watched = pair()
+    with Monitor(watched, ["0"]):
+        watched(x)
+    assert calls == []
+    pair()(x)
+    assert calls == [1]
+    net = pair()
+    net[0].weight.data[...] = 3e38
+    with pytest.raises(NonFiniteInputError, match="hdlif_step: I_t"):
+        net(x)
+    assert net[0].t == 1 and calls == [1, 1]  # tried, then the plain path ran once
+
+
+def test_a_recorded_step_keeps_less_for_its_backward(monkeypatch):
+    """Memory held from a recorded digits step's forward to its backward (tracemalloc), one node against three:
+    the normalized current is not kept (during the backward itself the one node's peak is about the same)."""
+    model = digits_net(T=4, weight_mode="ternary", spike_bits=4, rng=np.random.default_rng(0))
+    x = Tensor(np.random.default_rng(1).standard_normal((32, 1, 8, 8)).astype(np.float32))
+    labels = np.arange(32) % 10
+    model.train().set_step_mode("s")
+
+    def held(graph):
+        monkeypatch.setattr(fused, "GRAPH", graph)
+        model.reset_state()
+        ops.cross_entropy(model(x), labels).backward()
+        model.reset_state()
+        gc.collect()
+        tracemalloc.start()
+        start = tracemalloc.get_traced_memory()[0]
+        loss = ops.cross_entropy(model(x), labels)
+        kept = tracemalloc.get_traced_memory()[0] - start
+        tracemalloc.stop()
+        loss.backward()
+        return kept
+    one, three = held(True), held(False)
+    # the three normalized currents of 32 x (16 + 32) x 8 x 8 and 32 x 64 x 4 x 4 float32 values, less the
+    # states the one node returns as arrays of their own
+    assert one < three - 100_000, (one, three)

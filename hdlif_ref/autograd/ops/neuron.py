@@ -23,11 +23,15 @@ import math
 
 import numpy as np
 
+from ...kernels import bn_neuron as _bn_neuron
 from ...kernels import hdlif as _hdlif
 from ...kernels import lif as _lif
 from ...kernels import membn as _membn
+from ...kernels import norm as _norm
 from ...kernels import parallel as _parallel
+from ...kernels import spike_quantize as _quantize
 from ..function import Function
+from .norm import update_running_stats
 
 
 def _dtype(*arrays) -> np.dtype:
@@ -133,6 +137,86 @@ class HDLIFStep(Function):
             _c(g_s, I3.dtype, I3.shape), _c(g_u, I3.dtype, u0.shape), mask, I3, u0, lam_t, theta_t, need_lam)
         return (gI.reshape(shape), gu0.reshape(shape) if ctx.needs_input_grad[1] else None,
                 _full_grad(glam, ctx.t, shape_lam), _full_grad(gtheta, ctx.t, shape_theta))
+
+
+class NonFiniteStep(Exception):
+    """Raised by :class:`BNHDLIFStep` before it records or changes anything when a normalized current or an
+    unquantized spike is not finite: its caller then runs the plain ops, whose checks name the value."""
+
+
+class BNHDLIFStep(Function):
+    """``(q_t, u_t) = bn_hdlif_step(x, [weight], [bias], u_prev, lam, theta, [step], t=, ...)``: a training batch
+    norm of ``x: [N, C, ...]`` (batch statistics, running statistics updated in place), step ``t`` of HD-LIF (SPEC
+    E1, E2) and, with ``step``, the ``bits``-bit quantizer (E13), as one node and one forward kernel
+    (:func:`hdlif_ref.kernels.bn_neuron.bn_hdlif_graph_step`; docs/performance.md, "Graph steps").
+
+    The nodes :class:`~.norm.BatchNorm` -> :class:`HDLIFStep` -> :class:`~.spike_quantize.SpikeQuantize` give the
+    same numbers bit for bit: the forward does their per-element operations in their order, and the backward is
+    their three backward kernels, called as they call them, on the same arrays. It keeps no normalized current:
+    a one-step HD-LIF backward reads ``u_{t-1}`` and the mask, never the current (it recomputes ``u_{t-1}`` only
+    for later steps), so it gets ``u_{t-1}`` in that argument's place. Raises :class:`NonFiniteStep` (nothing
+    recorded, no statistics updated) where the plain ops' input checks would raise.
+    """
+
+    name = "bn_hdlif_step"
+
+    @staticmethod
+    def forward(ctx, x, *rest, has_weight, has_bias, has_step, t, bits, running_mean, running_var, momentum, eps):
+        weight = rest[0] if has_weight else None
+        bias = rest[has_weight] if has_bias else None
+        i = has_weight + has_bias
+        u_prev, lam, theta = rest[i:i + 3]
+        dtype = x.dtype
+        shape = x.shape
+        x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
+        rows, F = rows_of(shape, _per_channel(lam, theta))
+        lam_t, theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
+        lam_c, theta_c = (np.ascontiguousarray(np.broadcast_to(p[0], (shape[1],))) for p in (lam_t, theta_t))
+        s = qmax = None
+        if has_step:
+            s, qmax = dtype.type(rest[i + 3].reshape(())), dtype.type(2 ** bits - 1)
+        u3 = np.ascontiguousarray(u_prev).reshape(x3.shape)
+        out, u_new, mean, var, bad, s_star, mask = _bn_neuron.bn_hdlif_graph_step(x3, weight, bias, eps, u3, lam_c,
+                                                                                  theta_c, s, qmax)
+        if bad:
+            raise NonFiniteStep(f"{bad} non-finite values")
+        if running_mean is not None:
+            update_running_stats(running_mean, running_var, mean, var, x3.shape[0] * x3.shape[2], momentum)
+        u0 = u3.reshape(rows, F)
+        ctx.save_for_backward(x3, mean, 1.0 / np.sqrt(var + eps), weight, mask.reshape(1, rows, F), u0, lam_t,
+                              theta_t, s_star.reshape(shape))
+        ctx.meta = (t, shape, lam.shape, theta.shape, has_weight, has_bias, has_step, s, qmax,
+                    rest[i + 3].shape if has_step else None)
+        return out.reshape(shape), u_new.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grads):
+        g_q, g_u = grads
+        x3, mean, invstd, weight, mask, u0, lam_t, theta_t, s_star = ctx.saved_tensors
+        t, shape, shape_lam, shape_theta, has_weight, has_bias, has_step, s, qmax, step_shape = ctx.meta
+        needs = ctx.needs_input_grad  # x, [weight], [bias], u_prev, lam, theta, [step]
+        i = 1 + has_weight + has_bias  # u_prev's index
+        g_s, g_step = g_q, None
+        if has_step:  # SpikeQuantize.backward
+            g_s, g_step = _quantize.spike_quantize_backward(np.ascontiguousarray(g_q, dtype=s_star.dtype), s_star,
+                                                            s, qmax)
+            g_step = np.asarray(g_step, dtype=s_star.dtype).reshape(step_shape)
+        # HDLIFStep.backward, u_{t-1} in the current's place (not read by a one-step backward)
+        gI, gu0, glam, gtheta = _hdlif.hdlif_backward_stbp(
+            _c(g_s, x3.dtype, mask.shape), _c(g_u, x3.dtype, u0.shape), mask, u0.reshape(mask.shape), u0, lam_t,
+            theta_t, needs[i + 1])  # lam's
+        # BatchNorm.backward (training)
+        need_w = has_weight and needs[1]
+        need_b = has_bias and needs[1 + has_weight]
+        gx, gw, gb = _norm.batch_norm_train_backward(gI.reshape(x3.shape), x3, mean, invstd, weight, needs[0],
+                                                     need_w, need_b)
+        grads = [gx.reshape(shape) if gx is not None else None]
+        grads += [gw] if has_weight else []
+        grads += [gb] if has_bias else []
+        grads += [gu0.reshape(shape) if needs[i] else None, _full_grad(glam, t, shape_lam),
+                  _full_grad(gtheta, t, shape_theta)]
+        grads += [g_step] if has_step else []
+        return tuple(grads)
 
 
 # ---------------------------------------------------------------------------- LIF

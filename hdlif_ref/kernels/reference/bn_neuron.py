@@ -22,8 +22,21 @@ def bn_neuron_step(x, training, weight, bias, eps, running_mean, running_var, u_
 
     Returns ``(out, u_new or None, mean, var, nonfinite)``: the emitted spikes ``[N, C, L]``,
     the new state (HD-LIF, LIF), the statistics used in training (zeros in evaluation) and the
-    number of non-finite normalized currents.
+    number of values whose normalized current is not finite or whose unquantized spike is (an
+    HD-LIF surplus ``m - theta`` can overflow to ``+inf``).
     """
+    return _steps(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax,
+                  soft)[:5]
+
+
+def bn_hdlif_graph_step(x, weight, bias, eps, u_prev, lam, theta, step, qmax):
+    """:func:`bn_neuron_step` in training with an HD-LIF neuron, returning also what a recorded step's backward
+    needs: ``(out, u_new, mean, var, nonfinite, s_star, mask)``, the unquantized spikes ``s*`` (the quantizer's
+    input; ``out`` itself without a quantizer) and the firing mask ``H(m - theta)`` (bool), ``[N, C, L]``."""
+    return _steps(x, True, weight, bias, eps, None, None, u_prev, lam, theta, HDLIF, step, qmax, False)
+
+
+def _steps(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax, soft):
     N, C, L = x.shape
     if training:
         y, mean, var = norm.batch_norm_train_forward(x, weight, bias, eps)
@@ -31,10 +44,10 @@ def bn_neuron_step(x, training, weight, bias, eps, running_mean, running_var, u_
         y = norm.batch_norm_eval_forward(x, running_mean.astype(np.float64),
                                          1.0 / np.sqrt(running_var.astype(np.float64) + eps), weight, bias)
         mean, var = np.zeros(C), np.zeros(C)
-    nonfinite = int((~np.isfinite(y)).sum())
     I = y.reshape(1, N, C * L)
+    mask = None
     if kind == HDLIF:
-        s, u_new, _ = neurons.hdlif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None])
+        s, u_new, mask = neurons.hdlif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None])
         u_new = u_new.reshape(N, C, L)
     elif kind == LIF:
         s, u_new, _ = neurons.lif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None], soft)
@@ -42,7 +55,9 @@ def bn_neuron_step(x, training, weight, bias, eps, running_mean, running_var, u_
     else:
         s, _ = neurons.parallel_hdlif_forward(I, theta[None])
         u_new = None
+    nonfinite = int((~np.isfinite(y.reshape(I.shape)) | ~np.isfinite(s)).sum())
+    s_star = s.reshape(N, C, L)
     if qmax is not None:
         dt = x.dtype.type
         s = spike_quantize.spike_quantize_forward(s, dt(step), dt(qmax))
-    return s.reshape(N, C, L), u_new, mean, var, nonfinite
+    return s.reshape(N, C, L), u_new, mean, var, nonfinite, s_star, (None if mask is None else mask.reshape(N, C, L))
