@@ -30,6 +30,7 @@ import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
 from ..autograd.ops._args import mark_finite
+from ..autograd.ops.norm import check_running
 from ..autograd.ops.norm import update_running_stats
 from ..autograd.ops.neuron import BNHDLIFStep, NonFiniteStep
 from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
@@ -105,6 +106,19 @@ def _quantizer_args(neuron):
     return step, q.qmax
 
 
+def _running_stats(bn, t_bn: int, C: int):
+    """The batch norm's running statistics for step ``t_bn`` (raises as the plain path would past ``T``), or
+    ``(None, None)`` where ``batch_norm`` would refuse them (dtype, shape, read-only in training): the plain
+    path then raises, before it changes anything."""
+    mean_run, var_run = bn._stats_for_step(t_bn)
+    try:
+        for name, value in (("running_mean", mean_run), ("running_var", var_run)):
+            check_running("batch_norm", name, value, (C,), bn.training)
+    except (TypeError, ValueError):
+        return None, None
+    return mean_run, var_run
+
+
 def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarray | None):
     """Kernel call on ``x_t: [N, C, H, W]``, the batch norm's step ``t_bn`` (its row of per-step statistics)
     and the neuron's step ``t``; ``None`` if the plain path must run. No side effects."""
@@ -126,7 +140,9 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
     else:
         u3 = None
     soft = kind == _LIF_KIND and neuron.reset_mode == "soft"
-    mean_run, var_run = bn._stats_for_step(t_bn)  # raises as the plain path would past T
+    mean_run, var_run = _running_stats(bn, t_bn, C)
+    if mean_run is None:
+        return None
     weight = None if bn.weight is None else bn.weight.data
     bias = None if bn.bias is None else bn.bias.data
     with np.errstate(all="ignore"):  # the NumPy twin meets the non-finite values the kernel counts: no warnings
@@ -221,7 +237,12 @@ def _graph_step(bn, neuron, x: Tensor) -> Tensor | None:
     quantizer, q_args = neuron.quantizer, _quantizer_args(neuron)
     if q_args is None:
         return None
-    mean_run, var_run = bn._stats_for_step(bn.t)  # raises as the plain path would past T
+    if not any(isinstance(v, Tensor) and v.requires_grad
+               for v in (x, bn.weight, bn.bias, u_prev, neuron.lam, neuron.theta)):
+        return None  # only the quantizer's step is trained: the plain path records its node alone
+    mean_run, var_run = _running_stats(bn, bn.t, C)
+    if mean_run is None:
+        return None
     inputs = [x] + [p for p in (bn.weight, bn.bias) if p is not None] + [u_prev, neuron.lam, neuron.theta]
     if quantizer is not None:
         inputs.append(quantizer.step)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numba
 import pytest
@@ -119,7 +120,12 @@ def test_run_uses_one_thread_below_the_threshold_and_restores_the_count():
 
 
 def test_current_threads_and_numba_threads_agree_with_numbas_public_functions():
-    """The wrappers read and set Numba's count through its C entry points (no per-call locks)."""
+    """The wrappers read and set Numba's count through its C entry points (no per-call locks), per Python
+    thread as Numba's own functions do."""
+    from numba.np.ufunc import parallel
+    calls = _threads._bind()
+    assert (calls.get, calls.set, calls.chunk) == (parallel._get_num_threads, parallel._set_num_threads,
+                                                   parallel._set_parallel_chunksize)
     before = numba.get_num_threads()
     try:
         for n in range(1, numba.config.NUMBA_NUM_THREADS + 1):
@@ -130,6 +136,12 @@ def test_current_threads_and_numba_threads_agree_with_numbas_public_functions():
             assert numba.get_num_threads() == n
     finally:
         numba.set_num_threads(before)
+    seen = []
+    with numba_threads(1):
+        worker = threading.Thread(target=lambda: seen.append(_threads.current_threads()))
+        worker.start()
+        worker.join()
+    assert seen == [numba.config.NUMBA_NUM_THREADS]  # another thread keeps its own (the pool's size)
 
 
 def test_chunksize_sets_and_restores_numbas_chunk_size_also_on_error():

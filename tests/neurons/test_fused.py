@@ -2,6 +2,7 @@
 kernel under ``no_grad`` gives the plain path's results bit for bit, and no-grad steps keep no graph."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import tracemalloc
 
@@ -321,11 +322,27 @@ def _three_nodes(x, weight, bias, u_prev, lam, theta, step, t, bits, mean_run, v
 
 
 @given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.booleans(), st.booleans(),
-       st.booleans(), st.booleans(), st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 16))
-def test_one_node_gives_the_three_nodes_results_and_gradients_bit_for_bit(N, C, H, W, affine, per_channel,
-                                                                          quantize, state_grad, dtype, seed):
+       st.booleans(), st.booleans(), st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 16),
+       st.sets(st.sampled_from(["x", "weight", "bias", "u_prev", "lam", "theta", "step"])))
+def test_one_node_gives_the_three_nodes_results_and_gradients_bit_for_bit(N, C, H, W, has_weight, has_bias,
+                                                                          per_channel, quantize, dtype, seed, frozen):
     """Spikes, state, running statistics, and the gradient of every input (the state's too, for a chain of
-    steps kept in the graph), from a loss on both outputs."""
+    steps kept in the graph), from a loss on both outputs, with any subset of the inputs frozen, through two
+    backward passes of a retained graph."""
+    compare_one_node_with_three(N, C, H, W, has_weight, has_bias, per_channel, quantize, dtype, seed, frozen)
+
+
+INPUTS = ("x", "weight", "bias", "u_prev", "lam", "theta", "step")
+
+
+@pytest.mark.parametrize("frozen", [{name} for name in INPUTS] + [set(INPUTS) - {name} for name in INPUTS])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_one_node_gradients_with_each_input_frozen_or_alone_trained(frozen, per_channel):
+    """Every input frozen in turn, then trained alone: a gradient sent to the wrong input shows here."""
+    compare_one_node_with_three(3, 2, 2, 2, True, True, per_channel, True, np.float32, 5, frozen)
+
+
+def compare_one_node_with_three(N, C, H, W, has_weight, has_bias, per_channel, quantize, dtype, seed, frozen):
     if N * H * W < 2:
         return
     rng = np.random.default_rng(seed)
@@ -335,25 +352,31 @@ def test_one_node_gives_the_three_nodes_results_and_gradients_bit_for_bit(N, C, 
     arrays = {"x": x0, "u_prev": rng.uniform(-1, 1, (N, C, H, W)),
               "lam": rng.uniform(0.2, 0.9, (T, C) if per_channel else T),
               "theta": rng.uniform(0.5, 1.0, (T, C) if per_channel else T)}
-    if affine:
-        arrays.update(weight=rng.uniform(0.5, 2, C), bias=rng.uniform(-1, 1, C))
+    if has_weight:
+        arrays["weight"] = rng.uniform(0.5, 2, C)
+    if has_bias:
+        arrays["bias"] = rng.uniform(-1, 1, C)
     if quantize:
         arrays["step"] = np.array(1 / 7)
+    if not set(arrays) - frozen:
+        return  # nothing to differentiate
     r_q, r_u = rng.standard_normal((2, N, C, H, W))
     results = []
     for fused_op in (True, False):
-        leaves = {k: Tensor(v.astype(dtype), requires_grad=(k != "u_prev" or state_grad)) for k, v in arrays.items()}
+        leaves = {k: Tensor(v.astype(dtype), requires_grad=k not in frozen) for k, v in arrays.items()}
         mean_run, var_run = np.zeros(C, dtype), np.ones(C, dtype)
         args = [leaves["x"], leaves.get("weight"), leaves.get("bias"), leaves["u_prev"], leaves["lam"],
                 leaves["theta"], leaves.get("step")]
         if fused_op:
-            q, u = BNHDLIFStep.apply(*[a for a in args if a is not None], has_weight=affine, has_bias=affine,
+            q, u = BNHDLIFStep.apply(*[a for a in args if a is not None], has_weight=has_weight, has_bias=has_bias,
                                      has_step=quantize, t=t, bits=4, running_mean=mean_run, running_var=var_run,
                                      momentum=0.1, eps=1e-5)
             assert q._ctx.fn is BNHDLIFStep and u._ctx is q._ctx  # one node
         else:
             q, u = _three_nodes(*args, t, 4, mean_run, var_run)
-        (ops.sum(q * Tensor(r_q.astype(dtype))) + ops.sum(u * Tensor(r_u.astype(dtype)))).backward()
+        loss = ops.sum(q * Tensor(r_q.astype(dtype))) + ops.sum(u * Tensor(r_u.astype(dtype)))
+        loss.backward(retain_graph=True)
+        loss.backward()
         results.append((q.data, u.data, mean_run, var_run, {k: v.grad for k, v in leaves.items()}))
     (q1, u1, m1, v1, g1), (q2, u2, m2, v2, g2) = results
     for a, b in ((q1, q2), (u1, u2), (m1, m2), (v1, v2)):
@@ -498,3 +521,39 @@ def test_a_recorded_step_keeps_less_for_its_backward(monkeypatch):
     # the three normalized currents of 32 x (16 + 32) x 8 x 8 and 32 x 64 x 4 x 4 float32 values, less the
     # states the one node returns as arrays of their own
     assert one < three - 100_000, (one, three)
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_running_statistics_the_batch_norm_refuses_raise_its_error_with_nothing_changed(graph):
+    """A read-only or non-float running statistic: the plain path's error from both fused paths (graph-free and
+    one node), before any statistic, counter or state changes."""
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32), requires_grad=graph)
+    for spoil, error in ((lambda bn: setattr(bn.running_var.flags, "writeable", False), "running_var is read-only"),
+                         (lambda bn: setattr(bn, "running_mean", bn.running_mean.astype(np.float16)),
+                          "running_mean must be a float32/float64")):
+        net = pair()
+        spoil(net[0])
+        before = net[0].running_mean.copy()
+        with (contextlib.nullcontext() if graph else no_grad()), pytest.raises((TypeError, ValueError),
+                                                                                match=error):
+            net(x)
+        np.testing.assert_array_equal(net[0].running_mean, before)
+        assert net[0].t == 0 and net[1].state.t == 0
+
+
+def test_with_only_the_quantizer_step_trained_the_state_keeps_no_graph(monkeypatch):
+    """The plain path records the quantizer's node alone; so does the module path then (no one-node step, whose
+    state would carry a graph the plain path's does not)."""
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32))
+    calls = graph_spy(monkeypatch)
+    grads = []
+    for graph in (True, False):
+        monkeypatch.setattr(fused, "GRAPH", graph)
+        net = pair()
+        for p in net.parameters():
+            p.requires_grad = p is net[1].quantizer.step
+        out = net(x)
+        assert not net[1].state.u.requires_grad
+        ops.sum(out * out).backward()
+        grads.append(net[1].quantizer.step.grad)
+    assert calls == [] and grads[0] == grads[1]

@@ -167,6 +167,9 @@ class BNHDLIFStep(Function):
         i = has_weight + has_bias
         u_prev, lam, theta = rest[i:i + 3]
         dtype = x.dtype
+        if any(a.dtype != dtype for a in rest):  # the module path (neurons/fused.py) only calls it so
+            raise TypeError(f"bn_hdlif_step: every input must have x's dtype {dtype}; got "
+                            f"{sorted({str(a.dtype) for a in rest})}")
         shape = x.shape
         x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
         rows, F = rows_of(shape, _per_channel(lam, theta))

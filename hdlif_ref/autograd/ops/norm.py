@@ -138,7 +138,7 @@ def _checked_affine(op, xs, channels, weight, bias, momentum, eps) -> list:
     return affine
 
 
-def _check_running(op, name, value, shape, training):
+def check_running(op, name, value, shape, training):
     """``value``: ``None`` (training only) or a float ndarray of ``shape``, writeable in training (updated in place)."""
     if value is None:
         if not training:
@@ -181,8 +181,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
         raise TypeError(f"{op}: training={training!r} must be a bool")
     training = bool(training)
     affine = _checked_affine(op, xs, channels, weight, bias, momentum, eps)
-    _check_running(op, "running_mean", running_mean, (channels,), training)
-    _check_running(op, "running_var", running_var, (channels,), training)
+    check_running(op, "running_mean", running_mean, (channels,), training)
+    check_running(op, "running_var", running_var, (channels,), training)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     count = int(np.prod(xs)) // channels if channels else 0
@@ -217,7 +217,7 @@ def batch_norm_steps(x, weight, bias, running_mean, running_var, momentum=0.1, e
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     for name, value in (("running_mean", running_mean), ("running_var", running_var)):
-        _check_running(op, name, value, (steps, channels), True)
+        check_running(op, name, value, (steps, channels), True)
     count = int(np.prod(xs)) // (steps * channels) if steps and channels else 0
     if count < 2:
         raise ValueError(f"{op}: needs more than one value per step and channel to estimate the variance; "
