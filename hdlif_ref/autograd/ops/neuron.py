@@ -208,6 +208,9 @@ class BNHDLIFStep(Function):
         gI, gu0, glam, gtheta = _hdlif.hdlif_backward_stbp(
             _c(g_s, x3.dtype, mask.shape), _c(g_u, x3.dtype, u0.shape), mask, u0.reshape(mask.shape), u0, lam_t,
             theta_t, needs[i + 1])  # lam's
+        # what the three nodes free between their backward calls is freed here too (peak memory)
+        del g_s
+        gu0 = gu0.reshape(shape) if needs[i] else None
         # BatchNorm.backward (training)
         need_w = has_weight and needs[1]
         need_b = has_bias and needs[1 + has_weight]
@@ -216,8 +219,7 @@ class BNHDLIFStep(Function):
         grads = [gx.reshape(shape) if gx is not None else None]
         grads += [gw] if has_weight else []
         grads += [gb] if has_bias else []
-        grads += [gu0.reshape(shape) if needs[i] else None, _full_grad(glam, t, shape_lam),
-                  _full_grad(gtheta, t, shape_theta)]
+        grads += [gu0, _full_grad(glam, t, shape_lam), _full_grad(gtheta, t, shape_theta)]
         grads += [g_step] if has_step else []
         return tuple(grads)
 
