@@ -7,9 +7,9 @@ pattern every builder uses, ``BatchNorm2d`` directly followed by an :class:`HDLI
 :class:`ParallelHDLIF` or :class:`LIF` (with or without the E13 quantizer),
 :func:`bn_then_neuron` computes both layers with
 :func:`hdlif_ref.kernels.bn_neuron.bn_neuron_step` and returns ``None`` whenever the plain path
-must run instead: a graph is recorded, a hook watches either layer, dtypes differ, a shape or a
-parameter is not what the step functions accept (the plain path then raises its own error), or
-a normalized current is not finite (the plain path's
+must run instead: a graph is recorded (but for the one-node step below), a hook watches either
+layer, dtypes differ, a shape or a parameter is not what the step functions accept (the plain path
+then raises its own error), or a normalized current is not finite (the plain path's
 ``check_finite`` names it). The result, the neuron's state, its firing counts and the batch
 norm's running statistics and step counter are what the plain path leaves, bit for bit
 (tested against it). ``ENABLED = False`` switches it off.
@@ -30,8 +30,7 @@ import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
 from ..autograd.ops._args import mark_finite
-from ..autograd.ops.norm import check_running
-from ..autograd.ops.norm import update_running_stats
+from ..autograd.ops.norm import check_running, update_running_stats
 from ..autograd.ops.neuron import BNHDLIFStep, NonFiniteStep
 from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
 from ..kernels.bn_neuron import LIF as _LIF_KIND
@@ -159,9 +158,9 @@ def _spike_bound(kind, q: tuple, dtype) -> float | None:
 
     Quantized spikes are ``step k`` with ``0 <= k <= qmax`` when the value quantized is not NaN.
     LIF's is 0 or 1; HD-LIF's surplus ``m - theta`` is taken only when ``m >= theta``, so it is
-    ``>= 0`` and, with a finite ``theta``, never NaN (``+inf`` quantizes to ``qmax``); the
-    parallel neuron's ``z - theta`` likewise (``z`` is finite or the plain path runs). Unquantized
-    HD-LIF spikes carry the surplus, which has no bound.
+    ``>= 0`` and, with a finite ``theta``, never NaN (a surplus of ``+inf`` is counted by the kernel,
+    and the plain path runs); the parallel neuron's ``z - theta`` likewise (``z`` is finite or the
+    plain path runs). Unquantized HD-LIF spikes carry the surplus, which has no bound.
     """
     step, qmax = q
     if qmax is None:
@@ -169,9 +168,8 @@ def _spike_bound(kind, q: tuple, dtype) -> float | None:
     return top_level(step, qmax, dtype)
 
 
-def _spikes(out: np.ndarray, bound: float | None) -> Tensor:
-    """The emitted spikes as a Tensor, recorded finite within ``bound`` unless it is ``None``."""
-    y = Tensor(out)
+def _marked(y: Tensor, bound: float | None) -> Tensor:
+    """The emitted spikes ``y``, recorded finite within ``bound`` unless it is ``None``."""
     if bound is not None:
         mark_finite(y.data, bound)
     return y
@@ -208,7 +206,7 @@ def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     neuron._state = NeuronState(None if u_new is None else Tensor(u_new.reshape(x.shape)), t + 1)
     out = out.reshape(x.shape)
     _count_firing(neuron, out)
-    return _spikes(out, result[7])
+    return _marked(Tensor(out), result[7])
 
 
 def _graph_step(bn, neuron, x: Tensor) -> Tensor | None:
@@ -256,10 +254,7 @@ def _graph_step(bn, neuron, x: Tensor) -> Tensor | None:
     bn.t += 1
     neuron._state = NeuronState(u, t + 1)
     _count_firing(neuron, q.data)
-    bound = _spike_bound(_HDLIF_KIND, q_args, q.dtype)  # as spike_quantize marks its output (none unquantized)
-    if bound is not None:
-        mark_finite(q.data, bound)
-    return q
+    return _marked(q, _spike_bound(_HDLIF_KIND, q_args, q.dtype))  # as spike_quantize marks its output
 
 
 def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
@@ -278,4 +273,4 @@ def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:
     for result in results:  # every step went through: now the side effects, in step order
         _commit_stats(bn, result)
     _count_firing(neuron, out)
-    return _spikes(out, results[-1][7])  # the bound depends on the quantizer only: every step's is the same
+    return _marked(Tensor(out), results[-1][7])  # the bound depends on the quantizer only: every step's is the same
