@@ -92,28 +92,38 @@ class Module:
         object.__setattr__(self, "_forward_hooks", [])
 
     # ------------------------------------------------------------ registration
+    # Parameters, buffers and children live in their tables (``_parameters``, ``_buffers``, ``_modules``),
+    # which every traversal, ``state_dict`` and ``to()`` read. Each registered value is also kept under its
+    # name in the instance ``__dict__`` (the mirror), so that reading ``module.weight`` is an ordinary
+    # attribute lookup: without it every read failed the lookup first and went through ``__getattr__``,
+    # ~0.7 us, some 250 times per training step of the digits network (docs/performance.md, "5. Python
+    # per op"). The methods below change the table and the mirror together; ``__getattr__`` still answers
+    # from the tables.
     def __setattr__(self, name: str, value: Any) -> None:
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        if "_parameters" not in d:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning {name!r}")
-        if name in self._buffers and (value is None or isinstance(value, np.ndarray)):
-            self._buffers[name] = value  # assigning to a buffer's name updates the buffer
+        buffers = d["_buffers"]
+        if name in buffers and (value is None or isinstance(value, np.ndarray)):
+            buffers[name] = d[name] = value  # assigning to a buffer's name updates the buffer
             return
-        if self._modules.pop(name, None) is not None:
+        if d["_modules"].pop(name, None) is not None:
             _tree_changed()
-        for table in (self._parameters, self._buffers):
+        for table in (d["_parameters"], buffers):
             table.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            d["_parameters"][name] = value
         elif isinstance(value, Module):
-            self._modules[name] = value
+            d["_modules"][name] = value
             _tree_changed()
         else:
+            d.pop(name, None)  # a registered value's mirror, if any: a class attribute (a property) may take it
             object.__setattr__(self, name, value)
             return
-        self.__dict__.pop(name, None)
+        d[name] = value  # the mirror
 
     def __getattr__(self, name: str) -> Any:
-        # only called when normal lookup fails: parameters, buffers and children live in tables
+        # only called when normal lookup fails (the mirror makes that rare): answer from the tables
         d = self.__dict__
         for table in ("_parameters", "_buffers", "_modules"):
             if table in d and name in d[table]:
@@ -124,6 +134,7 @@ class Module:
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
+                self.__dict__.pop(name, None)
                 self._persistent.discard(name)
                 if table is self._modules:
                     _tree_changed()
@@ -134,11 +145,10 @@ class Module:
         """Keep ``array`` as state that is saved (if ``persistent``) but not trained."""
         if array is not None and not isinstance(array, np.ndarray):
             raise TypeError(f"register_buffer: {name!r} must be an ndarray or None, got {type(array).__name__}")
-        self.__dict__.pop(name, None)
         self._parameters.pop(name, None)
         if self._modules.pop(name, None) is not None:
             _tree_changed()
-        self._buffers[name] = array
+        self._buffers[name] = self.__dict__[name] = array
         if persistent:
             self._persistent.add(name)
         else:
@@ -304,7 +314,7 @@ class Module:
                 p.grad = None
             for name, b in m._buffers.items():
                 if b is not None and b.dtype in _FLOATS:
-                    m._buffers[name] = b.astype(dtype)
+                    m._buffers[name] = m.__dict__[name] = b.astype(dtype)  # and its mirror
             m._on_dtype_change(dtype)
         return self
 

@@ -148,3 +148,54 @@ def test_forward_hooks_see_inputs_and_outputs_and_can_be_removed():
     handle.remove()
     m(Tensor(np.ones(2, np.float32)))
     assert len(seen) == 1 and seen[0][0] is m and seen[0][1] == 2.0 and seen[0][2] == 1.0
+
+
+def _mirror_holds(module):
+    """Every registered name reads, by ordinary lookup, the very object its table holds; no other name is
+    left behind in the instance ``__dict__`` under a table's name."""
+    for m in module.modules():
+        d = m.__dict__
+        for table in (m._parameters, m._buffers, m._modules):
+            for name, value in table.items():
+                assert name in d and d[name] is value, (type(m).__name__, name)
+                assert getattr(m, name) is value
+
+
+def test_registered_values_are_mirrored_through_every_change(monkeypatch):
+    m = Affine(3)
+    seq = Sequential(m, Counter())
+    _mirror_holds(seq)
+    calls = []
+    original = type(m).__getattr__
+    monkeypatch.setattr(Module, "__getattr__", lambda self, name: calls.append(name) or original(self, name))
+    m(Tensor(np.ones(3, dtype=np.float32)))  # reads weight, bias, calls
+    assert calls == []  # ordinary lookups: __getattr__ is not reached
+    monkeypatch.undo()
+    m.weight = Parameter(np.ones(3, dtype=np.float32))  # replaced parameter
+    m.calls = np.full(1, 7.0)  # assigned buffer
+    m.register_buffer("extra", np.zeros(2))
+    m.register_buffer("bias", np.zeros(3))  # a parameter's name becomes a buffer's
+    assert "bias" not in m._parameters and m.bias is m._buffers["bias"]
+    m.to(np.float64)
+    _mirror_holds(seq)
+    assert m.calls.dtype == np.float64 and m.calls is m._buffers["calls"]
+    setattr(seq, "1", Affine(2))  # replaced child
+    _mirror_holds(seq)
+    m.weight = 5.0  # a parameter's name becomes a plain attribute
+    assert "weight" not in m._parameters and m.weight == 5.0
+    del m.extra
+    assert "extra" not in m.__dict__ and not hasattr(m, "extra")
+    _mirror_holds(seq)
+
+
+def test_no_registered_name_of_a_built_network_is_shadowed_by_its_class():
+    """A class attribute of the same name (a method, a property) would win over the mirror and the table alike;
+    none of the builders' modules has one."""
+    from hdlif_ref.models import digits_net, spiking_resnet
+    for model in (digits_net(T=2, weight_mode="ternary", spike_bits=4, rng=np.random.default_rng(0)),
+                  spiking_resnet(18, width=0.125, T=2, seca="II", rng=np.random.default_rng(0))):
+        _mirror_holds(model)
+        for m in model.modules():
+            for table in (m._parameters, m._buffers, m._modules):
+                for name in table:
+                    assert not hasattr(type(m), name), (type(m).__name__, name)
