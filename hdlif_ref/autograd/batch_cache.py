@@ -78,7 +78,10 @@ class BatchCache:
         self._constants.append(array)
 
     def is_constant(self, array: np.ndarray) -> bool:
-        return any(array is c for c in self._constants)
+        for c in self._constants:
+            if array is c:
+                return True
+        return False
 
     def shared_output(self, layer: Any, x: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
         """``compute(x)`` once per block for ``layer`` fed the declared constant ``x.data``.

@@ -154,18 +154,22 @@ class Function:
         record = grad_enabled and any(needs)
         ctx = Context(cls, tuple(needs))
         out = cls.forward(ctx, *arrays, **params)
-        if isinstance(out, tuple):
-            outs = tuple(o if isinstance(o, np.ndarray) else np.asarray(o) for o in out)
-        else:
-            outs = (out if isinstance(out, np.ndarray) else np.asarray(out),)
+        multi = isinstance(out, tuple)
+        if not multi:  # one output (most ops): no tuples to build
+            out = out if isinstance(out, np.ndarray) else np.asarray(out)
+            if not record:
+                return Tensor._from_op(out, None, 0)
+            ctx.parents = tuple(parents)
+            ctx.out_meta = ((out.shape, out.dtype),)
+            ctx.multi_output = False
+            return Tensor._from_op(out, ctx, 0)
+        outs = tuple(o if isinstance(o, np.ndarray) else np.asarray(o) for o in out)
         if record:
             ctx.parents = tuple(parents)
             ctx.out_meta = tuple((o.shape, o.dtype) for o in outs)
-            ctx.multi_output = isinstance(out, tuple)
-            tensors = tuple(Tensor._from_op(o, ctx, i) for i, o in enumerate(outs))
-        else:
-            tensors = tuple(Tensor._from_op(o, None, 0) for o in outs)
-        return tensors if isinstance(out, tuple) else tensors[0]
+            ctx.multi_output = True
+            return tuple(Tensor._from_op(o, ctx, i) for i, o in enumerate(outs))
+        return tuple(Tensor._from_op(o, None, 0) for o in outs)
 
 
 def _check_float_array(op: str, index: int, x: np.ndarray) -> None:

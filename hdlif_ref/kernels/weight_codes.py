@@ -7,6 +7,8 @@ over all other dims.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -63,7 +65,7 @@ def pack_ternary(codes: np.ndarray) -> np.ndarray:
 
 def unpack_ternary(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of :func:`pack_ternary`: int8 codes of the given shape."""
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     if packed.dtype != np.uint8 or packed.ndim != 1 or packed.size != (count + 3) // 4:
         raise ValueError(f"unpack_ternary: expected {(count + 3) // 4} uint8 bytes for shape {shape}, "
                          f"got {packed.size} of dtype {packed.dtype}")

@@ -100,6 +100,9 @@ def check_ndim(op: str, name: str, shape: tuple[int, ...], allowed: tuple[int, .
 
 def int_pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each ``>= minimum``, as a pair."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and value[0] >= minimum and value[1] >= minimum:
+        return value  # already a pair of Python ints (the layers store theirs so): nothing to convert
     pair = (value, value) if isinstance(value, (numbers.Integral,)) else value
     try:
         pair = tuple(pair)
@@ -113,6 +116,8 @@ def int_pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
 
 
 def positive_int(op: str, name: str, value) -> int:
+    if type(value) is int and value >= 1:
+        return value
     if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
         raise ValueError(f"{op}: {name}={value!r} must be a positive int")
     return int(value)
@@ -120,7 +125,11 @@ def positive_int(op: str, name: str, value) -> int:
 
 def common_dtype(*arrays: np.ndarray) -> np.dtype:
     """float64 if any array is float64, else float32 (the autograd dtype policy)."""
-    return np.result_type(*arrays)
+    first = arrays[0].dtype
+    for a in arrays[1:]:
+        if a.dtype is not first:
+            return np.result_type(*arrays)
+    return first
 
 
 def as_c(x: np.ndarray, dtype: np.dtype) -> np.ndarray:

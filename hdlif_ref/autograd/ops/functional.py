@@ -7,6 +7,7 @@ what is allowed, instead of failing deep inside NumPy.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -144,7 +145,7 @@ def max(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - the op's name
 def var(x, axis=None, keepdims=False, ddof=0) -> Tensor:
     """Variance with ``ddof`` (0: biased, as NumPy's default and batch norm's batch statistic)."""
     axes = normalize_axes("var", axis, len(_shape(x)))
-    n = int(np.prod([_shape(x)[a] for a in axes])) if axes else 1
+    n = math.prod([_shape(x)[a] for a in axes]) if axes else 1
     if not isinstance(ddof, (int, np.integer)) or not 0 <= ddof < n:
         raise ValueError(f"var: ddof={ddof!r} must be an integer in [0, {n}) for {n} reduced elements")
     return Var.apply(x, axes=axes, keepdims=bool(keepdims), ddof=int(ddof))
@@ -154,8 +155,8 @@ def var(x, axis=None, keepdims=False, ddof=0) -> Tensor:
 def reshape(x, shape) -> Tensor:
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     src = _shape(x)
-    size = int(np.prod(src))
-    known = int(np.prod([s for s in shape if s != -1]))
+    size = math.prod(src)
+    known = math.prod([s for s in shape if s != -1])
     free = shape.count(-1)
     fits = (free == 0 and known == size) or (free == 1 and known > 0 and size % known == 0)
     if not fits or any(s < -1 for s in shape):

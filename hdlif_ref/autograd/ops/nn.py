@@ -4,6 +4,8 @@ Kernels: :mod:`hdlif_ref.kernels.linear` (BLAS GEMMs; NumPy ``einsum`` twin).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...kernels import linear as _kernels
@@ -21,7 +23,7 @@ class Linear(Function):
     def forward(ctx, x, weight, *bias):
         dtype = common_dtype(x, weight, *bias)
         shape = x.shape
-        x2 = as_c(x, dtype).reshape(int(np.prod(shape[:-1])), shape[-1])
+        x2 = as_c(x, dtype).reshape(math.prod(shape[:-1]), shape[-1])
         weight = as_c(weight, dtype)
         b = as_c(bias[0], dtype) if bias else None
         ctx.save_for_backward(x2, weight)

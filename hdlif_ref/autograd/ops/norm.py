@@ -15,6 +15,7 @@ same numbers in one op). Kernels: :mod:`hdlif_ref.kernels.norm`.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -39,7 +40,7 @@ class BatchNorm(Function):
                 momentum, eps):
         dtype = common_dtype(x, *affine)
         shape = x.shape
-        x3 = as_c(x, dtype).reshape(shape[0], shape[1], int(np.prod(shape[2:])))
+        x3 = as_c(x, dtype).reshape(shape[0], shape[1], math.prod(shape[2:]))
         weight = as_c(affine[0], dtype) if has_weight else None
         bias = as_c(affine[-1], dtype) if has_bias else None
         if training:
@@ -91,7 +92,7 @@ class BatchNormSteps(Function):
         dtype = common_dtype(x, *affine)
         shape = x.shape
         steps = shape[0]
-        x4 = as_c(x, dtype).reshape(shape[0], shape[1], shape[2], int(np.prod(shape[3:])))
+        x4 = as_c(x, dtype).reshape(shape[0], shape[1], shape[2], math.prod(shape[3:]))
         weight = as_c(affine[0], dtype) if has_weight else None
         bias = as_c(affine[steps * has_weight], dtype) if has_bias else None
         y, mean, var = _kernels.batch_norm_steps_train_forward(x4, weight, bias, eps)
@@ -185,7 +186,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     check_running(op, "running_var", running_var, (channels,), training)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
-    count = int(np.prod(xs)) // channels if channels else 0
+    count = math.prod(xs) // channels if channels else 0
     if training and count < 2:
         raise ValueError(f"{op}: training mode needs more than one value per channel to estimate the "
                          f"variance; x has shape {xs} ({count} per channel)")
@@ -218,7 +219,7 @@ def batch_norm_steps(x, weight, bias, running_mean, running_var, momentum=0.1, e
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     for name, value in (("running_mean", running_mean), ("running_var", running_var)):
         check_running(op, name, value, (steps, channels), True)
-    count = int(np.prod(xs)) // (steps * channels) if steps and channels else 0
+    count = math.prod(xs) // (steps * channels) if steps and channels else 0
     if count < 2:
         raise ValueError(f"{op}: needs more than one value per step and channel to estimate the variance; "
                          f"x has shape {xs} ({count} per step and channel)")

@@ -6,6 +6,8 @@ broadcasts the gradient back to the input's shape.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..function import Function
@@ -41,7 +43,7 @@ class Mean(Function):
     @staticmethod
     def backward(ctx, g):
         shape, axes, keepdims = ctx.meta
-        count = int(np.prod([shape[a] for a in axes])) if axes else 1
+        count = math.prod([shape[a] for a in axes]) if axes else 1
         return np.broadcast_to(_expand(g, axes, keepdims) / count, shape)
 
 
@@ -75,7 +77,7 @@ class Var(Function):
     def forward(ctx, x, axes, keepdims, ddof):
         mu = np.mean(x, axis=axes, keepdims=True)
         centered = x - mu
-        n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+        n = math.prod([x.shape[a] for a in axes]) if axes else 1
         ctx.save_for_backward(centered)
         ctx.meta = (axes, keepdims, n - ddof)
         return np.sum(centered * centered, axis=axes, keepdims=keepdims) / (n - ddof)
