@@ -49,7 +49,11 @@ GRAPH = True
 
 
 def _step_values(p: np.ndarray, t: int, C: int, dtype) -> np.ndarray | None:
-    """Row ``t`` of a ``[T]`` / ``[T, C]`` neuron parameter as ``[C]`` of ``dtype``, or None if it does not fit."""
+    """Row ``t`` of a ``[T]`` / ``[T, C]`` neuron parameter as ``[C]`` of ``dtype``, or None if it does not fit or
+    any value of the parameter, at any step, is not finite: the plain path checks them all at every step
+    (``check_param``), and then raises its own error."""
+    if not np.isfinite(p).all():
+        return None
     row = p[t]
     if row.ndim == 0:
         return np.full(C, row, dtype=dtype)
@@ -131,8 +135,7 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
     theta = _step_values(neuron.theta.data, t, C, x3.dtype)
     lam = _step_values(neuron.lam.data, t, C, x3.dtype) if kind != _PARALLEL_KIND else theta
     q = _quantizer_args(neuron)
-    if theta is None or lam is None or q is None or not np.isfinite(theta).all() or (
-            kind != _PARALLEL_KIND and not np.isfinite(lam).all()):
+    if theta is None or lam is None or q is None:
         return None  # the plain path raises its own error (a non-finite threshold or decay, say)
     if kind != _PARALLEL_KIND:
         u3 = np.zeros_like(x3) if u_prev is None else np.ascontiguousarray(u_prev).reshape(x3.shape)

@@ -557,3 +557,30 @@ def test_with_only_the_quantizer_step_trained_the_state_keeps_no_graph(monkeypat
         ops.sum(out * out).backward()
         grads.append(net[1].quantizer.step.grad)
     assert calls == [] and grads[0] == grads[1]
+
+
+@pytest.mark.parametrize("cls", [HDLIF, LIF, ParallelHDLIF])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("name", ["theta", "lam"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_step_parameter_goes_to_the_plain_path_and_its_error(cls, per_channel, name, bad):
+    """The plain path checks every step's threshold and decay at each step: one non-finite value (here the
+    second step's) refuses the first step already. The fused step leaves such a step to the plain path, which
+    raises its own error, with nothing changed before."""
+    if cls is ParallelHDLIF and name == "lam":
+        return  # no decay
+    errors = []
+    for enabled in (True, False):
+        rng = np.random.default_rng(0)
+        net = Sequential(BatchNorm2d(3, T=2), cls(T=2, channels=3, per_channel=per_channel))
+        getattr(net[1], name).data[1] = bad
+        x = Tensor(rng.standard_normal((4, 3, 2, 2)).astype(np.float32))
+        fused.ENABLED = enabled
+        try:
+            with no_grad(), pytest.raises(ValueError) as info:
+                net(x)
+        finally:
+            fused.ENABLED = True
+        errors.append((type(info.value), str(info.value), net[0].running_mean.copy(), net[1].t))
+    (t1, m1, r1, n1), (t2, m2, r2, n2) = errors
+    assert (t1, m1, n1) == (t2, m2, n2) and np.array_equal(r1, r2)

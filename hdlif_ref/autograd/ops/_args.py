@@ -103,6 +103,8 @@ def int_pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
     if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
             and value[0] >= minimum and value[1] >= minimum:
         return value  # already a pair of Python ints (the layers store theirs so): nothing to convert
+    if type(value) is int and value >= minimum:
+        return value, value
     pair = (value, value) if isinstance(value, (numbers.Integral,)) else value
     try:
         pair = tuple(pair)
