@@ -104,6 +104,10 @@ class Module:
         if "_parameters" not in d:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning {name!r}")
         buffers = d["_buffers"]
+        if (name not in buffers and name not in d["_parameters"] and name not in d["_modules"]
+                and not isinstance(value, (Parameter, Module))):
+            object.__setattr__(self, name, value)  # a plain attribute (a counter, a state record): no table
+            return
         if name in buffers and (value is None or isinstance(value, np.ndarray)):
             buffers[name] = d[name] = value  # assigning to a buffer's name updates the buffer
             return

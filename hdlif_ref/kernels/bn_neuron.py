@@ -107,24 +107,34 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
         bad[r] = nonfinite
 
 
+#: The kernel's arguments it does not use (no state, nothing kept): one empty array per dtype, never written.
+_UNUSED = {np.dtype(t): np.empty((0, 0, 0), dtype=t) for t in (np.float32, np.float64, np.bool_)}
+
+
+def _unused(dtype) -> np.ndarray:
+    array = _UNUSED.get(dtype)
+    return array if array is not None else np.empty((0, 0, 0), dtype=dtype)
+
+
 def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax, soft, keep):
     channels = x.shape[1]
-    w = np.ones(channels) if weight is None else weight.astype(np.float64)
-    b = np.zeros(channels) if bias is None else bias.astype(np.float64)
-    if training:
-        scale, shift = np.zeros(channels), np.zeros(channels)
-    else:  # the eval forward's folding (norm._batch_norm_eval_forward_numba)
+    # the per-channel float64 arrays in one allocation: weight, bias, then (training) scale, shift, mean, var
+    per_channel = np.zeros((6, channels))
+    w, b, scale, shift, mean, var = per_channel
+    w[...] = 1.0 if weight is None else weight
+    if bias is not None:
+        b[...] = bias
+    if not training:  # the eval forward's folding (norm._batch_norm_eval_forward_numba)
         invstd = 1.0 / np.sqrt(var_in.astype(np.float64) + eps)
         scale = w * invstd
         shift = b - mean_in.astype(np.float64) * scale
     out = np.empty_like(x)
     stateful = kind != PARALLEL
-    u_out = np.empty_like(x) if stateful else np.empty((0, 0, 0), dtype=x.dtype)
+    u_out = np.empty_like(x) if stateful else _unused(x.dtype)
     u_in = u_prev if stateful else u_out
-    mean, var = np.zeros(channels), np.zeros(channels)
     bad = np.zeros(x.shape[0] * channels, dtype=np.int64)
-    s_kept = np.empty_like(x) if keep else np.empty((0, 0, 0), dtype=x.dtype)
-    mask = np.empty(x.shape if keep else (0, 0, 0), dtype=np.bool_)
+    s_kept = np.empty_like(x) if keep else _unused(x.dtype)
+    mask = np.empty(x.shape, dtype=np.bool_) if keep else _unused(np.dtype(np.bool_))
     quantize = qmax is not None
     dt = x.dtype.type
     if x.size:

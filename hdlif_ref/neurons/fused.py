@@ -147,9 +147,8 @@ def _run(bn, neuron, kind, x_t: np.ndarray, t_bn: int, t: int, u_prev: np.ndarra
         return None
     weight = None if bn.weight is None else bn.weight.data
     bias = None if bn.bias is None else bn.bias.data
-    with np.errstate(all="ignore"):  # the NumPy twin meets the non-finite values the kernel counts: no warnings
-        out, u_new, mean, var, bad = bn_neuron_step(x3, bn.training, weight, bias, bn.eps, mean_run, var_run, u3,
-                                                    lam, theta, kind, q[0], q[1], soft)
+    out, u_new, mean, var, bad = bn_neuron_step(x3, bn.training, weight, bias, bn.eps, mean_run, var_run, u3,
+                                                lam, theta, kind, q[0], q[1], soft)
     if bad:
         return None
     return out, u_new, mean, var, count, mean_run, var_run, _spike_bound(kind, q, x3.dtype)

@@ -12,6 +12,7 @@ keeps the unquantized ``s*`` (SPEC E2).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -45,9 +46,11 @@ def spike_quantize(x, step, bits: int) -> Tensor:
     return y
 
 
+@functools.lru_cache(maxsize=64)
 def top_level(step: float, qmax: int, dtype) -> float | None:
     """The largest quantized spike, ``step * qmax`` computed in ``dtype`` as the kernels compute it (every
-    level ``step k``, ``0 <= k <= qmax``, is at most this), or ``None`` if it overflows ``dtype``."""
+    level ``step k``, ``0 <= k <= qmax``, is at most this), or ``None`` if it overflows ``dtype``. Cached: a pure
+    function of its arguments, asked with the same ones at every step of a batch."""
     dtype = np.dtype(dtype)
     with np.errstate(over="ignore"):
         top = float(dtype.type(step) * dtype.type(qmax))

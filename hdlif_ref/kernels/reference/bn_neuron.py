@@ -37,6 +37,13 @@ def bn_hdlif_graph_step(x, weight, bias, eps, u_prev, lam, theta, step, qmax):
 
 
 def _steps(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax, soft):
+    with np.errstate(all="ignore"):  # the non-finite values the kernel counts (the caller acts on them): no warnings
+        return _plain_steps(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind,
+                            step, qmax, soft)
+
+
+def _plain_steps(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax,
+                 soft):
     N, C, L = x.shape
     if training:
         y, mean, var = norm.batch_norm_train_forward(x, weight, bias, eps)
