@@ -25,6 +25,7 @@ Ops (``kind``; parameters are ndarrays, settings are Python values):
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,9 @@ class FrozenModel:
     reference: the same bits, tested).
     """
 
+    #: False: every op's output is a new array at every run (the reference for the kept outputs, tested).
+    REUSE_BUFFERS = True
+
     def __init__(self, ops: list[Op], T: int, num_classes: int, input_shape: tuple[int, ...], meta: dict,
                  dtype=np.float32):
         self.ops, self.T, self.num_classes = ops, int(T), int(num_classes)
@@ -140,6 +144,12 @@ class FrozenModel:
         self._weights: dict = {}
         self._taps: dict[int, np.ndarray] = {}
         self._levels = integer_inputs(ops)[0]
+        #: Outputs of the heavy ops (synapses, neurons) kept from one run to the next and written again
+        #: (docs/performance.md, "Deployed inference"): fresh arrays of a few MiB each cost the process
+        #: a page fault per 4 KiB every run once the allocator has returned them to the system.
+        #: ``REUSE_BUFFERS = False`` (class attribute) allocates every output afresh (the reference).
+        self._buffers: dict[tuple, np.ndarray] = {}
+        self._running = threading.Lock()
 
     # ------------------------------------------------------------------ running
     def run(self, x: np.ndarray, count: bool = False) -> np.ndarray:
@@ -155,11 +165,13 @@ class FrozenModel:
         else:
             raise ValueError(f"run: input of shape {x.shape}; expected [N, {', '.join(map(str, self.input_shape))}] "
                              f"or [T, N, ...]")
-        self.counts = OpCounts() if count else None  # summed over batch and steps
-        self._taps = {}
-        out = self._run_ops(self.ops, x if x.strides[0] == 0 and self.T > 1 else np.ascontiguousarray(x))
-        self._taps = {}
-        return out
+        with self._running:  # one run at a time: the runs share the kept outputs
+            self.counts = OpCounts() if count else None  # summed over batch and steps
+            self._taps = {}
+            out = self._run_ops(self.ops, x if x.strides[0] == 0 and self.T > 1 else np.ascontiguousarray(x))
+            self._taps = {}
+            # the logits are the caller's: never a kept array (the next run would overwrite them)
+            return out.copy() if self._is_kept(out) else out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """``argmax_c mean_t o_t`` (SPEC E16)."""
@@ -169,6 +181,23 @@ class FrozenModel:
         for op in ops:
             x = getattr(self, "_" + op.kind)(op, x)
         return x
+
+    def _buffer(self, op: Op, role: str, shape: tuple, dtype) -> np.ndarray | None:
+        """The kept output ``role`` of ``op`` (a C-contiguous array of ``shape`` and ``dtype``, contents
+        undefined), or ``None`` with ``REUSE_BUFFERS`` off: the caller then allocates."""
+        if not self.REUSE_BUFFERS:
+            return None
+        key = (id(op), role)
+        kept = self._buffers.get(key)
+        if kept is None or kept.shape != tuple(shape) or kept.dtype != dtype:
+            kept = self._buffers[key] = np.empty(shape, dtype=dtype)
+        return kept
+
+    def _is_kept(self, a: np.ndarray) -> bool:
+        """Whether ``a`` is, or is a view of, a kept output."""
+        while isinstance(a.base, np.ndarray):
+            a = a.base
+        return any(a is kept for kept in self._buffers.values())
 
     def _weight(self, op: Op, dtype: np.dtype) -> np.ndarray:
         """The synapse's weights (or integer codes) as a contiguous ``dtype`` array, cast once."""
@@ -185,16 +214,20 @@ class FrozenModel:
             # every step is the same image (direct encoding): the synapse runs on one step, and only the
             # per-step scale and shift (batch norm folded per step, E16 DC) differ between steps
             y1 = self._raw_synapse(op, np.ascontiguousarray(x[0]))
-            y = np.empty((T,) + y1.shape, dtype=y1.dtype)
+            y = self._buffer(op, "y", (T,) + y1.shape, y1.dtype)
+            y = np.empty((T,) + y1.shape, dtype=y1.dtype) if y is None else y
             y[...] = y1
             return scale_shift_(y, op.arrays["scale"], op.arrays["bias"])
         levels = self._levels.get(id(op)) if self.integer else None
         if levels is not None:
             limit = min(1.0, op.arrays["weight"].shape[0] * INTEGER_DENSITY_PER_CHANNEL)
             if count_nonzero(x) <= limit * x.size:  # sparse enough for the event-driven kernel
-                return conv_levels(np.ascontiguousarray(x), op.arrays["weight"], levels[0],
-                                   tuple(op.attrs["stride"]), tuple(op.attrs["padding"]), op.arrays["scale"],
-                                   op.arrays["bias"])
+                stride, padding = tuple(op.attrs["stride"]), tuple(op.attrs["padding"])
+                (kh, kw), (sh, sw), (ph, pw) = op.arrays["weight"].shape[2:], stride, padding
+                shape = (T, n, op.arrays["weight"].shape[0], (x.shape[3] + 2 * ph - kh) // sh + 1,
+                         (x.shape[4] + 2 * pw - kw) // sw + 1)
+                return conv_levels(np.ascontiguousarray(x), op.arrays["weight"], levels[0], stride, padding,
+                                   op.arrays["scale"], op.arrays["bias"], out=self._buffer(op, "y", shape, x.dtype))
         y = self._raw_synapse(op, np.ascontiguousarray(x.reshape((T * n,) + x.shape[2:])))
         # y is ours (a fresh kernel output): scale and shift it in place, in one pass
         return scale_shift_(y.reshape((T, n) + y.shape[1:]), op.arrays["scale"], op.arrays["bias"])
@@ -226,12 +259,19 @@ class FrozenModel:
         theta = op.arrays["theta"].astype(x.dtype)
         u0 = np.zeros(I.shape[1:], dtype=x.dtype)
         kind = op.attrs["neuron"]
+        s = self._buffer(op, "s", I.shape, I.dtype)
         if kind == "hdlif":
-            s, _, _ = hdlif_forward(I, u0, op.arrays["lam"].astype(x.dtype), theta)
+            out = None if s is None else (s, self._buffer(op, "u", u0.shape, I.dtype),
+                                          self._buffer(op, "mask", I.shape, np.bool_))
+            s, _, _ = hdlif_forward(I, u0, op.arrays["lam"].astype(x.dtype), theta, out=out)
         elif kind == "lif":
-            s, _, _ = lif_forward(I, u0, op.arrays["lam"].astype(x.dtype), theta, op.attrs["reset"] == "soft")
+            out = None if s is None else (s, self._buffer(op, "u", u0.shape, I.dtype),
+                                          self._buffer(op, "m", I.shape, I.dtype))
+            s, _, _ = lif_forward(I, u0, op.arrays["lam"].astype(x.dtype), theta, op.attrs["reset"] == "soft",
+                                  out=out)
         else:
-            s, _ = parallel_hdlif_forward(I, theta)
+            s, _ = parallel_hdlif_forward(I, theta, out=None if s is None else (s, self._buffer(op, "mask", I.shape,
+                                                                                                  np.bool_)))
         if self.counts is not None:
             self.counts.add_neurons(kind, I.size)
         if op.attrs["bits"]:

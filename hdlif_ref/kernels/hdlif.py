@@ -117,10 +117,9 @@ def _hdlif_bwd(gs, gu_last, mask, I, u0, lam, theta, block, need_lam, online,
         gu0[n, f0:f1] = gu
 
 
-def _forward_numba(I, u0, lam, theta):
-    s = np.empty_like(I)
-    mask = np.empty(I.shape, dtype=np.bool_)
-    u_last = np.empty_like(u0)
+def _forward_numba(I, u0, lam, theta, out=None):
+    s, u_last, mask = out if out is not None else (np.empty_like(I), np.empty_like(u0),
+                                                   np.empty(I.shape, dtype=np.bool_))
     launch(_hdlif_fwd, I.size, I, u0, lam, theta, BLOCK, s, u_last, mask)
     return s, u_last, mask
 
@@ -147,7 +146,8 @@ def _backward_online_numba(gs, mask, I, u0, lam, theta, need_lam):
     return gI, glam, gtheta
 
 
-#: ``(s, u_last, mask) = hdlif_forward(I, u0, lam, theta)`` (SPEC E1, E2).
+#: ``(s, u_last, mask) = hdlif_forward(I, u0, lam, theta, out=None)`` (SPEC E1, E2); ``out``: optional
+#: ``(s, u_last, mask)`` arrays (C-contiguous, of those shapes and dtypes) written into and returned.
 hdlif_forward = dispatch(_forward_numba, _ref.hdlif_forward)
 #: ``(gI, gu0, glam, gtheta) = hdlif_backward_stbp(gs, gu_last, mask, I, u0, lam, theta, need_lam)`` (E4).
 hdlif_backward_stbp = dispatch(_backward_stbp_numba, _ref.hdlif_backward_stbp)

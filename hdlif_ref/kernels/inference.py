@@ -176,7 +176,7 @@ def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out
                 dst[k] = y * a + s
 
 
-def _conv_levels_numba(x, codes, divisor, stride, padding, scale, bias):
+def _conv_levels_numba(x, codes, divisor, stride, padding, scale, bias, out=None):
     T, N, C, H, W = x.shape
     O, _, kh, kw = codes.shape
     (sh, sw), (ph, pw) = stride, padding
@@ -184,11 +184,11 @@ def _conv_levels_numba(x, codes, divisor, stride, padding, scale, bias):
     codes_t = np.ascontiguousarray(codes.transpose(1, 2, 3, 0), dtype=np.int32)  # output channels innermost
     s = np.ascontiguousarray(np.reshape(scale, (-1, O)), dtype=x.dtype)
     b = np.ascontiguousarray(np.reshape(bias, (-1, O)), dtype=x.dtype)
-    out = np.empty((T * N, O, Ho * Wo), dtype=x.dtype)
-    if out.size:
+    y = np.empty((T * N, O, Ho * Wo), dtype=x.dtype) if out is None else out.reshape(T * N, O, Ho * Wo)
+    if y.size:
         _conv_levels(x.reshape(T * N, C, H, W), codes_t, x.dtype.type(divisor), x.dtype.type(1.0 / divisor),
-                     sh, sw, ph, pw, Ho, Wo, N, s, b, out)
-    return out.reshape(T, N, O, Ho, Wo)
+                     sh, sw, ph, pw, Ho, Wo, N, s, b, y)
+    return y.reshape(T, N, O, Ho, Wo) if out is None else out
 
 
 _conv_levels_kernel = dispatch(_conv_levels_numba, _ref.conv_levels)
@@ -199,7 +199,7 @@ _conv_levels_kernel = dispatch(_conv_levels_numba, _ref.conv_levels)
 EXACT_FLOAT32 = 1 << 24
 
 
-def conv_levels(x, codes, divisor, stride, padding, scale, bias):
+def conv_levels(x, codes, divisor, stride, padding, scale, bias, out=None):
     """Integer synapse of the frozen model: ternary/binary ``codes`` on integer spike levels, int32 sums.
 
     ``x: [T, N, C, H, W]`` float32/float64, C-contiguous, holding ``level / divisor`` (``divisor`` a
@@ -208,7 +208,8 @@ def conv_levels(x, codes, divisor, stride, padding, scale, bias):
     ``scale``, ``bias``: ``[O]``, ``[1, O]`` or ``[T, O]``. Returns
     ``y = (acc / divisor) * scale + bias``, ``[T, N, O, Ho, Wo]`` of ``x``'s dtype, where ``acc`` is the
     exact integer convolution; the Numba kernel visits only non-zero inputs (event-driven). The
-    caller keeps ``kh * kw * C * divisor * max_level`` below :data:`EXACT_FLOAT32`.
+    caller keeps ``kh * kw * C * divisor * max_level`` below :data:`EXACT_FLOAT32`. ``out``: a C-contiguous
+    ``[T, N, O, Ho, Wo]`` array of ``x``'s dtype to write ``y`` into (returned), else ``y`` is a new array.
     """
     if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64) or x.ndim != 5:
         raise TypeError(f"x must be a float32/float64 [T, N, C, H, W] array, got {getattr(x, 'shape', x)!r}")
@@ -219,4 +220,11 @@ def conv_levels(x, codes, divisor, stride, padding, scale, bias):
     divisor = int(divisor)
     if divisor < 1 or divisor & (divisor - 1):
         raise ValueError(f"divisor must be a power of two, got {divisor}")
-    return _conv_levels_kernel(x, codes, divisor, tuple(stride), tuple(padding), scale, bias)
+    if out is not None:
+        (sh, sw), (ph, pw), (kh, kw) = tuple(stride), tuple(padding), codes.shape[2:]
+        shape = x.shape[:2] + (codes.shape[0], (x.shape[3] + 2 * ph - kh) // sh + 1, (x.shape[4] + 2 * pw - kw) // sw + 1)
+        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous \
+                or not out.flags.writeable:
+            raise ValueError(f"out must be a writeable C-contiguous {x.dtype} array of shape {shape}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    return _conv_levels_kernel(x, codes, divisor, tuple(stride), tuple(padding), scale, bias, out=out)

@@ -144,10 +144,8 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
         gu0[n, f0:f1] = gu
 
 
-def _forward_numba(I, u0, lam, theta, soft):
-    s = np.empty_like(I)
-    m = np.empty_like(I)
-    u_last = np.empty_like(u0)
+def _forward_numba(I, u0, lam, theta, soft, out=None):
+    s, u_last, m = out if out is not None else (np.empty_like(I), np.empty_like(u0), np.empty_like(I))
     launch(_lif_fwd, I.size, I, u0, lam, theta, bool(soft), BLOCK, s, u_last, m)
     return s, u_last, m
 
@@ -174,7 +172,7 @@ def _backward_online_numba(gs, m, u0, lam, theta, soft, surrogate, gamma, need_l
     return gI, glam, gtheta
 
 
-#: ``(s, u_last, m) = lif_forward(I, u0, lam, theta, soft)`` (SPEC E7).
+#: ``(s, u_last, m) = lif_forward(I, u0, lam, theta, soft, out=None)`` (SPEC E7); ``out`` as :data:`.hdlif.hdlif_forward`'s.
 lif_forward = dispatch(_forward_numba, _ref.lif_forward)
 #: ``(gI, gu0, glam, gtheta) = lif_backward_stbp(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma,
 #: need_lam)``; ``surrogate`` is a code of :data:`.surrogates.SURROGATES`, ``gamma`` its width/slope.

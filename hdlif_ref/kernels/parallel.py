@@ -67,9 +67,8 @@ def _parallel_bwd(gs, mask, theta, block, gI, gtheta_part):
                 f = fe
 
 
-def _forward_numba(I, theta):
-    s = np.empty_like(I)
-    mask = np.empty(I.shape, dtype=np.bool_)
+def _forward_numba(I, theta, out=None):
+    s, mask = out if out is not None else (np.empty_like(I), np.empty(I.shape, dtype=np.bool_))
     launch(_parallel_fwd, I.size, I, theta, BLOCK, s, mask)
     return s, mask
 
@@ -82,7 +81,7 @@ def _backward_numba(gs, mask, theta):
     return gI, gtheta_part.sum(axis=0)
 
 
-#: ``(s, mask) = parallel_hdlif_forward(I, theta)`` (SPEC E8).
+#: ``(s, mask) = parallel_hdlif_forward(I, theta, out=None)`` (SPEC E8); ``out`` as :data:`.hdlif.hdlif_forward`'s.
 parallel_hdlif_forward = dispatch(_forward_numba, _ref.parallel_hdlif_forward)
 #: ``(gI, gtheta) = parallel_hdlif_backward(gs, mask, theta)``: STBP and online alike.
 parallel_hdlif_backward = dispatch(_backward_numba, _ref.parallel_hdlif_backward)

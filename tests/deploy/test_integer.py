@@ -160,7 +160,7 @@ def test_integer_synapses_give_the_float_paths_bits(monkeypatch, tmp_path, name,
     calls = []
     original = frozen_module.conv_levels
     monkeypatch.setattr(frozen_module, "conv_levels",
-                        lambda x_, *a: calls.append(np.count_nonzero(x_) / x_.size) or original(x_, *a))
+                        lambda x_, *a, **k: calls.append(np.count_nonzero(x_) / x_.size) or original(x_, *a, **k))
     monkeypatch.setattr(frozen_module, "INTEGER_DENSITY_PER_CHANNEL", 1.0)  # every planned synapse
     references = {}
     for backend_name in ("numpy", "numba"):  # each backend against its own float path
@@ -209,3 +209,100 @@ def test_direct_encoding_runs_the_first_synapse_on_one_step(monkeypatch):
     counted = fz.counts
     fz.run(np.ascontiguousarray(np.broadcast_to(x, (fz.T,) + x.shape)), count=True)
     assert counted == fz.counts
+
+
+# ------------------------------------------------------------------ outputs kept between runs
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_kept_outputs_give_the_fresh_outputs_bits_run_after_run(monkeypatch, name):
+    """The frozen model writes its synapses' and neurons' outputs into arrays kept from the previous run
+    (docs/performance.md, "Deployed inference"): every run gives the bits of a model that allocates afresh,
+    on both backends and both synapse paths, and a returned result is never overwritten by a later run."""
+    make, shape = NETWORKS[name]
+    fz = freeze(active(make()), input_shape=shape[1:])
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal(shape).astype(np.float32) * 2 for _ in range(3)]
+    inputs.append(inputs[0][: shape[0] // 2])  # another batch size: the kept arrays are replaced
+    for backend_name in ("numpy", "numba"):
+        with backend(backend_name):
+            for integer in (True, False):
+                fz.integer = integer
+                monkeypatch.setattr(frozen_module.FrozenModel, "REUSE_BUFFERS", False)
+                fresh = [fz.run(x) for x in inputs]
+                assert not fz._buffers
+                monkeypatch.setattr(frozen_module.FrozenModel, "REUSE_BUFFERS", True)
+                kept = [fz.run(x) for x in inputs]
+                assert fz._buffers
+                for a, b in zip(kept, fresh):  # the earlier results as returned: not overwritten since
+                    np.testing.assert_array_equal(a, b, err_msg=f"{backend_name} integer={integer}")
+                fz._buffers.clear()
+
+
+def test_a_result_that_is_a_kept_output_is_returned_as_a_copy():
+    """A model whose last op keeps its output (here one cut after its first neuron) hands back a copy."""
+    make, shape = NETWORKS["digits 4-bit ternary"]
+    fz = freeze(active(make()), input_shape=shape[1:])
+    cut = frozen_module.FrozenModel(fz.ops[:2], fz.T, fz.num_classes, fz.input_shape, fz.meta)
+    assert cut.ops[-1].kind == "neuron"
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    first = cut.run(x)
+    again = first.copy()
+    cut.run(-x)
+    np.testing.assert_array_equal(first, again)
+    assert not any(np.shares_memory(first, kept) for kept in cut._buffers.values())
+
+
+def test_kept_outputs_spare_each_run_its_big_allocations(monkeypatch):
+    """What the kept outputs are for: after the first run, a run allocates far less new memory (NumPy's
+    allocations are traced by tracemalloc)."""
+    import tracemalloc
+    make, shape = NETWORKS["digits 4-bit ternary"]
+    fz = freeze(active(make()), input_shape=(1, 8, 8))
+    x = np.random.default_rng(4).standard_normal((64, 1, 8, 8)).astype(np.float32)
+    peaks = {}
+    for reuse in (False, True):
+        monkeypatch.setattr(frozen_module.FrozenModel, "REUSE_BUFFERS", reuse)
+        fz.run(x)  # the first run makes the kept arrays
+        tracemalloc.start()
+        fz.run(x)
+        peaks[reuse] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks[True] < 0.5 * peaks[False], peaks  # measured: 2.6 against 5.8 MB
+
+
+@pytest.mark.parametrize("kernel", ["hdlif", "lif", "parallel"])
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+def test_neuron_forwards_write_into_out_what_they_return_without(kernel, backend_name):
+    from hdlif_ref.kernels.hdlif import hdlif_forward
+    from hdlif_ref.kernels.lif import lif_forward
+    from hdlif_ref.kernels.parallel import parallel_hdlif_forward
+    rng = np.random.default_rng(5)
+    I = rng.standard_normal((3, 4, 10)).astype(np.float32)
+    u0 = rng.standard_normal((4, 10)).astype(np.float32)
+    lam, theta = np.full((3, 1), 0.5, np.float32), np.full((3, 1), 0.3, np.float32)
+    call = {"hdlif": lambda out: hdlif_forward(I, u0, lam, theta, out=out),
+            "lif": lambda out: lif_forward(I, u0, lam, theta, False, out=out),
+            "parallel": lambda out: parallel_hdlif_forward(I, theta, out=out)}[kernel]
+    with backend(backend_name):
+        fresh = call(None)
+        out = tuple(np.full_like(a, 7) for a in fresh)
+        written = call(out)
+    assert all(w is o for w, o in zip(written, out))
+    for a, b in zip(written, fresh):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+def test_conv_levels_writes_into_out_and_refuses_an_out_that_does_not_fit(backend_name):
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 4, (2, 3, 2, 5, 5)).astype(np.float32)
+    codes = rng.integers(-1, 2, (4, 2, 3, 3)).astype(np.int8)
+    scale, bias = rng.uniform(0.5, 1, 4).astype(np.float32), rng.uniform(-1, 1, 4).astype(np.float32)
+    with backend(backend_name):
+        fresh = conv_levels(x, codes, 1, (1, 1), (1, 1), scale, bias)
+        out = np.full_like(fresh, 7)
+        assert conv_levels(x, codes, 1, (1, 1), (1, 1), scale, bias, out=out) is out
+        np.testing.assert_array_equal(out, fresh)
+        for bad in (np.empty((2, 3, 4, 5, 4), np.float32), np.empty(fresh.shape, np.float64),
+                    np.empty(fresh.shape[::-1], np.float32).T):
+            with pytest.raises(ValueError, match="out must be"):
+                conv_levels(x, codes, 1, (1, 1), (1, 1), scale, bias, out=bad)

@@ -25,7 +25,7 @@ def spike_levels_(s, step, qmax):
     return s
 
 
-def conv_levels(x, codes, divisor, stride, padding, scale, bias):
+def conv_levels(x, codes, divisor, stride, padding, scale, bias, out=None):
     """Integer synapse (SPEC E12/E11 codes on E13 spike levels), one output per step and channel:
 
     ``acc[t, n, o, p, q] = sum_{c, i, j} codes[o, c, i, j] * level[t, n, c, p*sh - ph + i, q*sw - pw + j]``
@@ -33,7 +33,7 @@ def conv_levels(x, codes, divisor, stride, padding, scale, bias):
     two), then ``y = (acc * (1 / divisor)) * scale[t, o] + bias[t, o]``: the product rounded to
     ``x``'s dtype, then the sum (the frozen model's float path, :func:`scale_shift_`, rounds the
     same way). ``x: [T, N, C, H, W]``, ``codes: [O, C, kh, kw]`` integers, ``scale``, ``bias``:
-    ``[C]``, ``[1, C]`` or ``[T, C]``. Returns ``y: [T, N, O, Ho, Wo]`` of ``x``'s dtype.
+    ``[C]``, ``[1, C]`` or ``[T, C]``. Returns ``y: [T, N, O, Ho, Wo]`` of ``x``'s dtype (``out``, if given).
     """
     T, N, C, H, W = x.shape
     O, _, kh, kw = codes.shape
@@ -50,4 +50,8 @@ def conv_levels(x, codes, divisor, stride, padding, scale, bias):
             acc += np.einsum("bchw,oc->bohw", window, w[:, :, i, j])
     y = acc.astype(x.dtype) * x.dtype.type(1.0 / divisor)
     y = y.reshape(T, N, O, Ho * Wo)
-    return scale_shift_(y, scale, bias).reshape(T, N, O, Ho, Wo)
+    y = scale_shift_(y, scale, bias).reshape(T, N, O, Ho, Wo)
+    if out is None:
+        return y
+    out[...] = y
+    return out

@@ -48,10 +48,20 @@ def hdlif_trace(I, u0, lam, theta):
     return m, s, u, mask
 
 
-def hdlif_forward(I, u0, lam, theta):
-    """``(s, u_last, mask)``: spikes ``s*`` (E2), the final state, the firing masks."""
+def into(out, results: tuple) -> tuple:
+    """``results``, or, with ``out`` (arrays of their shapes and dtypes), copied into ``out``, which is returned:
+    the twins of kernels that take ``out=`` compute afresh and copy."""
+    if out is None:
+        return results
+    for dst, src in zip(out, results):
+        dst[...] = src
+    return tuple(out)
+
+
+def hdlif_forward(I, u0, lam, theta, out=None):
+    """``(s, u_last, mask)``: spikes ``s*`` (E2), the final state, the firing masks (into ``out`` if given)."""
     _, s, u, mask = hdlif_trace(I, u0, lam, theta)
-    return s, (u[-1].copy() if len(u) else u0.copy()), mask
+    return into(out, (s, (u[-1].copy() if len(u) else u0.copy()), mask))
 
 
 def _u_prev(mask, I, u0, lam, theta):
@@ -117,10 +127,10 @@ def lif_trace(I, u0, lam, theta, soft):
     return m, s, u
 
 
-def lif_forward(I, u0, lam, theta, soft):
-    """``(s, u_last, m)``: binary spikes, the final state, the charges kept for the backward."""
+def lif_forward(I, u0, lam, theta, soft, out=None):
+    """``(s, u_last, m)``: binary spikes, the final state, the charges kept for the backward (into ``out``)."""
     m, s, u = lif_trace(I, u0, lam, theta, soft)
-    return s, (u[-1].copy() if len(u) else u0.copy()), m
+    return into(out, (s, (u[-1].copy() if len(u) else u0.copy()), m))
 
 
 def lif_surrogate(code, x, a, b):
@@ -191,8 +201,8 @@ def lif_backward_online(gs, m, u0, lam, theta, soft, surrogate, gamma, need_lam)
 
 
 # ---------------------------------------------------------------------------- Parallel HD-LIF
-def parallel_hdlif_forward(I, theta):
-    """``(s, mask)`` with ``s*_t = relu(I_t - theta_t)`` and ``mask = H(I_t - theta_t)`` (SPEC E8)."""
+def parallel_hdlif_forward(I, theta, out=None):
+    """``(s, mask)`` with ``s*_t = relu(I_t - theta_t)`` and ``mask = H(I_t - theta_t)`` (SPEC E8; into ``out``)."""
     T, N, F = I.shape
     s = np.empty_like(I)
     mask = np.empty(I.shape, dtype=np.bool_)
@@ -200,7 +210,7 @@ def parallel_hdlif_forward(I, theta):
         theta_t = _per_channel(theta[t], N, F)
         mask[t] = I[t] >= theta_t
         s[t] = np.where(mask[t], I[t] - theta_t, 0)
-    return s, mask
+    return into(out, (s, mask))
 
 
 def parallel_hdlif_backward(gs, mask, theta):
