@@ -25,6 +25,7 @@ Ops (``kind``; parameters are ndarrays, settings are Python values):
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,15 +184,17 @@ class FrozenModel:
         return x
 
     def _buffer(self, op: Op, role: str, shape: tuple, dtype) -> np.ndarray | None:
-        """The kept output ``role`` of ``op`` (a C-contiguous array of ``shape`` and ``dtype``, contents
-        undefined), or ``None`` with ``REUSE_BUFFERS`` off: the caller then allocates."""
+        """The kept output ``role`` of ``op`` as a C-contiguous array of ``shape`` and ``dtype`` (contents
+        undefined), or ``None`` with ``REUSE_BUFFERS`` off: the caller then allocates. The kept array is
+        flat and as large as the largest output asked for, so that a smaller batch (a data set's last)
+        reuses it too instead of replacing it twice per pass."""
         if not self.REUSE_BUFFERS:
             return None
-        key = (id(op), role)
+        key, size = (id(op), role), math.prod(shape)
         kept = self._buffers.get(key)
-        if kept is None or kept.shape != tuple(shape) or kept.dtype != dtype:
-            kept = self._buffers[key] = np.empty(shape, dtype=dtype)
-        return kept
+        if kept is None or kept.dtype != dtype or kept.size < size:
+            kept = self._buffers[key] = np.empty(size, dtype=dtype)
+        return kept[:size].reshape(shape)
 
     def _is_kept(self, a: np.ndarray) -> bool:
         """Whether ``a`` is, or is a view of, a kept output."""

@@ -306,3 +306,21 @@ def test_conv_levels_writes_into_out_and_refuses_an_out_that_does_not_fit(backen
                     np.empty(fresh.shape[::-1], np.float32).T):
             with pytest.raises(ValueError, match="out must be"):
                 conv_levels(x, codes, 1, (1, 1), (1, 1), scale, bias, out=bad)
+
+
+def test_a_smaller_batch_reuses_the_kept_outputs_of_a_larger_one():
+    """A data set's last batch is smaller: it writes into the front of the same kept arrays (flat, as large
+    as the largest output), with the bits of fresh arrays, rather than replacing them twice per pass."""
+    make, shape = NETWORKS["digits 4-bit ternary"]
+    fz = freeze(active(make()), input_shape=shape[1:])
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    fz.run(x)
+    kept = dict(fz._buffers)
+    small = fz.run(x[:5])
+    assert fz._buffers.keys() == kept.keys() and all(fz._buffers[k] is v for k, v in kept.items())
+    fz.run(x)
+    assert all(fz._buffers[k] is v for k, v in kept.items())
+    np.testing.assert_array_equal(small, fz.run(x[:5]))
+    fresh = freeze(active(make()), input_shape=shape[1:])
+    fresh.REUSE_BUFFERS = False
+    np.testing.assert_array_equal(small, fresh.run(x[:5]))
