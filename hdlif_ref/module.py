@@ -98,7 +98,24 @@ class Module:
     # attribute lookup: without it every read failed the lookup first and went through ``__getattr__``,
     # ~0.7 us, some 250 times per training step of the digits network (docs/performance.md, "5. Python
     # per op"). The methods below change the table and the mirror together; ``__getattr__`` still answers
-    # from the tables.
+    # from the tables. A name the class itself defines (a method such as ``forward``, a property, a class
+    # default) gets no mirror: the class attribute wins the lookup, as it does without one.
+    def _mirror(self, name: str, value: Any) -> None:
+        if not hasattr(type(self), name):
+            self.__dict__[name] = value
+
+    def __copy__(self) -> "Module":
+        """A shallow copy with tables of its own (the same parameters, buffers and children in them), so that
+        registering on the copy leaves the original's tables and mirrors as they were."""
+        clone = type(self).__new__(type(self))
+        d = dict(self.__dict__)
+        for table in ("_parameters", "_buffers", "_modules"):
+            d[table] = d[table].copy()
+        d["_persistent"], d["_forward_hooks"] = set(d["_persistent"]), list(d["_forward_hooks"])
+        d.pop("_walk", None)  # the cached walk of the modules below: made again when asked
+        clone.__dict__.update(d)
+        return clone
+
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if "_parameters" not in d:
@@ -109,7 +126,8 @@ class Module:
             object.__setattr__(self, name, value)  # a plain attribute (a counter, a state record): no table
             return
         if name in buffers and (value is None or isinstance(value, np.ndarray)):
-            buffers[name] = d[name] = value  # assigning to a buffer's name updates the buffer
+            buffers[name] = value  # assigning to a buffer's name updates the buffer
+            self._mirror(name, value)
             return
         if d["_modules"].pop(name, None) is not None:
             _tree_changed()
@@ -124,7 +142,7 @@ class Module:
             d.pop(name, None)  # a registered value's mirror, if any: a class attribute (a property) may take it
             object.__setattr__(self, name, value)
             return
-        d[name] = value  # the mirror
+        self._mirror(name, value)
 
     def __getattr__(self, name: str) -> Any:
         # only called when normal lookup fails (the mirror makes that rare): answer from the tables
@@ -152,7 +170,8 @@ class Module:
         self._parameters.pop(name, None)
         if self._modules.pop(name, None) is not None:
             _tree_changed()
-        self._buffers[name] = self.__dict__[name] = array
+        self._buffers[name] = array
+        self._mirror(name, array)
         if persistent:
             self._persistent.add(name)
         else:
@@ -318,7 +337,8 @@ class Module:
                 p.grad = None
             for name, b in m._buffers.items():
                 if b is not None and b.dtype in _FLOATS:
-                    m._buffers[name] = m.__dict__[name] = b.astype(dtype)  # and its mirror
+                    m._buffers[name] = b.astype(dtype)
+                    m._mirror(name, m._buffers[name])
             m._on_dtype_change(dtype)
         return self
 

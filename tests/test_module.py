@@ -151,12 +151,15 @@ def test_forward_hooks_see_inputs_and_outputs_and_can_be_removed():
 
 
 def _mirror_holds(module):
-    """Every registered name reads, by ordinary lookup, the very object its table holds; no other name is
-    left behind in the instance ``__dict__`` under a table's name."""
+    """Every registered name reads, by ordinary lookup, the very object its table holds (but a name the class
+    defines, which keeps winning the lookup and gets no mirror)."""
     for m in module.modules():
         d = m.__dict__
         for table in (m._parameters, m._buffers, m._modules):
             for name, value in table.items():
+                if hasattr(type(m), name):
+                    assert name not in d, (type(m).__name__, name)
+                    continue
                 assert name in d and d[name] is value, (type(m).__name__, name)
                 assert getattr(m, name) is value
 
@@ -199,3 +202,30 @@ def test_no_registered_name_of_a_built_network_is_shadowed_by_its_class():
             for table in (m._parameters, m._buffers, m._modules):
                 for name in table:
                     assert not hasattr(type(m), name), (type(m).__name__, name)
+
+
+def test_a_registered_name_the_class_defines_leaves_the_class_attribute_in_place():
+    """A child named like a method (an architecture document may name a node ``forward`` or ``eval``) is
+    registered, listed and saved, but ``module.forward`` is still the method: as without the mirror, and as
+    in PyTorch."""
+    seq = Sequential(Affine(2))
+    setattr(seq, "forward", Affine(2))
+    setattr(seq, "eval", Affine(2))
+    assert [name for name, _ in seq.named_children()] == ["0", "forward", "eval"]
+    assert seq.forward.__func__ is Sequential.forward and seq.eval().training is False
+    assert "forward.weight" in seq.state_dict()
+    _mirror_holds(seq)
+
+
+def test_a_shallow_copy_registers_on_its_own_tables():
+    import copy
+    m = Affine(3)
+    clone = copy.copy(m)
+    assert clone.weight is m.weight and clone._parameters is not m._parameters
+    clone.weight = Parameter(np.ones(3, dtype=np.float32))
+    clone.register_buffer("extra", np.zeros(1))
+    assert m.weight is m._parameters["weight"] and m.weight is not clone.weight
+    assert "extra" not in m._buffers and not hasattr(m, "extra")
+    _mirror_holds(m)
+    _mirror_holds(clone)
+    assert [n for n, _ in clone.named_modules()] == [""] and next(iter(clone.modules())) is clone

@@ -183,6 +183,17 @@ class FrozenModel:
             x = getattr(self, "_" + op.kind)(op, x)
         return x
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles carry the model, not its lock or its kept outputs (each copy keeps its own)."""
+        state = dict(self.__dict__)
+        state.pop("_running", None)
+        state["_buffers"], state["_taps"] = {}, {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._running = threading.Lock()
+
     def _buffer(self, op: Op, role: str, shape: tuple, dtype) -> np.ndarray | None:
         """The kept output ``role`` of ``op`` as a C-contiguous array of ``shape`` and ``dtype`` (contents
         undefined), or ``None`` with ``REUSE_BUFFERS`` off: the caller then allocates. The kept array is

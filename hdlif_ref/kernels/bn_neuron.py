@@ -125,9 +125,10 @@ def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta,
     if bias is not None:
         b[...] = bias
     if not training:  # the eval forward's folding (norm._batch_norm_eval_forward_numba)
-        invstd = 1.0 / np.sqrt(var_in.astype(np.float64) + eps)
-        scale = w * invstd
-        shift = b - mean_in.astype(np.float64) * scale
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # non-finite: counted by the kernel
+            invstd = 1.0 / np.sqrt(var_in.astype(np.float64) + eps)
+            scale = w * invstd
+            shift = b - mean_in.astype(np.float64) * scale
     out = np.empty_like(x)
     stateful = kind != PARALLEL
     u_out = np.empty_like(x) if stateful else _unused(x.dtype)

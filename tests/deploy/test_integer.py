@@ -324,3 +324,16 @@ def test_a_smaller_batch_reuses_the_kept_outputs_of_a_larger_one():
     fresh = freeze(active(make()), input_shape=shape[1:])
     fresh.REUSE_BUFFERS = False
     np.testing.assert_array_equal(small, fresh.run(x[:5]))
+
+
+def test_a_frozen_model_copies_and_pickles_without_its_lock_or_kept_outputs():
+    import copy
+    import pickle
+    make, shape = NETWORKS["digits 4-bit ternary"]
+    fz = freeze(active(make()), input_shape=shape[1:])
+    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    expected = fz.run(x)
+    for clone in (copy.copy(fz), copy.deepcopy(fz), pickle.loads(pickle.dumps(fz))):
+        assert not clone._buffers and clone._running is not fz._running
+        np.testing.assert_array_equal(clone.run(x), expected)
+        assert all(not any(k is v for v in fz._buffers.values()) for k in clone._buffers.values())

@@ -584,3 +584,49 @@ def test_a_non_finite_step_parameter_goes_to_the_plain_path_and_its_error(cls, p
         errors.append((type(info.value), str(info.value), net[0].running_mean.copy(), net[1].t))
     (t1, m1, r1, n1), (t2, m2, r2, n2) = errors
     assert (t1, m1, n1) == (t2, m2, n2) and np.array_equal(r1, r2)
+
+
+@pytest.mark.parametrize("backend_name", ["numba", "numpy"])
+def test_the_one_node_step_refuses_a_per_channel_parameter_of_another_channel_count(backend_name):
+    """What hdlif_step refuses (a per-channel decay for 2 channels on a 4-channel input) the node refuses too,
+    instead of reading past the parameter's row."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((3, 4, 5, 5)), requires_grad=True)
+    lam = Tensor(np.full((2, 2), 0.5), requires_grad=True)
+    theta = Tensor(np.full((2,), 0.3), requires_grad=True)
+    with backend(backend_name), pytest.raises(ValueError):
+        BNHDLIFStep.apply(x, np.zeros((3, 4, 5, 5)), lam, theta, has_weight=False, has_bias=False, has_step=False,
+                          t=0, bits=None, running_mean=None, running_var=None, momentum=0.1, eps=1e-5)
+
+
+def test_params_tc_broadcasts_as_before():
+    """``[T]`` parameters take the fast path; a ``[1, 1]`` one still broadcasts over ``T`` and ``C``."""
+    from hdlif_ref.autograd.ops.neuron import params_tc
+    lam, theta = np.arange(3.0), np.full((1, 1), 0.5)
+    a, b = params_tc(np.dtype(np.float32), lam, theta)
+    assert a.shape == b.shape == (3, 1) and a.dtype == b.dtype == np.float32
+    np.testing.assert_array_equal(a[:, 0], lam)
+    np.testing.assert_array_equal(b, np.full((3, 1), 0.5))
+    c, d = params_tc(np.dtype(np.float64), lam, np.ones((3, 4)))
+    assert c.shape == d.shape == (3, 4) and np.array_equal(c, np.repeat(lam[:, None], 4, axis=1))
+
+
+def test_an_eval_step_with_a_bad_running_variance_warns_only_as_the_plain_path_does():
+    """The fused kernel counts the non-finite normalized current and leaves the step to the plain path: the
+    warnings a caller sees are the plain path's alone."""
+    import warnings
+    counts = []
+    for enabled in (True, False):
+        bn, neuron = BatchNorm2d(2, T=1), HDLIF(T=1)
+        bn.eval()
+        bn.running_var.reshape(-1)[0] = -1.0  # sqrt of a negative variance
+        fused.ENABLED = enabled
+        try:
+            with warnings.catch_warnings(record=True) as caught, no_grad():
+                warnings.simplefilter("always")
+                with pytest.raises(NonFiniteInputError):
+                    Sequential(bn, neuron)(Tensor(np.ones((2, 2, 2, 2), np.float32)))
+        finally:
+            fused.ENABLED = True
+        counts.append(sorted(str(w.message) for w in caught))
+    assert counts[0] == counts[1]

@@ -50,7 +50,7 @@ def params_tc(dtype: np.dtype, *params: np.ndarray) -> list[np.ndarray]:
     """Parameters ``[T]`` or ``[T, C]`` as contiguous ``[T, C]`` arrays of ``dtype`` (``C = 1`` if none is per channel)."""
     T = params[0].shape[0]
     C = max(p.shape[1] if p.ndim == 2 else 1 for p in params)
-    if C == 1:  # every parameter per layer (the common case): no broadcast needed
+    if C == 1 and all(p.ndim == 1 for p in params):  # every parameter [T] (the common case): nothing to broadcast
         return [np.ascontiguousarray(p.reshape(T, 1), dtype=dtype) for p in params]
     return [np.ascontiguousarray(np.broadcast_to(p if p.ndim == 2 else p.reshape(T, 1), (T, C)), dtype=dtype)
             for p in params]
@@ -176,8 +176,9 @@ class BNHDLIFStep(Function):
         x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
         rows, F = rows_of(shape, _per_channel(lam, theta))
         lam_t, theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
-        lam_c, theta_c = (np.full(shape[1], p[0, 0], dtype=dtype) if p.shape[1] == 1 else np.ascontiguousarray(p[0])
-                          for p in (lam_t, theta_t))  # this step's values per channel, [C]
+        # this step's values per channel, [C] (a per-channel parameter of another channel count is refused)
+        lam_c, theta_c = (np.full(shape[1], p[0, 0], dtype=dtype) if p.shape[1] == 1
+                          else np.ascontiguousarray(np.broadcast_to(p[0], (shape[1],))) for p in (lam_t, theta_t))
         s = qmax = None
         if has_step:
             s, qmax = dtype.type(rest[i + 3].reshape(())), dtype.type(2 ** bits - 1)
