@@ -101,7 +101,9 @@ class Module:
     # from the tables. A name the class itself defines (a method such as ``forward``, a property, a class
     # default) gets no mirror: the class attribute wins the lookup, as it does without one.
     def _mirror(self, name: str, value: Any) -> None:
-        if not hasattr(type(self), name):
+        if hasattr(type(self), name):
+            self.__dict__.pop(name, None)  # no stale plain value either: the class attribute wins, as it did
+        else:
             self.__dict__[name] = value
 
     def __copy__(self) -> "Module":

@@ -229,3 +229,17 @@ def test_a_shallow_copy_registers_on_its_own_tables():
     _mirror_holds(m)
     _mirror_holds(clone)
     assert [n for n, _ in clone.named_modules()] == [""] and next(iter(clone.modules())) is clone
+
+
+def test_registering_over_a_plain_attribute_leaves_no_stale_value():
+    class WithDefault(Module):
+        bias = None  # a class default, as layers without a bias have
+
+    m = WithDefault()
+    m.extra = 5
+    m.register_buffer("extra", np.zeros(2))
+    assert m.extra is m._buffers["extra"]
+    m.__dict__["bias"] = "stale"  # a plain value under the class attribute's name
+    m.bias = Parameter(np.zeros(2, dtype=np.float32))
+    assert "bias" not in m.__dict__ and m.bias is None and "bias" in m._parameters  # the class default wins
+    _mirror_holds(m)
