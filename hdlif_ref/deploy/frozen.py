@@ -36,7 +36,7 @@ from ..kernels.channel_conv import conv1d_channels_forward
 from ..kernels.conv import conv2d_forward
 from ..kernels.finite import count_nonzero
 from ..kernels.hdlif import hdlif_forward
-from ..kernels.inference import EXACT_FLOAT32, conv_levels, scale_shift_, spike_levels_
+from ..kernels.inference import EXACT_FLOAT32, conv_levels, levels_output_shape, scale_shift_, spike_levels_
 from ..kernels.lif import lif_forward
 from ..kernels.linear import linear_forward
 from ..kernels.parallel import parallel_hdlif_forward
@@ -237,9 +237,7 @@ class FrozenModel:
             limit = min(1.0, op.arrays["weight"].shape[0] * INTEGER_DENSITY_PER_CHANNEL)
             if count_nonzero(x) <= limit * x.size:  # sparse enough for the event-driven kernel
                 stride, padding = tuple(op.attrs["stride"]), tuple(op.attrs["padding"])
-                (kh, kw), (sh, sw), (ph, pw) = op.arrays["weight"].shape[2:], stride, padding
-                shape = (T, n, op.arrays["weight"].shape[0], (x.shape[3] + 2 * ph - kh) // sh + 1,
-                         (x.shape[4] + 2 * pw - kw) // sw + 1)
+                shape = levels_output_shape(x.shape, op.arrays["weight"].shape, stride, padding)
                 return conv_levels(np.ascontiguousarray(x), op.arrays["weight"], levels[0], stride, padding,
                                    op.arrays["scale"], op.arrays["bias"], out=self._buffer(op, "y", shape, x.dtype))
         y = self._raw_synapse(op, np.ascontiguousarray(x.reshape((T * n,) + x.shape[2:])))

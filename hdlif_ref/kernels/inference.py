@@ -199,6 +199,13 @@ _conv_levels_kernel = dispatch(_conv_levels_numba, _ref.conv_levels)
 EXACT_FLOAT32 = 1 << 24
 
 
+def levels_output_shape(x_shape: tuple, codes_shape: tuple, stride, padding) -> tuple:
+    """The shape of :func:`conv_levels`' result: ``[T, N, O, Ho, Wo]`` for ``x: [T, N, C, H, W]``."""
+    (sh, sw), (ph, pw), (kh, kw) = tuple(stride), tuple(padding), codes_shape[2:]
+    return tuple(x_shape[:2]) + (codes_shape[0], (x_shape[3] + 2 * ph - kh) // sh + 1,
+                                 (x_shape[4] + 2 * pw - kw) // sw + 1)
+
+
 def conv_levels(x, codes, divisor, stride, padding, scale, bias, out=None):
     """Integer synapse of the frozen model: ternary/binary ``codes`` on integer spike levels, int32 sums.
 
@@ -221,8 +228,7 @@ def conv_levels(x, codes, divisor, stride, padding, scale, bias, out=None):
     if divisor < 1 or divisor & (divisor - 1):
         raise ValueError(f"divisor must be a power of two, got {divisor}")
     if out is not None:
-        (sh, sw), (ph, pw), (kh, kw) = tuple(stride), tuple(padding), codes.shape[2:]
-        shape = x.shape[:2] + (codes.shape[0], (x.shape[3] + 2 * ph - kh) // sh + 1, (x.shape[4] + 2 * pw - kw) // sw + 1)
+        shape = levels_output_shape(x.shape, codes.shape, stride, padding)
         if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous \
                 or not out.flags.writeable:
             raise ValueError(f"out must be a writeable C-contiguous {x.dtype} array of shape {shape}, got "

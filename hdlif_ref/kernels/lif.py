@@ -172,7 +172,8 @@ def _backward_online_numba(gs, m, u0, lam, theta, soft, surrogate, gamma, need_l
     return gI, glam, gtheta
 
 
-#: ``(s, u_last, m) = lif_forward(I, u0, lam, theta, soft, out=None)`` (SPEC E7); ``out`` as :data:`.hdlif.hdlif_forward`'s.
+#: ``(s, u_last, m) = lif_forward(I, u0, lam, theta, soft, out=None)`` (SPEC E7); ``out`` as
+#: :data:`.hdlif.hdlif_forward`'s.
 lif_forward = dispatch(_forward_numba, _ref.lif_forward)
 #: ``(gI, gu0, glam, gtheta) = lif_backward_stbp(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma,
 #: need_lam)``; ``surrogate`` is a code of :data:`.surrogates.SURROGATES`, ``gamma`` its width/slope.
