@@ -58,7 +58,7 @@ def run(repeats: int = 9, shape=SHAPE) -> dict:
     dst = np.empty_like(I)
 
     fwd_kernel = lambda: K._hdlif_fwd(I, u0, lam, theta, BLOCK, s, u_last, mask)  # noqa: E731
-    bwd_kernel = lambda: K._hdlif_bwd(gs, u0, mask, I, u0, lam, theta, BLOCK, True, False,  # noqa: E731
+    bwd_kernel = lambda: K._hdlif_bwd(gs, u0, mask, I, u0, lam, theta, BLOCK, True,  # noqa: E731
                                       gI, gu0, glam_part, gtheta_part)
     fwd_kernel()
     bwd_kernel()

@@ -28,6 +28,8 @@ inlining tripled the compile time of the backward kernels, and LLVM inlines it a
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ._config import njit
 from ._threads import run
 
@@ -39,6 +41,14 @@ BLOCK = 2048
 def n_blocks(F: int, block: int = BLOCK) -> int:
     """Number of work items per row of ``F`` elements."""
     return (F + block - 1) // block
+
+
+def partial_sums(g: np.ndarray, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two zeroed ``[n_items, T, C]`` arrays for the per-item partial sums of two ``[T, C]`` gradients of a
+    ``[T, N, F]`` gradient ``g`` (its dtype), one slot per work item (module docstring)."""
+    T, N, F = g.shape
+    shape = (N * n_blocks(F), T, C)
+    return np.zeros(shape, dtype=g.dtype), np.zeros(shape, dtype=g.dtype)
 
 
 def launch(kernel, elements: int, *args) -> None:
@@ -106,3 +116,26 @@ def lane_sum2(x, y, a, b):
         k += 1
     return (((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)),
             ((y0 + y1) + (y2 + y3)) + ((y4 + y5) + (y6 + y7)))
+
+
+@njit
+def lane_dot(x, y, a, b):
+    """``sum(x[a:b] * y[a:b])`` over 8 independent accumulators: the products rounded one by one, then
+    summed as :func:`lane_sum` sums (the same bits as storing the products and calling ``lane_sum``)."""
+    z = x.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    k = a
+    while k + 8 <= b:
+        s0 += x[k] * y[k]
+        s1 += x[k + 1] * y[k + 1]
+        s2 += x[k + 2] * y[k + 2]
+        s3 += x[k + 3] * y[k + 3]
+        s4 += x[k + 4] * y[k + 4]
+        s5 += x[k + 5] * y[k + 5]
+        s6 += x[k + 6] * y[k + 6]
+        s7 += x[k + 7] * y[k + 7]
+        k += 8
+    while k < b:
+        s0 += x[k] * y[k]
+        k += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))

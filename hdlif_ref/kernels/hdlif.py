@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from ._backend import dispatch
-from ._blocking import BLOCK, lane_sum2, launch, n_blocks
+from ._blocking import BLOCK, lane_dot, lane_sum, lane_sum2, launch, partial_sums
 from ._config import njit_parallel
 from .reference import neurons as _ref
 
@@ -57,12 +57,11 @@ def _hdlif_fwd(I, u0, lam, theta, block, s, u_last, mask):
 
 
 @njit_parallel
-def _hdlif_bwd(gs, gu_last, mask, I, u0, lam, theta, block, need_lam, online,
+def _hdlif_bwd(gs, gu_last, mask, I, u0, lam, theta, block, need_lam,
                gI, gu0, glam_part, gtheta_part):
     # STBP (SPEC E4), written as the recursion it unrolls to:
     #   dL/dm_t = H_t dL/ds*_t + (1 - H_t) dL/du_t,   dL/du_{t-1} = lam_t dL/dm_t,
     #   dL/dtheta_t += H_t (dL/du_t - dL/ds*_t),      dL/dlam_t += dL/dm_t u_{t-1}.
-    # Online (SPEC E5): u_{t-1} is a constant, so dL/du_t = 0 at every step.
     T, N, F = gs.shape
     S = F // lam.shape[1]
     zero = gs.dtype.type(0)
@@ -89,7 +88,7 @@ def _hdlif_bwd(gs, gu_last, mask, I, u0, lam, theta, block, need_lam, online,
                     for j in range(fe - f):
                         un_seg[j] = theta_tc if mask_seg[j] else lam_tc * up_seg[j] + I_seg[j]
                     f = fe
-        gu = np.zeros(B, dtype=gs.dtype) if online else gu_last[n, f0:f1].copy()
+        gu = gu_last[n, f0:f1].copy()
         d_lam = np.empty(B, dtype=gs.dtype)
         d_theta = np.empty(B, dtype=gs.dtype)
         for t in range(T - 1, -1, -1):
@@ -112,9 +111,48 @@ def _hdlif_bwd(gs, gu_last, mask, I, u0, lam, theta, block, need_lam, online,
                     gu_seg[j] = gm * lam_tc
                 glam_part[item, t, c], gtheta_part[item, t, c] = lane_sum2(d_lam, d_theta, a, b)
                 f = fe
-            if online:
-                gu[:] = zero  # E5: nothing flows to u_{t-1}
         gu0[n, f0:f1] = gu
+
+
+@njit_parallel
+def _hdlif_bwd_online(gs, mask, I, u0, lam, theta, block, need_lam, gI, glam_part, gtheta_part):
+    # Online (SPEC E5): u_{t-1} is a constant, so dL/du_t = 0 and each step stands alone:
+    #   dL/dm_t = H_t dL/ds*_t = dL/dI_t,   dL/dtheta_t = -sum dL/dm_t,   dL/dlam_t = sum dL/dm_t u_{t-1}.
+    # (E4's recursion with dL/du = 0, with the same sums in the same order: the same bits as that
+    # recursion run with a zero dL/du, but no scratch arrays and one stream written, so it vectorizes.)
+    T, N, F = gs.shape
+    S = F // lam.shape[1]
+    zero = gs.dtype.type(0)
+    nfb = (F + block - 1) // block
+    for item in prange(N * nfb):
+        n = item // nfb
+        f0 = (item % nfb) * block
+        f1 = min(f0 + block, F)
+        u = u0[n, f0:f1]  # u_{t-1}; a copy only if later steps must advance it
+        if need_lam and T > 1:
+            u = u.copy()
+        for t in range(T):
+            f = f0
+            while f < f1:
+                c = f // S
+                fe = min(f1, (c + 1) * S)
+                gs_seg, gI_seg, mask_seg = gs[t, n, f:fe], gI[t, n, f:fe], mask[t, n, f:fe]
+                for j in range(fe - f):
+                    gI_seg[j] = gs_seg[j] if mask_seg[j] else zero
+                gtheta_part[item, t, c] = zero - lane_sum(gI_seg, 0, fe - f)
+                if need_lam:
+                    glam_part[item, t, c] = lane_dot(gI_seg, u[f - f0:fe - f0], 0, fe - f)
+                f = fe
+            if need_lam and t < T - 1:  # u_t as the forward computed it (E1, E2)
+                f = f0
+                while f < f1:
+                    c = f // S
+                    fe = min(f1, (c + 1) * S)
+                    lam_tc, theta_tc = lam[t, c], theta[t, c]
+                    u_seg, I_seg, mask_seg = u[f - f0:fe - f0], I[t, n, f:fe], mask[t, n, f:fe]
+                    for j in range(fe - f):
+                        u_seg[j] = theta_tc if mask_seg[j] else lam_tc * u_seg[j] + I_seg[j]
+                    f = fe
 
 
 def _forward_numba(I, u0, lam, theta, out=None):
@@ -124,26 +162,20 @@ def _forward_numba(I, u0, lam, theta, out=None):
     return s, u_last, mask
 
 
-def _backward_numba(gs, gu_last, mask, I, u0, lam, theta, need_lam, online):
-    T, N, F = gs.shape
-    items = N * n_blocks(F)
-    gI = np.empty_like(gs)
-    gu0 = np.empty_like(u0)
-    glam_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
-    gtheta_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
-    launch(_hdlif_bwd, gs.size, gs, gu_last, mask, I, u0, lam, theta, BLOCK, bool(need_lam), bool(online),
-               gI, gu0, glam_part, gtheta_part)
-    glam = glam_part.sum(axis=0) if need_lam else None
-    return gI, gu0, glam, gtheta_part.sum(axis=0)
-
-
 def _backward_stbp_numba(gs, gu_last, mask, I, u0, lam, theta, need_lam):
-    return _backward_numba(gs, gu_last, mask, I, u0, lam, theta, need_lam, False)
+    gI, gu0 = np.empty_like(gs), np.empty_like(u0)
+    glam_part, gtheta_part = partial_sums(gs, lam.shape[1])
+    launch(_hdlif_bwd, gs.size, gs, gu_last, mask, I, u0, lam, theta, BLOCK, bool(need_lam),
+           gI, gu0, glam_part, gtheta_part)
+    return gI, gu0, (glam_part.sum(axis=0) if need_lam else None), gtheta_part.sum(axis=0)
 
 
 def _backward_online_numba(gs, mask, I, u0, lam, theta, need_lam):
-    gI, _, glam, gtheta = _backward_numba(gs, u0, mask, I, u0, lam, theta, need_lam, True)
-    return gI, glam, gtheta
+    gI = np.empty_like(gs)
+    glam_part, gtheta_part = partial_sums(gs, lam.shape[1])
+    launch(_hdlif_bwd_online, gs.size, gs, mask, I, u0, lam, theta, BLOCK, bool(need_lam),
+           gI, glam_part, gtheta_part)
+    return gI, (glam_part.sum(axis=0) if need_lam else None), gtheta_part.sum(axis=0)
 
 
 #: ``(s, u_last, mask) = hdlif_forward(I, u0, lam, theta, out=None)`` (SPEC E1, E2); ``out``: optional

@@ -23,7 +23,7 @@ import numpy as np
 from numba import prange
 
 from ._backend import dispatch
-from ._blocking import BLOCK, lane_sum2, launch, n_blocks
+from ._blocking import BLOCK, lane_dot, lane_sum, lane_sum2, launch, partial_sums
 from ._config import njit, njit_parallel
 from .reference import neurons as _ref
 from .surrogates import kernel_constants
@@ -81,9 +81,9 @@ def _lif_fwd(I, u0, lam, theta, soft, block, s, u_last, m_out):
 
 @njit_parallel
 def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, block, need_lam,
-             online, gI, gu0, glam_part, gtheta_part):
+             gI, gu0, glam_part, gtheta_part):
     # dL/dm_t = dL/ds_t sg_t + dL/du_t du_t/dm_t;  dL/dtheta_t = -dL/ds_t sg_t + dL/du_t du_t/dtheta_t;
-    # dL/du_{t-1} = lam_t dL/dm_t (0 when online, SPEC E5).
+    # dL/du_{t-1} = lam_t dL/dm_t (the online backward, SPEC E5, is _lif_bwd_online).
     T, N, F = gs.shape
     S = F // lam.shape[1]
     zero = gs.dtype.type(0)
@@ -94,7 +94,7 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
         f0 = (item % nfb) * block
         f1 = min(f0 + block, F)
         B = f1 - f0
-        gu = np.zeros(B, dtype=gs.dtype) if online else gu_last[n, f0:f1].copy()
+        gu = gu_last[n, f0:f1].copy()
         d_lam = np.empty(B, dtype=gs.dtype)
         d_theta = np.empty(B, dtype=gs.dtype)
         u_prev = np.empty(B, dtype=gs.dtype)
@@ -139,9 +139,54 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
                     gu_seg[j] = gm * lam_tc
                 glam_part[item, t, c], gtheta_part[item, t, c] = lane_sum2(d_lam, d_theta, a, b)
                 f = fe
-            if online:
-                gu[:] = zero  # E5: nothing flows to u_{t-1}
         gu0[n, f0:f1] = gu
+
+
+@njit_parallel
+def _lif_bwd_online(gs, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, block, need_lam,
+                    gI, glam_part, gtheta_part):
+    # Online (SPEC E5 applied to E7): dL/du_t = 0, so each step stands alone:
+    #   dL/dm_t = dL/ds_t sg_t = dL/dI_t,   dL/dtheta_t = -sum dL/dm_t,   dL/dlam_t = sum dL/dm_t u_{t-1}.
+    # (The STBP recursion with dL/du = 0 and its sums in the same order, but no scratch arrays and one stream
+    # written, so that it vectorizes.)
+    T, N, F = gs.shape
+    S = F // lam.shape[1]
+    zero = gs.dtype.type(0)
+    one = gs.dtype.type(1)
+    nfb = (F + block - 1) // block
+    for item in prange(N * nfb):
+        n = item // nfb
+        f0 = (item % nfb) * block
+        f1 = min(f0 + block, F)
+        u_prev = np.empty(f1 - f0 if need_lam and T > 1 else 0, dtype=gs.dtype)  # u_{t-1} for t > 0
+        for t in range(T):
+            f = f0
+            while f < f1:
+                c = f // S
+                fe = min(f1, (c + 1) * S)
+                theta_tc = theta[t, c]
+                gs_seg, gI_seg, m_seg = gs[t, n, f:fe], gI[t, n, f:fe], m_all[t, n, f:fe]
+                if sg_code == 0:  # the default (triangle) as a constant: its loop then vectorizes
+                    for j in range(fe - f):
+                        gI_seg[j] = gs_seg[j] * _surrogate(0, m_seg[j] - theta_tc, sg_a, sg_b, zero, one)
+                else:
+                    for j in range(fe - f):
+                        gI_seg[j] = gs_seg[j] * _surrogate(sg_code, m_seg[j] - theta_tc, sg_a, sg_b, zero, one)
+                gtheta_part[item, t, c] = zero - lane_sum(gI_seg, 0, fe - f)
+                if need_lam:
+                    if t == 0:
+                        glam_part[item, t, c] = lane_dot(gI_seg, u0[n, f:fe], 0, fe - f)
+                    else:  # u_{t-1} from m_{t-1}, as the forward computed it
+                        theta_p = theta[t - 1, c]
+                        up_seg, mp_seg = u_prev[f - f0:fe - f0], m_all[t - 1, n, f:fe]
+                        for j in range(fe - f):
+                            mp = mp_seg[j]
+                            if soft:
+                                up_seg[j] = mp - theta_p if mp >= theta_p else mp
+                            else:
+                                up_seg[j] = zero if mp >= theta_p else mp
+                        glam_part[item, t, c] = lane_dot(gI_seg, up_seg, 0, fe - f)
+                f = fe
 
 
 def _forward_numba(I, u0, lam, theta, soft, out=None):
@@ -150,26 +195,22 @@ def _forward_numba(I, u0, lam, theta, soft, out=None):
     return s, u_last, m
 
 
-def _backward_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam, online):
-    T, N, F = gs.shape
-    items = N * n_blocks(F)
+def _backward_stbp_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam):
     sg_a, sg_b = kernel_constants(surrogate, gamma, gs.dtype)
-    gI = np.empty_like(gs)
-    gu0 = np.empty_like(u0)
-    glam_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
-    gtheta_part = np.zeros((items, T, lam.shape[1]), dtype=gs.dtype)
+    gI, gu0 = np.empty_like(gs), np.empty_like(u0)
+    glam_part, gtheta_part = partial_sums(gs, lam.shape[1])
     launch(_lif_bwd, gs.size, gs, gu_last, m, u0, lam, theta, bool(soft), int(surrogate), sg_a, sg_b, BLOCK,
-           bool(need_lam), bool(online), gI, gu0, glam_part, gtheta_part)
+           bool(need_lam), gI, gu0, glam_part, gtheta_part)
     return gI, gu0, (glam_part.sum(axis=0) if need_lam else None), gtheta_part.sum(axis=0)
 
 
-def _backward_stbp_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam):
-    return _backward_numba(gs, gu_last, m, u0, lam, theta, soft, surrogate, gamma, need_lam, False)
-
-
 def _backward_online_numba(gs, m, u0, lam, theta, soft, surrogate, gamma, need_lam):
-    gI, _, glam, gtheta = _backward_numba(gs, u0, m, u0, lam, theta, soft, surrogate, gamma, need_lam, True)
-    return gI, glam, gtheta
+    sg_a, sg_b = kernel_constants(surrogate, gamma, gs.dtype)
+    gI = np.empty_like(gs)
+    glam_part, gtheta_part = partial_sums(gs, lam.shape[1])
+    launch(_lif_bwd_online, gs.size, gs, m, u0, lam, theta, bool(soft), int(surrogate), sg_a, sg_b, BLOCK,
+           bool(need_lam), gI, glam_part, gtheta_part)
+    return gI, (glam_part.sum(axis=0) if need_lam else None), gtheta_part.sum(axis=0)
 
 
 #: ``(s, u_last, m) = lif_forward(I, u0, lam, theta, soft, out=None)`` (SPEC E7); ``out`` as

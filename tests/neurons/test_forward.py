@@ -106,7 +106,9 @@ def test_numba_equals_numpy_twin(case, reset, data):
         with hdlif_ref.backend(backend):
             outs = []
             for fn in (lambda x, l, t: hdlif_seq(x, l, t), lambda x, l, t: hdlif_seq(x, l, t, gradient="online"),
-                       lambda x, l, t: lif_seq(x, l, t, reset=reset), lambda x, l, t: parallel_hdlif_seq(x, t)):
+                       lambda x, l, t: lif_seq(x, l, t, reset=reset),
+                       lambda x, l, t: lif_seq(x, l, t, reset=reset, gradient="online"),
+                       lambda x, l, t: parallel_hdlif_seq(x, t)):
                 x, l, t = (Tensor(a.copy(), requires_grad=True) for a in (I, lam, theta))
                 s = fn(x, l, t)
                 s.backward(g)

@@ -188,3 +188,46 @@ def test_stepped_module_gradients_equal_fused(gradient):
                 neuron.detach_state()
         for a, b in zip(_grads(neuron, x), fused):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=repr(neuron))
+
+
+# ---------------------------------------------------------------------------- one step, state frozen or trained
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("kind", ["hdlif", "lif", "bn_hdlif"])
+@pytest.mark.parametrize("loss_on_u", [False, True])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_a_step_gives_the_same_gradients_whether_its_state_is_trained_or_not(backend, kind, loss_on_u, per_channel):
+    """The one-step ops take the online kernels (E5's step-alone form of E4) where ``u_{t-1}`` needs no gradient
+    and none reaches ``u_t``, the STBP kernels otherwise. The gradients of the current and of ``lam`` and
+    ``theta`` must not depend on which ran: ``u_{t-1}`` trained or frozen, with a loss on ``s_t`` alone or on
+    ``u_t`` too (then the state carries a gradient even with ``u_{t-1}`` frozen)."""
+    import hdlif_ref
+    from hdlif_ref.autograd.ops.neuron import BNHDLIFStep, HDLIFStep, LIFStep
+
+    rng = np.random.default_rng(7)
+    N, C, L, T, t = 3, 2, 40, 3, 1
+    x = rng.standard_normal((N, C, L)) * 2
+    x.flat[::4] = 1.0  # on a threshold: the current equals theta where u_prev is 0
+    u_prev = rng.uniform(-1, 1, (N, C, L))
+    u_prev.flat[::4] = 0.0
+    lam = rng.uniform(0.2, 0.9, (T, C) if per_channel else T)
+    theta = np.ones((T, C) if per_channel else T)
+    g_s, g_u = rng.standard_normal((2, N, C, L))
+    grads = []
+    for train_state in (True, False):
+        leaves = [Tensor(a.copy(), requires_grad=True) for a in (x, lam, theta)]
+        state = Tensor(u_prev.copy(), requires_grad=train_state)
+        xl, ll, tl = leaves
+        with hdlif_ref.backend(backend):
+            if kind == "hdlif":
+                s, u = HDLIFStep.apply(xl, state, ll, tl, t=t)
+            elif kind == "lif":
+                s, u = LIFStep.apply(xl, state, ll, tl, t=t, soft=False, gamma=1.0, surrogate=0)
+            else:
+                s, u = BNHDLIFStep.apply(xl, state, ll, tl, has_weight=False, has_bias=False, has_step=False, t=t,
+                                         bits=None, running_mean=None, running_var=None, momentum=0.1, eps=1e-5)
+            loss = ops.sum(s * Tensor(g_s)) + (ops.sum(u * Tensor(g_u)) if loss_on_u else 0.0)
+            loss.backward()
+        assert (state.grad is not None) == train_state
+        grads.append([leaf.grad for leaf in leaves])
+    for trained, frozen, name in zip(*grads, ("current", "lam", "theta")):
+        np.testing.assert_array_equal(trained, frozen, err_msg=name)

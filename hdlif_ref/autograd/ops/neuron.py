@@ -80,6 +80,13 @@ def _full_grad(g_t: np.ndarray | None, t: int, shape: tuple[int, ...]) -> np.nda
     return _grad_as(full, shape)
 
 
+def _stands_alone(g_u: np.ndarray, need_u_prev: bool) -> bool:
+    """True when a one-step backward has no gradient through the state: none reaches ``u_t`` (the engine's zeros
+    for an unused output) and none is asked of ``u_{t-1}``, as in an online step (SPEC E5). E4 then reduces to
+    E5's step-alone form, which the online kernels compute with less work (the same values; tested)."""
+    return not need_u_prev and not g_u.any()
+
+
 # ---------------------------------------------------------------------------- HD-LIF
 class HDLIFSeq(Function):
     """``s* = hdlif_seq(I, lam, theta)`` over all ``T`` steps (SPEC E1, E2; backward E4 or E5)."""
@@ -135,8 +142,12 @@ class HDLIFStep(Function):
         mask, I3, u0, lam_t, theta_t = ctx.saved_tensors
         shape, shape_lam, shape_theta = ctx.shapes
         need_lam = ctx.needs_input_grad[2]
-        gI, gu0, glam, gtheta = _hdlif.hdlif_backward_stbp(
-            _c(g_s, I3.dtype, I3.shape), _c(g_u, I3.dtype, u0.shape), mask, I3, u0, lam_t, theta_t, need_lam)
+        gs = _c(g_s, I3.dtype, I3.shape)
+        if _stands_alone(g_u, ctx.needs_input_grad[1]):
+            gI, glam, gtheta = _hdlif.hdlif_backward_online(gs, mask, I3, u0, lam_t, theta_t, need_lam)
+        else:
+            gI, gu0, glam, gtheta = _hdlif.hdlif_backward_stbp(gs, _c(g_u, I3.dtype, u0.shape), mask, I3, u0,
+                                                               lam_t, theta_t, need_lam)
         return (gI.reshape(shape), gu0.reshape(shape) if ctx.needs_input_grad[1] else None,
                 _full_grad(glam, ctx.t, shape_lam), _full_grad(gtheta, ctx.t, shape_theta))
 
@@ -209,11 +220,16 @@ class BNHDLIFStep(Function):
                                                             s, qmax)
             g_step = np.asarray(g_step, dtype=s_star.dtype).reshape(step_shape)
         # HDLIFStep.backward, u_{t-1} in the current's place (not read by a one-step backward)
-        gI, gu0, glam, gtheta = _hdlif.hdlif_backward_stbp(
-            _c(g_s, x3.dtype, mask.shape), _c(g_u, x3.dtype, u0.shape), mask, u0.reshape(mask.shape), u0, lam_t,
-            theta_t, needs[i + 1])  # lam's
+        gs, gu0 = _c(g_s, x3.dtype, mask.shape), None
+        if _stands_alone(g_u, needs[i]):
+            gI, glam, gtheta = _hdlif.hdlif_backward_online(gs, mask, u0.reshape(mask.shape), u0, lam_t, theta_t,
+                                                            needs[i + 1])  # lam's
+        else:
+            gI, gu0, glam, gtheta = _hdlif.hdlif_backward_stbp(gs, _c(g_u, x3.dtype, u0.shape), mask,
+                                                               u0.reshape(mask.shape), u0, lam_t, theta_t,
+                                                               needs[i + 1])
         # what the three nodes free between their backward calls is freed here too (peak memory)
-        del g_s
+        del g_s, gs
         gu0 = gu0.reshape(shape) if needs[i] else None
         # BatchNorm.backward (training)
         need_w = has_weight and needs[1]
@@ -291,9 +307,13 @@ class LIFStep(Function):
         m, u0, lam_t, theta_t = ctx.saved_tensors
         shape, shape_lam, shape_theta = ctx.shapes
         need_lam = ctx.needs_input_grad[2]
-        gI, gu0, glam, gtheta = _lif.lif_backward_stbp(
-            _c(g_s, m.dtype, m.shape), _c(g_u, m.dtype, u0.shape), m, u0, lam_t, theta_t, ctx.soft, ctx.surrogate,
-            ctx.gamma, need_lam)
+        gs = _c(g_s, m.dtype, m.shape)
+        if _stands_alone(g_u, ctx.needs_input_grad[1]):
+            gI, glam, gtheta = _lif.lif_backward_online(gs, m, u0, lam_t, theta_t, ctx.soft, ctx.surrogate,
+                                                        ctx.gamma, need_lam)
+        else:
+            gI, gu0, glam, gtheta = _lif.lif_backward_stbp(gs, _c(g_u, m.dtype, u0.shape), m, u0, lam_t, theta_t,
+                                                           ctx.soft, ctx.surrogate, ctx.gamma, need_lam)
         return (gI.reshape(shape), gu0.reshape(shape) if ctx.needs_input_grad[1] else None,
                 _full_grad(glam, ctx.t, shape_lam), _full_grad(gtheta, ctx.t, shape_theta))
 
