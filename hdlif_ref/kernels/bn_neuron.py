@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from ._backend import dispatch
-from ._config import njit_parallel
+from ._config import njit, njit_parallel
 from ._threads import run
 from .norm import channel_stats
 from .reference import bn_neuron as _ref
@@ -49,6 +49,30 @@ def _bn_stats(x, weight, bias, eps, scale, shift, mean, var):
         shift[c] = bias[c] - mu * scale[c]
 
 
+@njit(inline="always")
+def _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, keep, s_kept, mask):
+    """Row ``(k, c)`` of :func:`_bn_neuron`'s HD-LIF step; returns its count of non-finite values."""
+    zero = x.dtype.type(0)
+    big = x.dtype.type(np.finfo(x.dtype).max)
+    nonfinite = 0
+    for t in range(x.shape[2]):
+        z = x.dtype.type(x[k, c, t] * a + b)  # float64 arithmetic, stored in x's dtype, as the BN kernels
+        m = lam_c * u_prev[k, c, t] + z  # E1
+        fired = m >= theta_c  # E2, H(0) = 1
+        s = m - theta_c if fired else zero
+        # NaN and +-inf currents; and a surplus m - theta that overflowed to +inf (s* is never NaN:
+        # it is taken only where m >= theta), which the quantizer's input check would refuse
+        nonfinite += 0 if abs(z) <= big and s <= big else 1
+        u_out[k, c, t] = theta_c if fired else m
+        if keep:  # a constant where the kernel calls this
+            s_kept[k, c, t] = s
+            mask[k, c, t] = fired
+        if quantize:  # E13 (a loop invariant: LLVM unswitches it)
+            s = step * min(max(np.rint(s / step), zero), qmax)
+        out[k, c, t] = s
+    return nonfinite
+
+
 @njit_parallel
 def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, qmax, out, u_out, bad,
                keep, s_kept, mask):
@@ -67,21 +91,15 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
         lam_c, theta_c = lam[c], theta[c]
         nonfinite = 0
         if kind == HDLIF:
-            for t in range(length):
-                z = x.dtype.type(x[k, c, t] * a + b)  # float64 arithmetic, stored in x's dtype, as the BN kernels
-                m = lam_c * u_prev[k, c, t] + z  # E1
-                fired = m >= theta_c  # E2, H(0) = 1
-                s = m - theta_c if fired else zero
-                # NaN and +-inf currents; and a surplus m - theta that overflowed to +inf (s* is never NaN:
-                # it is taken only where m >= theta), which the quantizer's input check would refuse
-                nonfinite += 0 if abs(z) <= big and s <= big else 1
-                u_out[k, c, t] = theta_c if fired else m
-                if keep:  # loop invariants, like quantize below
-                    s_kept[k, c, t] = s
-                    mask[k, c, t] = fired
-                if quantize:  # E13 (a loop invariant: LLVM unswitches it)
-                    s = step * min(max(np.rint(s / step), zero), qmax)
-                out[k, c, t] = s
+            # keep as a constant in each call: a flag tested inside the loop around the two stores made LLVM
+            # write them as masked vector stores, which with the flag off still slowed the loop at two threads
+            # (the other thread's lines; 1.5-2x the one-thread time) and stalled on untouched pages (30x)
+            if keep:
+                nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
+                                       True, s_kept, mask)
+            else:
+                nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
+                                       False, s_kept, mask)
         elif kind == LIF:
             for t in range(length):
                 z = x.dtype.type(x[k, c, t] * a + b)
