@@ -79,6 +79,30 @@ def _lif_fwd(I, u0, lam, theta, soft, block, s, u_last, m_out):
         u_last[n, f0:f1] = u
 
 
+@njit(inline="always")
+def _stbp_segment(sg_code, soft, lam_tc, theta_tc, sg_a, sg_b, gs_seg, m_seg, up_seg, gu_seg, gI_seg, dl_seg,
+                  dt_seg):
+    """One channel segment of one step of :func:`_lif_bwd`: ``gI``, the ``lam`` and ``theta`` products, and
+    ``dL/du_{t-1}`` in ``gu_seg`` (inlined; called with a constant ``sg_code`` its loop vectorizes)."""
+    zero = gs_seg.dtype.type(0)
+    one = gs_seg.dtype.type(1)
+    for j in range(len(gs_seg)):
+        m = m_seg[j]
+        sg = _surrogate(sg_code, m - theta_tc, sg_a, sg_b, zero, one)
+        fired = m >= theta_tc
+        if soft:
+            du_dm = one - theta_tc * sg
+            du_dtheta = theta_tc * sg - (one if fired else zero)
+        else:
+            du_dm = (zero if fired else one) - m * sg
+            du_dtheta = m * sg
+        gm = gs_seg[j] * sg + gu_seg[j] * du_dm
+        dt_seg[j] = gu_seg[j] * du_dtheta - gs_seg[j] * sg
+        gI_seg[j] = gm
+        dl_seg[j] = gm * up_seg[j]
+        gu_seg[j] = gm * lam_tc
+
+
 @njit_parallel
 def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, block, need_lam,
              gI, gu0, glam_part, gtheta_part):
@@ -120,23 +144,14 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
                             up_seg[j] = mp - theta_p if mp >= theta_p else mp
                         else:
                             up_seg[j] = zero if mp >= theta_p else mp
-                gu_seg, dl_seg, dt_seg = gu[a:b], d_lam[a:b], d_theta[a:b]
-                gs_seg, gI_seg, m_seg = gs[t, n, f:fe], gI[t, n, f:fe], m_all[t, n, f:fe]
-                for j in range(b - a):
-                    m = m_seg[j]
-                    sg = _surrogate(sg_code, m - theta_tc, sg_a, sg_b, zero, one)
-                    fired = m >= theta_tc
-                    if soft:
-                        du_dm = one - theta_tc * sg
-                        du_dtheta = theta_tc * sg - (one if fired else zero)
-                    else:
-                        du_dm = (zero if fired else one) - m * sg
-                        du_dtheta = m * sg
-                    gm = gs_seg[j] * sg + gu_seg[j] * du_dm
-                    dt_seg[j] = gu_seg[j] * du_dtheta - gs_seg[j] * sg
-                    gI_seg[j] = gm
-                    dl_seg[j] = gm * up_seg[j]
-                    gu_seg[j] = gm * lam_tc
+                gs_seg, m_seg, gu_seg, gI_seg = gs[t, n, f:fe], m_all[t, n, f:fe], gu[a:b], gI[t, n, f:fe]
+                dl_seg, dt_seg = d_lam[a:b], d_theta[a:b]
+                if sg_code == 0:  # the default (triangle) as a constant, as in _lif_bwd_online
+                    _stbp_segment(0, soft, lam_tc, theta_tc, sg_a, sg_b, gs_seg, m_seg, up_seg, gu_seg, gI_seg,
+                                  dl_seg, dt_seg)
+                else:
+                    _stbp_segment(sg_code, soft, lam_tc, theta_tc, sg_a, sg_b, gs_seg, m_seg, up_seg, gu_seg,
+                                  gI_seg, dl_seg, dt_seg)
                 glam_part[item, t, c], gtheta_part[item, t, c] = lane_sum2(d_lam, d_theta, a, b)
                 f = fe
         gu0[n, f0:f1] = gu
