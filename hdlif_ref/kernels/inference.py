@@ -107,14 +107,19 @@ def spike_levels_(s, step, qmax):
 
 # ---------------------------------------------------------------------------- integer synapses
 @njit_parallel
-def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out):
+def _conv_levels(x, codes, runs, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out):
     """Event-driven ``codes (*) levels`` in int32, then ``(acc * inv_d) * scale + bias`` per output channel.
 
     ``x: [B, C, H, W]`` holds ``level / d`` (exact: ``d`` a power of two); ``codes: [C, kh, kw, O]``
     int32; ``out: [B, O, Ho * Wo]``; image ``b`` is step ``b // N``. Only non-zero inputs are
     visited: each adds ``level * codes[c, i, j, :]`` (a contiguous run over the output channels)
-    to the outputs it reaches. An image without any non-zero input (the deep layers of a network
-    that is mostly silent) gets the epilogue's value for ``acc = 0`` without accumulators.
+    to the outputs it reaches. With ``runs`` (column stride 1 and ``pw <= kw - 1``; the caller then
+    passes the codes flipped along ``kw``), the ``kw`` taps of one kernel row reach ``kw`` consecutive
+    output columns: the accumulators get ``kw - 1 - pw`` padding columns on the left and ``pw`` on the
+    right, and each kernel row is one run of ``kw * O`` additions instead of ``kw`` runs of ``O`` (the
+    padding columns take the taps that fall outside and are never read). Integer sums: the order does
+    not change them. An image without any non-zero input (the deep layers of a network that is mostly
+    silent) gets the epilogue's value for ``acc = 0`` without accumulators.
     """
     B, C, H, W = x.shape
     kh, kw, O = codes.shape[1], codes.shape[2], codes.shape[3]
@@ -133,6 +138,8 @@ def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out
             qn = j + pw - dj
             if qn >= 0 and qn % sw == 0 and qn // sw < Wo:
                 q_of[j, dj] = qn // sw
+    # accumulator columns: output column q is column q + q_off of the accumulators
+    Wa, q_off = (W + kw - 1, kw - 1 - pw) if runs else (Wo, 0)
     for b in prange(B):
         t = b // N
         flat = x[b].reshape(-1)
@@ -147,8 +154,9 @@ def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out
                 for k in range(Ho * Wo):
                     dst[k] = value
             continue
-        acc = np.zeros((Ho * Wo, O), dtype=np.int32)
+        acc = np.zeros(Ho * Wa * O, dtype=np.int32)  # [Ho, Wa, O]
         for c in range(C):
+            codes_c = codes[c].reshape(-1)  # [kh, kw, O] flat
             for i in range(H):
                 for j in range(W):
                     v = x[b, c, i, j]
@@ -159,11 +167,19 @@ def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out
                         p = p_of[i, di]
                         if p < 0:
                             continue
+                        if runs:  # accumulator columns j .. j + kw - 1 (slices: no index wraparound)
+                            start = (p * Wa + j) * O
+                            row = acc[start:start + kw * O]
+                            w = codes_c[di * kw * O:(di + 1) * kw * O]
+                            for o in range(kw * O):
+                                row[o] += level * w[o]
+                            continue
                         for dj in range(kw):
                             q = q_of[j, dj]
                             if q < 0:
                                 continue
-                            row = acc[p * Wo + q]
+                            start = (p * Wa + q) * O
+                            row = acc[start:start + O]
                             w = codes[c, di, dj]
                             for o in range(O):
                                 row[o] += level * w[o]
@@ -171,9 +187,11 @@ def _conv_levels(x, codes, d, inv_d, sh, sw, ph, pw, Ho, Wo, N, scale, bias, out
             a = scale[t if scale_per_step else 0, o]
             s = bias[t if bias_per_step else 0, o]
             dst = out[b, o]
-            for k in range(Ho * Wo):
-                y = x.dtype.type(acc[k, o]) * inv_d  # exact: |acc| < 2^24, inv_d a power of two
-                dst[k] = y * a + s
+            for p in range(Ho):
+                for q in range(Wo):
+                    # exact: |acc| < 2^24, inv_d a power of two
+                    y = x.dtype.type(acc[(p * Wa + q + q_off) * O + o]) * inv_d
+                    dst[p * Wo + q] = y * a + s
 
 
 def _conv_levels_numba(x, codes, divisor, stride, padding, scale, bias, out=None):
@@ -181,12 +199,14 @@ def _conv_levels_numba(x, codes, divisor, stride, padding, scale, bias, out=None
     O, _, kh, kw = codes.shape
     (sh, sw), (ph, pw) = stride, padding
     Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    codes_t = np.ascontiguousarray(codes.transpose(1, 2, 3, 0), dtype=np.int32)  # output channels innermost
+    runs = sw == 1 and pw <= kw - 1  # one run per kernel row (the kernel's docstring)
+    codes_t = codes.transpose(1, 2, 3, 0)  # output channels innermost
+    codes_t = np.ascontiguousarray(codes_t[:, :, ::-1] if runs else codes_t, dtype=np.int32)
     s = np.ascontiguousarray(np.reshape(scale, (-1, O)), dtype=x.dtype)
     b = np.ascontiguousarray(np.reshape(bias, (-1, O)), dtype=x.dtype)
     y = np.empty((T * N, O, Ho * Wo), dtype=x.dtype) if out is None else out.reshape(T * N, O, Ho * Wo)
     if y.size:
-        _conv_levels(x.reshape(T * N, C, H, W), codes_t, x.dtype.type(divisor), x.dtype.type(1.0 / divisor),
+        _conv_levels(x.reshape(T * N, C, H, W), codes_t, runs, x.dtype.type(divisor), x.dtype.type(1.0 / divisor),
                      sh, sw, ph, pw, Ho, Wo, N, s, b, y)
     return y.reshape(T, N, O, Ho, Wo) if out is None else out
 

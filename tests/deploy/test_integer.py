@@ -41,29 +41,51 @@ def loop_conv_levels(levels, codes, stride, padding):
 
 
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 7),
-       st.integers(1, 7), st.sampled_from([1, 3]), st.integers(1, 2), st.integers(0, 1), st.sampled_from([1, 2, 4]),
-       st.sampled_from([np.float32, np.float64]), st.floats(0, 1), st.integers(0, 2 ** 16))
-def test_conv_levels_is_the_exact_integer_convolution(T, N, C, O, H, W, k, stride, pad, divisor, dtype, density,
+       st.integers(1, 7), st.tuples(st.sampled_from([1, 3]), st.integers(1, 3)), st.tuples(*[st.integers(1, 2)] * 2),
+       st.tuples(*[st.integers(0, 2)] * 2), st.sampled_from([1, 2, 4]), st.sampled_from([np.float32, np.float64]),
+       st.floats(0, 1), st.integers(0, 2 ** 16))
+def test_conv_levels_is_the_exact_integer_convolution(T, N, C, O, H, W, kernel, stride, pad, divisor, dtype, density,
                                                       seed):
-    if H + 2 * pad < k or W + 2 * pad < k:
+    """Against Python ints, for kernel widths, strides and paddings on both sides of the kernel's choice between
+    one run of additions per kernel row (column stride 1, ``pw <= kw - 1``) and one per tap."""
+    (kh, kw), (ph, pw) = kernel, pad
+    if H + 2 * ph < kh or W + 2 * pw < kw:
         return
     rng = np.random.default_rng(seed)
-    codes = rng.integers(-1, 2, (O, C, k, k)).astype(np.int8)
+    codes = rng.integers(-1, 2, (O, C, kh, kw)).astype(np.int8)
     levels = rng.integers(0, 16 * divisor, (T, N, C, H, W)) * (rng.random((T, N, C, H, W)) < density)
     x = (levels / divisor).astype(dtype)
     scale = rng.uniform(0.1, 2, (T, O)).astype(dtype)
     bias = rng.uniform(-1, 1, (O,)).astype(dtype)
-    exact = loop_conv_levels(levels.reshape((T * N,) + levels.shape[2:]), codes, (stride, stride), (pad, pad))
+    exact = loop_conv_levels(levels.reshape((T * N,) + levels.shape[2:]), codes, stride, pad)
     expected = (exact.astype(dtype) * dtype(1.0 / divisor)).reshape((T, N) + exact.shape[1:])
     expected = scale_shift_(np.ascontiguousarray(expected), scale, bias)
     # the float path: a float convolution of the same levels, then the same scale and shift
-    y = conv2d_forward(x.reshape((T * N,) + x.shape[2:]), codes.astype(dtype), None, (stride, stride), (pad, pad), 1)
+    y = conv2d_forward(x.reshape((T * N,) + x.shape[2:]), codes.astype(dtype), None, stride, pad, 1)
     float_path = scale_shift_(y.reshape((T, N) + y.shape[1:]), scale, bias)
     np.testing.assert_array_equal(float_path, expected)
     for name in ("numba", "numpy"):
         with backend(name):
-            out = conv_levels(x, codes, divisor, (stride, stride), (pad, pad), scale, bias)
+            out = conv_levels(x, codes, divisor, stride, pad, scale, bias)
         np.testing.assert_array_equal(out, expected, err_msg=name)
+
+
+@pytest.mark.parametrize("kw", [1, 2, 3])
+@pytest.mark.parametrize("pw", [0, 1, 2])
+@pytest.mark.parametrize("sw", [1, 2])
+def test_conv_levels_on_each_side_of_its_choice_of_runs(kw, pw, sw):
+    """Every kernel width, column padding and column stride around the kernel's choice (one run of additions per
+    kernel row when ``sw == 1`` and ``pw <= kw - 1``, else one per tap), against Python ints."""
+    if 6 + 2 * pw < kw:
+        return
+    rng = np.random.default_rng(kw * 100 + pw * 10 + sw)
+    codes = rng.integers(-1, 2, (3, 2, 3, kw)).astype(np.int8)
+    levels = rng.integers(0, 16, (1, 2, 2, 5, 6)) * (rng.random((1, 2, 2, 5, 6)) < 0.5)
+    exact = loop_conv_levels(levels.reshape(2, 2, 5, 6), codes, (1, sw), (1, pw))
+    with backend("numba"):
+        out = conv_levels(levels.astype(np.float32), codes, 1, (1, sw), (1, pw), np.ones(3, np.float32),
+                          np.zeros(3, np.float32))
+    np.testing.assert_array_equal(out.reshape(exact.shape), exact.astype(np.float32))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
