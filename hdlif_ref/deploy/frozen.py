@@ -36,7 +36,8 @@ from ..kernels.channel_conv import conv1d_channels_forward
 from ..kernels.conv import conv2d_forward
 from ..kernels.finite import count_nonzero
 from ..kernels.hdlif import hdlif_forward
-from ..kernels.inference import EXACT_FLOAT32, conv_levels, levels_output_shape, scale_shift_, spike_levels_
+from ..kernels.inference import (EXACT_FLOAT32, conv_levels, hdlif_levels, levels_output_shape, scale_shift_,
+                                 spike_levels_)
 from ..kernels.lif import lif_forward
 from ..kernels.linear import linear_forward
 from ..kernels.parallel import parallel_hdlif_forward
@@ -272,7 +273,13 @@ class FrozenModel:
         u0 = np.zeros(I.shape[1:], dtype=x.dtype)
         kind = op.attrs["neuron"]
         s = self._buffer(op, "s", I.shape, I.dtype)
-        if kind == "hdlif":
+        bits = int(op.attrs["bits"] or 0)
+        if kind == "hdlif" and bits:  # the spikes' integer levels (E13) straight from the neuron's pass
+            out = None if s is None else (s, self._buffer(op, "u", u0.shape, I.dtype))
+            s, _ = hdlif_levels(I, u0, op.arrays["lam"].astype(x.dtype), theta, op.attrs["step"], 2 ** bits - 1,
+                                out=out)
+            bits = 0  # already levels
+        elif kind == "hdlif":
             out = None if s is None else (s, self._buffer(op, "u", u0.shape, I.dtype),
                                           self._buffer(op, "mask", I.shape, np.bool_))
             s, _, _ = hdlif_forward(I, u0, op.arrays["lam"].astype(x.dtype), theta, out=out)
@@ -286,8 +293,8 @@ class FrozenModel:
                                                                                                   np.bool_)))
         if self.counts is not None:
             self.counts.add_neurons(kind, I.size)
-        if op.attrs["bits"]:
-            s = spike_levels_(s, op.attrs["step"], 2 ** int(op.attrs["bits"]) - 1)  # integer spikes (E13)
+        if bits:
+            s = spike_levels_(s, op.attrs["step"], 2 ** bits - 1)  # integer spikes (E13)
         return s.reshape(x.shape)
 
     def _avg_pool(self, op: Op, x: np.ndarray) -> np.ndarray:

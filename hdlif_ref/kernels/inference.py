@@ -4,7 +4,10 @@
   its folded bias (ternary ``a_c``, batch norm, Mem-BN; docs/deploy.md), in one pass instead
   of NumPy's two, on both cores;
 * ``spike_levels_(s, step, qmax)``: the integer spike level ``clip(round(s / step), 0, qmax)``
-  of SPEC E13 (``round`` half to even), in one pass instead of three.
+  of SPEC E13 (``round`` half to even), in one pass instead of three;
+* ``hdlif_levels(I, u0, lam, theta, step, qmax)``: an HD-LIF forward (SPEC E1, E2) that writes each
+  spike's level (E13) instead of the spike, and no firing mask (inference has no backward): the
+  forward kernel and ``spike_levels_`` in one pass.
 
 Both give the twin's (:mod:`.reference.inference`) results bit for bit: the same operations
 in the same order per element (``fastmath`` is off, so ``y * a + b`` is not contracted into a
@@ -46,6 +49,38 @@ def _spike_levels(s, step, qmax, block):
             seg[j] = min(max(np.rint(seg[j] / step), zero), qmax)
 
 
+@njit_parallel
+def _hdlif_levels(I, u0, lam, theta, block, step, qmax, levels, u_last):
+    # kernels/hdlif.py's forward (its layout, items and per-element operations), then SPEC E13's level of each
+    # spike s* as _spike_levels computes it, written in place of s*
+    T, N, F = I.shape
+    S = F // lam.shape[1]
+    zero = I.dtype.type(0)
+    nfb = (F + block - 1) // block
+    for item in prange(N * nfb):
+        n = item // nfb
+        f0 = (item % nfb) * block
+        f1 = min(f0 + block, F)
+        u = u0[n, f0:f1].copy()
+        for t in range(T):
+            f = f0
+            while f < f1:  # one channel segment at a time: lam, theta are loop constants
+                c = f // S
+                fe = min(f1, (c + 1) * S)
+                lam_tc = lam[t, c]
+                theta_tc = theta[t, c]
+                u_seg = u[f - f0:fe - f0]
+                I_seg, q_seg = I[t, n, f:fe], levels[t, n, f:fe]
+                for j in range(fe - f):
+                    m = lam_tc * u_seg[j] + I_seg[j]  # E1
+                    fired = m >= theta_tc  # E2, H(0) = 1
+                    s = m - theta_tc if fired else zero
+                    u_seg[j] = theta_tc if fired else m
+                    q_seg[j] = min(max(np.rint(s / step), zero), qmax)  # E13
+                f = fe
+        u_last[n, f0:f1] = u
+
+
 def _scale_shift_numba(y, scale, bias):
     T, N, C = y.shape[:3]
     s = np.ascontiguousarray(np.reshape(scale, (-1, C)), dtype=y.dtype)
@@ -62,8 +97,19 @@ def _spike_levels_numba(s, step, qmax):
     return s
 
 
+def _hdlif_levels_numba(I, u0, lam, theta, step, qmax, out=None):
+    levels, u_last = out if out is not None else (np.empty_like(I), np.empty_like(u0))
+    if I.size:
+        launch(_hdlif_levels, I.size, I, u0, lam, theta, BLOCK, I.dtype.type(step), I.dtype.type(qmax), levels,
+               u_last)
+    else:
+        u_last[...] = u0
+    return levels, u_last
+
+
 _scale_shift_kernel = dispatch(_scale_shift_numba, _ref.scale_shift_)
 _spike_levels_kernel = dispatch(_spike_levels_numba, _ref.spike_levels_)
+_hdlif_levels_kernel = dispatch(_hdlif_levels_numba, _ref.hdlif_levels)
 
 
 def _check_in_place(name, a):
@@ -103,6 +149,41 @@ def spike_levels_(s, step, qmax):
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step!r}")
     return _spike_levels_kernel(s, step, qmax)
+
+
+def hdlif_levels(I, u0, lam, theta, step, qmax, out=None):
+    """HD-LIF's forward (SPEC E1, E2) with each spike written as its integer level (E13): ``(levels, u_last)``.
+
+    ``levels = clip(round(s* / step), 0, qmax)`` (half to even) where :func:`.hdlif.hdlif_forward` gives
+    ``s*``, bit for bit what that forward followed by :func:`spike_levels_` gives, in one pass and without the
+    firing masks (the frozen model's neurons: no backward). Layout as the forward's: ``I: [T, N, F]``,
+    ``u0: [N, F]``, ``lam, theta: [T, C]`` with ``F`` a multiple of ``C``, all C-contiguous float32/float64 of
+    one dtype; ``step > 0`` and ``qmax`` are cast to it. ``out``: ``(levels, u_last)`` arrays of those shapes
+    and dtype to write into (returned).
+    """
+    if not isinstance(I, np.ndarray) or I.dtype not in (np.float32, np.float64) or I.ndim != 3:
+        raise TypeError(f"I must be a float32/float64 [T, N, F] array, got {getattr(I, 'dtype', type(I).__name__)} "
+                        f"{getattr(I, 'shape', '')}")
+    T, N, F = I.shape
+    for name, a, shape in (("u0", u0, (N, F)), ("lam", lam, None), ("theta", theta, None)):
+        if not isinstance(a, np.ndarray) or a.dtype != I.dtype or not a.flags.c_contiguous:
+            raise TypeError(f"{name} must be a C-contiguous {I.dtype} array, got {getattr(a, 'dtype', type(a).__name__)}")
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} (I is {I.shape}), got {a.shape}")
+    if lam.ndim != 2 or lam.shape != theta.shape or lam.shape[0] != T or F % max(lam.shape[1], 1) or not lam.shape[1]:
+        raise ValueError(f"lam and theta must both be [T={T}, C] with C dividing F={F}, got {lam.shape} and "
+                         f"{theta.shape}")
+    if not I.flags.c_contiguous:
+        raise ValueError("I must be C-contiguous")
+    if not step > 0:
+        raise ValueError(f"step must be > 0, got {step!r}")
+    if out is not None:
+        for name, a, shape in (("out[0] (levels)", out[0], I.shape), ("out[1] (u_last)", out[1], u0.shape)):
+            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != I.dtype or not a.flags.c_contiguous \
+                    or not a.flags.writeable:
+                raise ValueError(f"{name} must be a writeable C-contiguous {I.dtype} array of shape {shape}, got "
+                                 f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    return _hdlif_levels_kernel(I, u0, lam, theta, step, qmax, out=out)
 
 
 # ---------------------------------------------------------------------------- integer synapses

@@ -288,7 +288,9 @@ def test_kept_outputs_spare_each_run_its_big_allocations(monkeypatch):
         fz.run(x)
         peaks[reuse] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert peaks[True] < 0.5 * peaks[False], peaks  # measured: 2.6 against 5.8 MB
+    # measured: 2.6 against 5.3 MB (5.8 before the 4-bit neurons wrote their levels in their own pass, without
+    # masks); without the kept outputs both are 5.3
+    assert peaks[True] < 0.6 * peaks[False], peaks
 
 
 @pytest.mark.parametrize("kernel", ["hdlif", "lif", "parallel"])

@@ -137,3 +137,76 @@ def test_errors_name_the_argument(backend):
         with pytest.raises(ValueError, match="step must be > 0, got 0.0"):
             inference.spike_levels_(np.zeros(4, dtype=np.float32), 0.0, 15)
         assert np.all(y == 0)  # nothing was written
+
+
+# ---------------------------------------------------------------------------- HD-LIF with levels
+def loop_hdlif_levels(I, u0, lam, theta, step, qmax):
+    """SPEC E1, E2 one element and step at a time (``H(0) = 1``), each spike then as :func:`loop_levels`."""
+    T, N, F = I.shape
+    C = lam.shape[1]
+    levels, u = np.empty_like(I), u0.copy()
+    for t in range(T):
+        for n in range(N):
+            for f in range(F):
+                c = f // (F // C)
+                m = I.dtype.type(lam[t, c] * u[n, f]) + I[t, n, f]  # the product rounded, then the sum
+                fired = m >= theta[t, c]
+                levels[t, n, f] = m - theta[t, c] if fired else 0
+                u[n, f] = theta[t, c] if fired else m
+    return loop_levels(levels, step, qmax), u
+
+
+@st.composite
+def hdlif_levels_case(draw):
+    """Currents on a grid of 1/8 and thresholds on one of 1/4, so that m = theta and s*/step = k + 1/2 (a tie)
+    happen, per-layer (C = 1) and per-channel parameters, rows longer than a work item."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    T, N, C = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    S = draw(st.sampled_from([1, 5, 2049]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    I = (rng.integers(-8, 24, (T, N, C * S)) / 8).astype(dtype)
+    u0 = (rng.integers(-4, 8, (N, C * S)) / 8).astype(dtype)
+    lam = rng.choice([0.0, 0.5, 0.75, 1.0], (T, C)).astype(dtype)
+    theta = rng.choice([0.25, 0.5, 1.0], (T, C)).astype(dtype)
+    step, qmax = draw(st.sampled_from([0.25, 0.5, 0.1])), 2 ** draw(st.integers(1, 4)) - 1
+    return I, u0, lam, theta, step, qmax
+
+
+@given(case=hdlif_levels_case())
+def test_hdlif_levels_is_the_forward_then_the_levels_bit_for_bit(case):
+    """The one-pass kernel against a plain loop and against the two passes it replaces (the HD-LIF forward, then
+    ``spike_levels_``), on both backends, with and without ``out``."""
+    from hdlif_ref.kernels.hdlif import hdlif_forward
+    I, u0, lam, theta, step, qmax = case
+    want_levels, want_u = loop_hdlif_levels(I, u0, lam, theta, step, qmax)
+    for backend in BACKENDS:
+        with hdlif_ref.backend(backend):
+            s, u_last, _ = hdlif_forward(I, u0, lam, theta)
+            two_passes = inference.spike_levels_(s, step, qmax)
+            levels, u = inference.hdlif_levels(I, u0, lam, theta, step, qmax)
+            out = (np.full_like(I, np.nan), np.full_like(u0, np.nan))
+            got = inference.hdlif_levels(I, u0, lam, theta, step, qmax, out=out)
+        assert got[0] is out[0] and got[1] is out[1], backend
+        for a in (levels, out[0], two_passes):
+            np.testing.assert_array_equal(a, want_levels, err_msg=backend)
+        for a in (u, out[1], u_last):
+            np.testing.assert_array_equal(a, want_u, err_msg=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hdlif_levels_errors_name_the_argument(backend):
+    I, u0 = np.zeros((2, 1, 4), np.float32), np.zeros((1, 4), np.float32)
+    lam = theta = np.ones((2, 2), np.float32)
+    with hdlif_ref.backend(backend):
+        with pytest.raises(TypeError, match="I must be"):
+            inference.hdlif_levels(I.astype(np.int32), u0, lam, theta, 0.5, 15)
+        with pytest.raises(TypeError, match="u0 must be a C-contiguous float32"):
+            inference.hdlif_levels(I, u0.astype(np.float64), lam, theta, 0.5, 15)
+        with pytest.raises(ValueError, match=r"u0 must have shape \(1, 4\)"):
+            inference.hdlif_levels(I, np.zeros((1, 3), np.float32), lam, theta, 0.5, 15)
+        with pytest.raises(ValueError, match="lam and theta must both be"):
+            inference.hdlif_levels(I, u0, np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), 0.5, 15)
+        with pytest.raises(ValueError, match="step must be > 0"):
+            inference.hdlif_levels(I, u0, lam, theta, 0.0, 15)
+        with pytest.raises(ValueError, match=r"out\[0\] \(levels\) must be"):
+            inference.hdlif_levels(I, u0, lam, theta, 0.5, 15, out=(np.empty((2, 1, 3), np.float32), u0.copy()))

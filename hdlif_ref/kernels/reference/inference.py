@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import neurons
+
 
 def scale_shift_(y, scale, bias):
     """In place ``y[t, n, c, ...] = y[t, n, c, ...] * scale[t, c] + bias[t, c]``; returns ``y``.
@@ -23,6 +25,12 @@ def spike_levels_(s, step, qmax):
     np.rint(s, out=s)
     np.clip(s, 0, qmax, out=s)
     return s
+
+
+def hdlif_levels(I, u0, lam, theta, step, qmax, out=None):
+    """``(levels, u_last)``: the HD-LIF forward's spikes (E1, E2) as their E13 levels, the final state (into ``out``)."""
+    s, u_last, _ = neurons.hdlif_forward(I, u0, lam, theta)
+    return neurons.into(out, (spike_levels_(s, step, qmax), u_last))
 
 
 def conv_levels(x, codes, divisor, stride, padding, scale, bias, out=None):
