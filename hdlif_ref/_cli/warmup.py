@@ -71,7 +71,7 @@ def _networks():
         digits_net(neuron="hdlif", weight_mode="binary", parallel_fraction=0.5, per_channel=True, **tiny),
         digits_net(neuron="membn", weight_mode="ternary", spike_bits=4, **tiny),  # train's default network
         digits_net(neuron="membn", weight_mode="binary", parallel_fraction=0.5, seca="II", per_channel=True, **tiny),
-        digits_net(neuron="parallel", weight_mode="ternary", **tiny),
+        digits_net(neuron="parallel", weight_mode="ternary", spike_bits=2, **tiny),  # frozen: spike_levels_
         spiking_resnet(18, stem="imagenet", width=0.0625, in_channels=1, num_classes=10, T=2, neuron="hdlif",
                        weight_mode="ternary", spike_bits=4, rng=rng),
     ]
