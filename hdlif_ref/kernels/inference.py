@@ -9,7 +9,7 @@
   spike's level (E13) instead of the spike, and no firing mask (inference has no backward): the
   forward kernel and ``spike_levels_`` in one pass.
 
-Both give the twin's (:mod:`.reference.inference`) results bit for bit: the same operations
+Each gives its twin's (:mod:`.reference.inference`) results bit for bit: the same operations
 in the same order per element (``fastmath`` is off, so ``y * a + b`` is not contracted into a
 fused multiply-add). Each ``prange`` iteration writes its own rows or block. The public
 functions check their arguments, on both backends, before the dispatched kernel runs.
@@ -146,9 +146,17 @@ def spike_levels_(s, step, qmax):
     ``s`` float32/float64, C-contiguous, writeable; ``step > 0`` and ``qmax`` are cast to ``s``'s dtype.
     """
     _check_in_place("s", s)
-    if not step > 0:
-        raise ValueError(f"step must be > 0, got {step!r}")
+    _check_levels(s.dtype, step, qmax)
     return _spike_levels_kernel(s, step, qmax)
+
+
+def _check_levels(dtype, step, qmax) -> None:
+    """``step`` must stay ``> 0`` once cast to ``dtype`` (a float32 ``1e-46`` would be 0: NaN levels) and ``qmax``
+    must be ``>= 0`` (E13's levels are ``0..qmax``)."""
+    if not (isinstance(step, (int, float, np.number)) and dtype.type(step) > 0):
+        raise ValueError(f"step must be > 0 in {dtype}, got {step!r}")
+    if not (isinstance(qmax, (int, float, np.number)) and qmax >= 0):
+        raise ValueError(f"qmax must be >= 0, got {qmax!r}")
 
 
 def hdlif_levels(I, u0, lam, theta, step, qmax, out=None):
@@ -165,19 +173,21 @@ def hdlif_levels(I, u0, lam, theta, step, qmax, out=None):
         raise TypeError(f"I must be a float32/float64 [T, N, F] array, got {getattr(I, 'dtype', type(I).__name__)} "
                         f"{getattr(I, 'shape', '')}")
     T, N, F = I.shape
-    for name, a, shape in (("u0", u0, (N, F)), ("lam", lam, None), ("theta", theta, None)):
-        if not isinstance(a, np.ndarray) or a.dtype != I.dtype or not a.flags.c_contiguous:
-            raise TypeError(f"{name} must be a C-contiguous {I.dtype} array, got {getattr(a, 'dtype', type(a).__name__)}")
+    for name, a, shape in (("I", I, None), ("u0", u0, (N, F)), ("lam", lam, None), ("theta", theta, None)):
+        if not isinstance(a, np.ndarray) or a.dtype != I.dtype:
+            raise TypeError(f"{name} must be a {I.dtype} array (I's dtype), got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous")
         if shape is not None and a.shape != shape:
             raise ValueError(f"{name} must have shape {shape} (I is {I.shape}), got {a.shape}")
     if lam.ndim != 2 or lam.shape != theta.shape or lam.shape[0] != T or F % max(lam.shape[1], 1) or not lam.shape[1]:
         raise ValueError(f"lam and theta must both be [T={T}, C] with C dividing F={F}, got {lam.shape} and "
                          f"{theta.shape}")
-    if not I.flags.c_contiguous:
-        raise ValueError("I must be C-contiguous")
-    if not step > 0:
-        raise ValueError(f"step must be > 0, got {step!r}")
+    _check_levels(I.dtype, step, qmax)
     if out is not None:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise ValueError(f"out must be a pair (levels, u_last), got {type(out).__name__}")
         for name, a, shape in (("out[0] (levels)", out[0], I.shape), ("out[1] (u_last)", out[1], u0.shape)):
             if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != I.dtype or not a.flags.c_contiguous \
                     or not a.flags.writeable:

@@ -80,6 +80,27 @@ def _lif_fwd(I, u0, lam, theta, soft, block, s, u_last, m_out):
 
 
 @njit(inline="always")
+def _reset_partials(m, theta, sg, soft, zero, one):
+    """``(du/dm, du/dtheta)`` of the reset (module docstring), the spike's derivative taken as ``sg``."""
+    fired = m >= theta
+    if soft:
+        return one - theta * sg, theta * sg - (one if fired else zero)
+    return (zero if fired else one) - m * sg, m * sg
+
+
+@njit(inline="always")
+def _state_from_charge(m_seg, theta, soft, u_seg):
+    """``u = reset(m)`` element by element, as the forward computed it (hard: 0 where fired; soft: ``m - theta``)."""
+    zero = m_seg.dtype.type(0)
+    for j in range(len(m_seg)):
+        m = m_seg[j]
+        if soft:
+            u_seg[j] = m - theta if m >= theta else m
+        else:
+            u_seg[j] = zero if m >= theta else m
+
+
+@njit(inline="always")
 def _stbp_segment(sg_code, soft, lam_tc, theta_tc, sg_a, sg_b, gs_seg, m_seg, up_seg, gu_seg, gI_seg, dl_seg,
                   dt_seg):
     """One channel segment of one step of :func:`_lif_bwd`: ``gI``, the ``lam`` and ``theta`` products, and
@@ -89,13 +110,7 @@ def _stbp_segment(sg_code, soft, lam_tc, theta_tc, sg_a, sg_b, gs_seg, m_seg, up
     for j in range(len(gs_seg)):
         m = m_seg[j]
         sg = _surrogate(sg_code, m - theta_tc, sg_a, sg_b, zero, one)
-        fired = m >= theta_tc
-        if soft:
-            du_dm = one - theta_tc * sg
-            du_dtheta = theta_tc * sg - (one if fired else zero)
-        else:
-            du_dm = (zero if fired else one) - m * sg
-            du_dtheta = m * sg
+        du_dm, du_dtheta = _reset_partials(m, theta_tc, sg, soft, zero, one)
         gm = gs_seg[j] * sg + gu_seg[j] * du_dm
         dt_seg[j] = gu_seg[j] * du_dtheta - gs_seg[j] * sg
         gI_seg[j] = gm
@@ -111,7 +126,6 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
     T, N, F = gs.shape
     S = F // lam.shape[1]
     zero = gs.dtype.type(0)
-    one = gs.dtype.type(1)
     nfb = (F + block - 1) // block
     for item in prange(N * nfb):
         n = item // nfb
@@ -136,14 +150,7 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
                 elif t == 0:
                     up_seg[:] = u0[n, f:fe]
                 else:  # u_{t-1} from m_{t-1}, as the forward computed it
-                    theta_p = theta[t - 1, c]
-                    mp_seg = m_all[t - 1, n, f:fe]
-                    for j in range(b - a):
-                        mp = mp_seg[j]
-                        if soft:
-                            up_seg[j] = mp - theta_p if mp >= theta_p else mp
-                        else:
-                            up_seg[j] = zero if mp >= theta_p else mp
+                    _state_from_charge(m_all[t - 1, n, f:fe], theta[t - 1, c], soft, up_seg)
                 gs_seg, m_seg, gu_seg, gI_seg = gs[t, n, f:fe], m_all[t, n, f:fe], gu[a:b], gI[t, n, f:fe]
                 dl_seg, dt_seg = d_lam[a:b], d_theta[a:b]
                 if sg_code == 0:  # the default (triangle) as a constant, as in _lif_bwd_online
@@ -157,17 +164,30 @@ def _lif_bwd(gs, gu_last, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, bloc
         gu0[n, f0:f1] = gu
 
 
+@njit(inline="always")
+def _online_segment(sg_code, soft, theta_tc, sg_a, sg_b, gs_seg, m_seg, gI_seg):
+    """``dL/dI`` of one channel segment of an online step: ``dL/ds sg + 0 * du/dm``, the STBP recursion's
+    ``dL/dm`` with ``dL/du = 0`` (its product with ``du/dm`` kept: NaN, not 0, where ``m`` is infinite)."""
+    zero = gs_seg.dtype.type(0)
+    one = gs_seg.dtype.type(1)
+    for j in range(len(gs_seg)):
+        m = m_seg[j]
+        sg = _surrogate(sg_code, m - theta_tc, sg_a, sg_b, zero, one)
+        du_dm, _ = _reset_partials(m, theta_tc, sg, soft, zero, one)
+        gI_seg[j] = gs_seg[j] * sg + zero * du_dm
+
+
 @njit_parallel
 def _lif_bwd_online(gs, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, block, need_lam,
                     gI, glam_part, gtheta_part):
     # Online (SPEC E5 applied to E7): dL/du_t = 0, so each step stands alone:
     #   dL/dm_t = dL/ds_t sg_t = dL/dI_t,   dL/dtheta_t = -sum dL/dm_t,   dL/dlam_t = sum dL/dm_t u_{t-1}.
-    # (The STBP recursion with dL/du = 0 and its sums in the same order, but no scratch arrays and one stream
-    # written, so that it vectorizes.)
+    # (The STBP recursion's values with dL/du = 0, its sums in the same order, signs of zeros aside, but no
+    # scratch arrays and one stream written, so that it vectorizes; _online_segment keeps the recursion's
+    # 0 * du/dm, which is NaN where a membrane overflowed to +-inf, as there.)
     T, N, F = gs.shape
     S = F // lam.shape[1]
     zero = gs.dtype.type(0)
-    one = gs.dtype.type(1)
     nfb = (F + block - 1) // block
     for item in prange(N * nfb):
         n = item // nfb
@@ -182,24 +202,16 @@ def _lif_bwd_online(gs, m_all, u0, lam, theta, soft, sg_code, sg_a, sg_b, block,
                 theta_tc = theta[t, c]
                 gs_seg, gI_seg, m_seg = gs[t, n, f:fe], gI[t, n, f:fe], m_all[t, n, f:fe]
                 if sg_code == 0:  # the default (triangle) as a constant: its loop then vectorizes
-                    for j in range(fe - f):
-                        gI_seg[j] = gs_seg[j] * _surrogate(0, m_seg[j] - theta_tc, sg_a, sg_b, zero, one)
+                    _online_segment(0, soft, theta_tc, sg_a, sg_b, gs_seg, m_seg, gI_seg)
                 else:
-                    for j in range(fe - f):
-                        gI_seg[j] = gs_seg[j] * _surrogate(sg_code, m_seg[j] - theta_tc, sg_a, sg_b, zero, one)
+                    _online_segment(sg_code, soft, theta_tc, sg_a, sg_b, gs_seg, m_seg, gI_seg)
                 gtheta_part[item, t, c] = zero - lane_sum(gI_seg, 0, fe - f)
                 if need_lam:
                     if t == 0:
                         glam_part[item, t, c] = lane_dot(gI_seg, u0[n, f:fe], 0, fe - f)
                     else:  # u_{t-1} from m_{t-1}, as the forward computed it
-                        theta_p = theta[t - 1, c]
-                        up_seg, mp_seg = u_prev[f - f0:fe - f0], m_all[t - 1, n, f:fe]
-                        for j in range(fe - f):
-                            mp = mp_seg[j]
-                            if soft:
-                                up_seg[j] = mp - theta_p if mp >= theta_p else mp
-                            else:
-                                up_seg[j] = zero if mp >= theta_p else mp
+                        up_seg = u_prev[f - f0:fe - f0]
+                        _state_from_charge(m_all[t - 1, n, f:fe], theta[t - 1, c], soft, up_seg)
                         glam_part[item, t, c] = lane_dot(gI_seg, up_seg, 0, fe - f)
                 f = fe
 

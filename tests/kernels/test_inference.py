@@ -134,7 +134,7 @@ def test_errors_name_the_argument(backend):
             inference.scale_shift_(np.zeros((2, 3), np.float32), np.ones(3, np.float32), np.ones(3, np.float32))
         with pytest.raises(TypeError, match="s must be a float32 or float64 ndarray"):
             inference.spike_levels_(np.zeros(4, dtype=np.int32), 1.0, 15)
-        with pytest.raises(ValueError, match="step must be > 0, got 0.0"):
+        with pytest.raises(ValueError, match="step must be > 0 in float32, got 0.0"):
             inference.spike_levels_(np.zeros(4, dtype=np.float32), 0.0, 15)
         assert np.all(y == 0)  # nothing was written
 
@@ -200,13 +200,23 @@ def test_hdlif_levels_errors_name_the_argument(backend):
     with hdlif_ref.backend(backend):
         with pytest.raises(TypeError, match="I must be"):
             inference.hdlif_levels(I.astype(np.int32), u0, lam, theta, 0.5, 15)
-        with pytest.raises(TypeError, match="u0 must be a C-contiguous float32"):
+        with pytest.raises(TypeError, match=r"u0 must be a float32 array \(I's dtype\)"):
             inference.hdlif_levels(I, u0.astype(np.float64), lam, theta, 0.5, 15)
+        with pytest.raises(ValueError, match="theta must be C-contiguous"):
+            inference.hdlif_levels(I, u0, lam, np.ones((2, 4), np.float32)[:, ::2], 0.5, 15)
         with pytest.raises(ValueError, match=r"u0 must have shape \(1, 4\)"):
             inference.hdlif_levels(I, np.zeros((1, 3), np.float32), lam, theta, 0.5, 15)
         with pytest.raises(ValueError, match="lam and theta must both be"):
             inference.hdlif_levels(I, u0, np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), 0.5, 15)
         with pytest.raises(ValueError, match="step must be > 0"):
             inference.hdlif_levels(I, u0, lam, theta, 0.0, 15)
+        with pytest.raises(ValueError, match="step must be > 0 in float32, got 1e-46"):  # 0 once cast
+            inference.hdlif_levels(I, u0, lam, theta, 1e-46, 15)
+        with pytest.raises(ValueError, match="qmax must be >= 0, got -1"):
+            inference.hdlif_levels(I, u0, lam, theta, 0.5, -1)
+        with pytest.raises(ValueError, match="step must be > 0 in float32, got 1e-46"):
+            inference.spike_levels_(np.zeros(4, np.float32), 1e-46, 15)
+        with pytest.raises(ValueError, match=r"out must be a pair \(levels, u_last\)"):
+            inference.hdlif_levels(I, u0, lam, theta, 0.5, 15, out=np.empty_like(I))
         with pytest.raises(ValueError, match=r"out\[0\] \(levels\) must be"):
             inference.hdlif_levels(I, u0, lam, theta, 0.5, 15, out=(np.empty((2, 1, 3), np.float32), u0.copy()))

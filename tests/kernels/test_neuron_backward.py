@@ -9,6 +9,7 @@ reached. (The one-step ops call the online kernels in exactly that case: ``tests
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -83,3 +84,33 @@ def test_lif_online_kernel_is_the_stbp_kernel_one_step_at_a_time(case, need_lam,
                                                            soft, code, gamma, need_lam))
                 u = u_next
             _compare(online, steps, need_lam)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_lif_online_kernel_keeps_the_nan_of_an_overflowed_membrane(soft):
+    """float32 currents of -3e38 at two steps overflow ``m`` to ``-inf``. With a hard reset the STBP recursion's
+    ``0 * du/dm`` (``du/dm = 1 - m sg``) is then NaN, and the online kernel must give the same: on each backend
+    what the STBP kernel gives one step at a time, and the same on both backends."""
+    I = np.full((3, 1, 4), 0.1, np.float32)
+    I[:, 0, 0] = [-3e38, -3e38, 0.1]
+    u0 = np.zeros((1, 4), np.float32)
+    lam, theta = np.full((3, 1), 0.9, np.float32), np.ones((3, 1), np.float32)
+    g = np.ones_like(I)
+    results = {}
+    with np.errstate(over="ignore", invalid="ignore"):
+        for backend in BACKENDS:
+            with hdlif_ref.backend(backend):
+                _, _, m = lif_kernels.lif_forward(I, u0, lam, theta, soft)
+                online = lif_kernels.lif_backward_online(g, m, u0, lam, theta, soft, 0, 1.0, True)
+                steps, u = [], u0
+                for t in range(3):
+                    one = slice(t, t + 1)
+                    _, u_next, m_t = lif_kernels.lif_forward(I[one], u, lam[one], theta[one], soft)
+                    steps.append(lif_kernels.lif_backward_stbp(g[one], np.zeros_like(u), m_t, u, lam[one],
+                                                               theta[one], soft, 0, 1.0, True))
+                    u = u_next
+            _compare(online, steps, True)
+            results[backend] = online
+    assert np.isinf(m[1, 0, 0]) and np.isnan(results["numba"][0]).any() != soft
+    for a, b in zip(results["numba"], results["numpy"]):
+        np.testing.assert_array_equal(a, b)

@@ -192,10 +192,12 @@ def test_stepped_module_gradients_equal_fused(gradient):
 
 # ---------------------------------------------------------------------------- one step, state frozen or trained
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-@pytest.mark.parametrize("kind", ["hdlif", "lif", "bn_hdlif"])
+@pytest.mark.parametrize("kind", ["hdlif", "lif", "lif_soft_sigmoid", "bn_hdlif"])
 @pytest.mark.parametrize("loss_on_u", [False, True])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_a_step_gives_the_same_gradients_whether_its_state_is_trained_or_not(backend, kind, loss_on_u, per_channel):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_step_gives_the_same_gradients_whether_its_state_is_trained_or_not(backend, kind, loss_on_u, per_channel,
+                                                                             dtype):
     """The one-step ops take the online kernels (E5's step-alone form of E4) where ``u_{t-1}`` needs no gradient
     and none reaches ``u_t``, the STBP kernels otherwise. The gradients of the current and of ``lam`` and
     ``theta`` must not depend on which ran: ``u_{t-1}`` trained or frozen, with a loss on ``s_t`` alone or on
@@ -211,17 +213,19 @@ def test_a_step_gives_the_same_gradients_whether_its_state_is_trained_or_not(bac
     u_prev.flat[::4] = 0.0
     lam = rng.uniform(0.2, 0.9, (T, C) if per_channel else T)
     theta = np.ones((T, C) if per_channel else T)
-    g_s, g_u = rng.standard_normal((2, N, C, L))
+    g_s, g_u = rng.standard_normal((2, N, C, L)).astype(dtype)
     grads = []
     for train_state in (True, False):
-        leaves = [Tensor(a.copy(), requires_grad=True) for a in (x, lam, theta)]
-        state = Tensor(u_prev.copy(), requires_grad=train_state)
+        leaves = [Tensor(a.astype(dtype), requires_grad=True) for a in (x, lam, theta)]
+        state = Tensor(u_prev.astype(dtype), requires_grad=train_state)
         xl, ll, tl = leaves
         with hdlif_ref.backend(backend):
             if kind == "hdlif":
                 s, u = HDLIFStep.apply(xl, state, ll, tl, t=t)
             elif kind == "lif":
                 s, u = LIFStep.apply(xl, state, ll, tl, t=t, soft=False, gamma=1.0, surrogate=0)
+            elif kind == "lif_soft_sigmoid":  # a surrogate other than the default (its code not a constant)
+                s, u = LIFStep.apply(xl, state, ll, tl, t=t, soft=True, gamma=4.0, surrogate=1)
             else:
                 s, u = BNHDLIFStep.apply(xl, state, ll, tl, has_weight=False, has_bias=False, has_step=False, t=t,
                                          bits=None, running_mean=None, running_var=None, momentum=0.1, eps=1e-5)

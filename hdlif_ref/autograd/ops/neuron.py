@@ -83,7 +83,8 @@ def _full_grad(g_t: np.ndarray | None, t: int, shape: tuple[int, ...]) -> np.nda
 def _stands_alone(g_u: np.ndarray, need_u_prev: bool) -> bool:
     """True when a one-step backward has no gradient through the state: none reaches ``u_t`` (the engine's zeros
     for an unused output) and none is asked of ``u_{t-1}``, as in an online step (SPEC E5). E4 then reduces to
-    E5's step-alone form, which the online kernels compute with less work (the same values; tested)."""
+    E5's step-alone form, which the online kernels compute with less work (the same values, signs of zeros aside,
+    NaN where E4's ``0 * du/dm`` is NaN; tested)."""
     return not need_u_prev and not g_u.any()
 
 
