@@ -92,8 +92,8 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
         nonfinite = 0
         if kind == HDLIF:
             # keep as a constant in each call: a flag tested inside the loop around the two stores made LLVM
-            # write them as masked vector stores, which with the flag off still slowed the loop at two threads
-            # (the other thread's lines; 1.5-2x the one-thread time) and stalled on untouched pages (30x)
+            # write them as masked vector stores, which with the flag off still cost: on two threads 1.5-2.3x
+            # the one-thread time, and 30x on untouched pages (docs/performance.md, "Masked stores")
             if keep:
                 nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
                                        True, s_kept, mask)

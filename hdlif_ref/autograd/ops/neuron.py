@@ -143,7 +143,7 @@ class HDLIFStep(Function):
         mask, I3, u0, lam_t, theta_t = ctx.saved_tensors
         shape, shape_lam, shape_theta = ctx.shapes
         need_lam = ctx.needs_input_grad[2]
-        gs = _c(g_s, I3.dtype, I3.shape)
+        gs, gu0 = _c(g_s, I3.dtype, I3.shape), None
         if _stands_alone(g_u, ctx.needs_input_grad[1]):
             gI, glam, gtheta = _hdlif.hdlif_backward_online(gs, mask, I3, u0, lam_t, theta_t, need_lam)
         else:
@@ -308,7 +308,7 @@ class LIFStep(Function):
         m, u0, lam_t, theta_t = ctx.saved_tensors
         shape, shape_lam, shape_theta = ctx.shapes
         need_lam = ctx.needs_input_grad[2]
-        gs = _c(g_s, m.dtype, m.shape)
+        gs, gu0 = _c(g_s, m.dtype, m.shape), None
         if _stands_alone(g_u, ctx.needs_input_grad[1]):
             gI, glam, gtheta = _lif.lif_backward_online(gs, m, u0, lam_t, theta_t, ctx.soft, ctx.surrogate,
                                                         ctx.gamma, need_lam)
