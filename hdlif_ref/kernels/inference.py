@@ -52,7 +52,9 @@ def _spike_levels(s, step, qmax, block):
 @njit_parallel
 def _hdlif_levels(I, u0, lam, theta, block, step, qmax, levels, u_last):
     # kernels/hdlif.py's forward (its layout, items and per-element operations), then SPEC E13's level of each
-    # spike s* as _spike_levels computes it, written in place of s*
+    # spike s* as _spike_levels computes it, written in place of s*. A copy of that kernel's loop on purpose:
+    # sharing it through an inlined segment helper with a constant flag made the training forward 20-30% slower
+    # on 64-element channel segments (measured); tests/kernels/test_inference.py holds the two bit-equal.
     T, N, F = I.shape
     S = F // lam.shape[1]
     zero = I.dtype.type(0)
