@@ -355,6 +355,119 @@ def test_a_spiking_resnet_with_silent_layers_trains_to_the_same_bits(monkeypatch
         np.testing.assert_array_equal(state_a[key], state_b[key], err_msg=key)
 
 
+# ------------------------------------------------------------------ padded rows (module doc)
+@settings(max_examples=60)
+@example(h=8, w=8, kh=3, kw=3, stride=(1, 1), padding=(1, 1))
+@example(h=3, w=3, kh=5, kw=5, stride=(1, 1), padding=(2, 2))
+@example(h=7, w=9, kh=3, kw=3, stride=(2, 2), padding=(1, 1))
+@given(h=st.integers(1, 9), w=st.integers(1, 9), kh=st.integers(1, 5), kw=st.integers(1, 5),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=st.tuples(st.integers(0, 2), st.integers(0, 2)))
+def test_trimmed_jobs_leave_out_exactly_the_taps_on_padded_rows(h, w, kh, kw, stride, padding):
+    """Forward: output (p, q) and tap (i, j) read input (p*sh + i - ph, q*sw + j - pw). The trimmed jobs cover
+    every output position once and keep, per output row, every tap that reads some input element along
+    the row; what they leave out reads padding only; they trim a row exactly when its first or last tap
+    reads padding only (from the formula, not from the plane layout)."""
+    (sh, sw), (ph, pw) = stride, padding
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        return
+    corr, _, _ = lanes.forward_geometry(h, w, kh, kw, stride, padding)
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+    def reads(p, k):
+        i, j = corr.taps[k]
+        return 0 <= p * sh + i - ph < h and any(0 <= q * sw + j - pw < w for q in range(wo))
+
+    kept_by_row = {}
+    for t0, nt, ibase, rin, obase, orow, ostep, nu, nv in corr.trimmed_jobs:
+        assert (rin, orow, ostep, nv) == (corr.jobs[0, 3], wo, 1, wo)
+        for u in range(nu):
+            assert (obase + u * orow) % wo == 0 and ibase + u * rin == (obase + u * orow) // wo * rin
+            p = (obase + u * orow) // wo
+            assert p not in kept_by_row
+            kept_by_row[p] = set(range(t0, t0 + nt))
+    assert sorted(kept_by_row) == list(range(ho))
+    taps = set(range(len(corr.taps)))
+    for p, kept in kept_by_row.items():
+        assert {k for k in taps if reads(p, k)} <= kept
+        assert not any(reads(p, k) for k in taps - kept)
+    assert corr.trims == any(not reads(p, 0) or not reads(p, len(corr.taps) - 1) for p in range(ho))
+
+
+@contextlib.contextmanager
+def trimming(on):
+    before = lanes.TRIM_PADDED_ROWS
+    lanes.TRIM_PADDED_ROWS = on
+    try:
+        yield
+    finally:
+        lanes.TRIM_PADDED_ROWS = before
+
+
+@settings(max_examples=60)
+@example(case=_fixed(40, 3, 5, 4, 4, 3, 1, 1, np.float32), seed=1)
+@example(case=_fixed(17, 2, 3, 3, 3, 5, 1, 2), seed=2)
+@example(case=_fixed(9, 2, 3, 7, 9, 3, 2, 1), seed=3)
+@given(case=lanes_case(), seed=st.integers(0, 2 ** 16))
+def test_trimmed_jobs_give_the_dense_bits(case, seed):
+    """Forward and dx with the padded rows' taps left out equal every tap computed, bit for bit (signed zeros
+    included), on inputs with zeros, -0 and values whose products underflow."""
+    x, weight, bias, stride, padding = case
+    rng = np.random.default_rng(seed)
+    tiny = np.float32(1e-30) if x.dtype == np.float32 else 1e-200
+    x[rng.random(x.shape) < 0.3] = -0.0
+    x[rng.random(x.shape) < 0.2] = tiny
+    weight[rng.random(weight.shape) < 0.2] = -tiny
+    shape = _output_shape(x, weight, stride, padding)
+    g = rng.standard_normal(shape).astype(x.dtype)
+    g[rng.random(shape) < 0.3] = tiny
+
+    def run(on):
+        with trimming(on):
+            return (lanes.conv2d_forward(x, weight, bias, stride, padding),
+                    lanes.conv2d_backward(g, x, weight, stride, padding, True, False)[0])
+
+    for got, want in zip(run(True), run(False)):
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype, tiny", [(np.float32, 1e-30), (np.float64, 1e-200)])
+def test_a_negative_zero_bias_or_a_non_finite_weight_keeps_every_tap(dtype, tiny):
+    """One channel, 3x3, padding 1: at the bottom row's centre the product w * tiny underflows to -0 and the
+    next real tap adds -1 * (+0) = -0; the full job then adds the padding row's products (+0, positive
+    weights), which turn it into +0. With a bias of -0 the two give -0 and +0: the check turns the
+    trimming off. With an infinite weight the padding's 0 * inf is the formula's NaN."""
+    x = np.zeros((lanes_of(dtype), 1, 3, 3), dtype)
+    x[:, 0, 2, 1] = tiny
+    weight = np.ones((1, 1, 3, 3), dtype)
+    weight[0, 0, 1, 1] = -tiny  # the bottom row's centre reads x[2, 1] with the middle kernel row ...
+    weight[0, 0, 1, 2] = -1.0   # ... and then x[2, 2] = +0: a -0 product keeps the accumulator at -0
+    bias = np.array([-0.0], dtype)
+    corr, _, _ = lanes.forward_geometry(3, 3, 3, 3, (1, 1), (1, 1))
+    wt = lanes.tile_weights(weight, corr, False)
+    xp = lanes.pack(x, corr.plane)
+    results = {}
+    for name, jobs in (("full", corr.jobs), ("trimmed", corr.trimmed_jobs)):  # the engine itself, no check
+        out = np.empty((x.shape[0], 1, 3, 3), dtype)
+        accs = np.empty((1, lanes.TILE_O, 9 * lanes_of(dtype)), dtype)
+        with numba_threads(1):
+            lanes._correlate(xp, x.shape[0], 1, corr.plane.nvec, corr.offs, jobs, wt, bias, 1, 9, accs,
+                             np.ones(xp.shape[0], np.uint8), out.reshape(-1))
+        results[name] = out
+    assert np.signbit(results["trimmed"][0, 0, 2, 1]) and not np.signbit(results["full"][0, 0, 2, 1])
+    assert not lanes.padding_adds_nothing(wt, bias)
+    assert not twin.padding_adds_nothing(wt, bias)
+    assert lanes.padding_adds_nothing(wt, np.zeros(1, dtype)) and twin.padding_adds_nothing(wt, np.zeros(1, dtype))
+    for on in (True, False):
+        with trimming(on):
+            out = lanes.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+        assert out.tobytes() == results["full"].tobytes()
+    weight[0, 0, 0, 0] = np.inf  # read at output row 0 from the top padding row only
+    wt = lanes.tile_weights(weight, corr, False)
+    assert not lanes.padding_adds_nothing(wt, np.zeros(1, dtype)) and not twin.padding_adds_nothing(wt, np.zeros(1, dtype))
+    out = lanes.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+    assert np.isnan(out[:, 0, 0, :]).all()  # every position of the top row multiplies inf by a padding zero
+
+
 def test_the_weight_gradient_owns_its_memory():
     """With c_in kh kw = 4 (one tile of pairs) the weight gradient was a view of the reused scratch buffer, and
     the next weight gradient overwrote it (found by review; on main too)."""

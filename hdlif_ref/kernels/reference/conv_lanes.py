@@ -10,7 +10,9 @@ indexing and ``einsum``, so a test can compare the Numba kernels stage by stage:
   sum_{c, k} wt[c, k, o] * xp[block, c, ibase + u*rin + v + offs[k], lane]``;
 * :func:`wgrad`: ``out[o, u] = sum_{n, k} gp[o, posg[k]] * xp[c_u, posx[k] + off_u]``;
 * :func:`live_blocks`: which blocks the kernels compute (the twins compute every block: skipping
-  a silent one changes no bit, which the tests check on the kernels themselves).
+  a silent one changes no bit, which the tests check on the kernels themselves);
+* :func:`padding_adds_nothing`: when the kernel may run ``corr.trimmed_jobs`` (the twin runs every
+  tap of ``corr.jobs``: leaving out the padded rows' taps changes no bit, tested on the kernel).
 """
 from __future__ import annotations
 
@@ -79,6 +81,11 @@ def wgrad(xp, xnvec, gp, gnvec, n, posx, posg, pairs, out_channels, out):
     g = gp.reshape(blocks, -1, gnvec, lanes)[:, :out_channels, posg, :]  # [blocks, C_out, positions, lanes]
     for u, (c, off) in enumerate(pairs):
         out[:out_channels, u] = np.einsum("bopl,bpl->o", g, xv[:, c, posx + off, :])
+
+
+def padding_adds_nothing(wt, bias):
+    """As :func:`conv_lanes.padding_adds_nothing`: every weight finite and no bias of ``-0``."""
+    return bool(np.isfinite(wt).all()) and not bool(np.any((bias == 0) & np.signbit(bias)))
 
 
 def live_blocks(xp, partner):
