@@ -30,13 +30,17 @@ def _scale_shift(y, scale, bias):
     """``y: [T, N, C, L]`` in place; ``scale: [Ts, C]``, ``bias: [Tb, C]``, ``Ts`` and ``Tb`` 1 or ``T``."""
     T, N, C = y.shape[0], y.shape[1], y.shape[2]
     scale_per_step, bias_per_step = scale.shape[0] > 1, bias.shape[0] > 1
-    for row in prange(T * N * C):
-        t, c = row // (N * C), row % C
-        a = scale[t if scale_per_step else 0, c]
-        b = bias[t if bias_per_step else 0, c]
-        r = y[t, (row // C) % N, c]
-        for k in range(r.shape[0]):
-            r[k] = r[k] * a + b
+    # one iteration per (t, n), the channels inside: three integer divisions per row cost more than a
+    # classifier's one-element rows (30 against 3 us for [4, 64, 10, 1])
+    for tn in prange(T * N):
+        t, n = tn // N, tn % N
+        ts, tb = (t if scale_per_step else 0), (t if bias_per_step else 0)
+        for c in range(C):
+            a = scale[ts, c]
+            b = bias[tb, c]
+            r = y[t, n, c]
+            for k in range(r.shape[0]):
+                r[k] = r[k] * a + b
 
 
 @njit_parallel
