@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from ._backend import dispatch
+from ._blocking import BLOCK
 from ._config import njit, njit_parallel
 from ._threads import run
 from .norm import channel_stats
@@ -75,54 +76,58 @@ def _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out,
 
 @njit_parallel
 def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, qmax, out, u_out, bad,
-               keep, s_kept, mask):
+               keep, s_kept, mask, per_item):
     # keep (HD-LIF): also write the unquantized spike s* and the firing mask H(m - theta), what the
     # backward of a recorded step needs (bn_hdlif_graph_step)
     n, channels, length = x.shape
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
     big = x.dtype.type(np.finfo(x.dtype).max)
-    # one iteration per (sample, channel) row: more and shorter work items than per channel, which
-    # keeps both threads busy on deep layers' small planes; 3-D indexing, no row views (a view per
-    # row of 16 elements cost up to a third of the call)
-    for r in numba.prange(n * channels):
-        k, c = r // channels, r % channels
-        a, b = scale[c], shift[c]
-        lam_c, theta_c = lam[c], theta[c]
-        nonfinite = 0
-        if kind == HDLIF:
-            # keep as a constant in each call: a flag tested inside the loop around the two stores made LLVM
-            # write them as masked vector stores, which with the flag off still cost: on two threads 1.5-2.3x
-            # the one-thread time, and 30x on untouched pages (docs/performance.md, "Masked stores")
-            if keep:
-                nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
-                                       True, s_kept, mask)
+    # one iteration per sample and group of per_item channels (about BLOCK elements, _rows_per_item): more
+    # and shorter work items than per channel, which keeps both threads busy on deep layers' small planes,
+    # and longer ones than a row each (one iteration per 16-element row cost 1.7x the call, measured);
+    # 3-D indexing, no row views (a view per row of 16 elements cost up to a third of the call)
+    groups = (channels + per_item - 1) // per_item
+    for item in numba.prange(n * groups):
+        k, group = item // groups, item % groups
+        for c in range(group * per_item, min(channels, (group + 1) * per_item)):
+            r = k * channels + c
+            a, b = scale[c], shift[c]
+            lam_c, theta_c = lam[c], theta[c]
+            nonfinite = 0
+            if kind == HDLIF:
+                # keep as a constant in each call: a flag tested inside the loop around the two stores made LLVM
+                # write them as masked vector stores, which with the flag off still cost: on two threads 1.5-2.3x
+                # the one-thread time, and 30x on untouched pages (docs/performance.md, "Masked stores")
+                if keep:
+                    nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
+                                           True, s_kept, mask)
+                else:
+                    nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
+                                           False, s_kept, mask)
+            elif kind == LIF:
+                for t in range(length):
+                    z = x.dtype.type(x[k, c, t] * a + b)
+                    nonfinite += 0 if abs(z) <= big else 1
+                    m = lam_c * u_prev[k, c, t] + z  # E7
+                    fired = m >= theta_c  # H(0) = 1
+                    s = one if fired else zero
+                    if soft:  # u = m - theta s (a loop invariant, like quantize)
+                        u_out[k, c, t] = m - theta_c if fired else m
+                    else:  # u = m (1 - s)
+                        u_out[k, c, t] = zero if fired else m
+                    if quantize:
+                        s = step * min(max(np.rint(s / step), zero), qmax)
+                    out[k, c, t] = s
             else:
-                nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
-                                       False, s_kept, mask)
-        elif kind == LIF:
-            for t in range(length):
-                z = x.dtype.type(x[k, c, t] * a + b)
-                nonfinite += 0 if abs(z) <= big else 1
-                m = lam_c * u_prev[k, c, t] + z  # E7
-                fired = m >= theta_c  # H(0) = 1
-                s = one if fired else zero
-                if soft:  # u = m - theta s (a loop invariant, like quantize)
-                    u_out[k, c, t] = m - theta_c if fired else m
-                else:  # u = m (1 - s)
-                    u_out[k, c, t] = zero if fired else m
-                if quantize:
-                    s = step * min(max(np.rint(s / step), zero), qmax)
-                out[k, c, t] = s
-        else:
-            for t in range(length):
-                z = x.dtype.type(x[k, c, t] * a + b)
-                nonfinite += 0 if abs(z) <= big else 1
-                s = z - theta_c if z >= theta_c else zero  # E8
-                if quantize:
-                    s = step * min(max(np.rint(s / step), zero), qmax)
-                out[k, c, t] = s
-        bad[r] = nonfinite
+                for t in range(length):
+                    z = x.dtype.type(x[k, c, t] * a + b)
+                    nonfinite += 0 if abs(z) <= big else 1
+                    s = z - theta_c if z >= theta_c else zero  # E8
+                    if quantize:
+                        s = step * min(max(np.rint(s / step), zero), qmax)
+                    out[k, c, t] = s
+            bad[r] = nonfinite
 
 
 #: The kernel's arguments it does not use (no state, nothing kept): one empty array per dtype, never written.
@@ -132,6 +137,11 @@ _UNUSED = {np.dtype(t): np.empty((0, 0, 0), dtype=t) for t in (np.float32, np.fl
 def _unused(dtype) -> np.ndarray:
     array = _UNUSED.get(dtype)
     return array if array is not None else np.empty((0, 0, 0), dtype=dtype)
+
+
+def _rows_per_item(length: int) -> int:
+    """Channels of one sample per iteration of :func:`_bn_neuron`: about :data:`._blocking.BLOCK` elements."""
+    return max(1, BLOCK // max(1, length))
 
 
 def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax, soft, keep):
@@ -159,9 +169,10 @@ def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta,
     if x.size:
         if training:
             run(_bn_stats, x.size, channels, x, w, b, float(eps), scale, shift, mean, var)
-        run(_bn_neuron, x.size, x.shape[0] * channels, x, scale, shift, u_in, lam, theta, int(kind), bool(soft),
-            quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad, bool(keep),
-            s_kept, mask)
+        per_item = _rows_per_item(x.shape[2])
+        run(_bn_neuron, x.size, x.shape[0] * -(-channels // per_item), x, scale, shift, u_in, lam, theta, int(kind),
+            bool(soft), quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad,
+            bool(keep), s_kept, mask, per_item)
     return out, (u_out if stateful else None), mean, var, int(bad.sum()), s_kept, mask
 
 

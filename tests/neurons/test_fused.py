@@ -85,6 +85,37 @@ def test_fused_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, kind, traini
             np.testing.assert_array_equal(var, ref_var)
 
 
+@pytest.mark.parametrize("per_item", [1, 2, 3, 5])
+@pytest.mark.parametrize("kind", [0, 1, 2])
+@pytest.mark.parametrize("L", [1, 16, 33])
+def test_fused_kernel_gives_the_same_bits_for_any_channels_per_item(monkeypatch, per_item, kind, L):
+    """A work item is a sample and a group of channels (``_rows_per_item``, about BLOCK elements): groups of 1, 2,
+    3 or 5 of 7 channels (a partial last group) give the one-group results, spikes, state and non-finite counts,
+    and so does the graph kernel's kept s* and mask."""
+    from hdlif_ref.kernels import bn_neuron as kernel_module
+
+    rng = np.random.default_rng(per_item * 10 + kind)
+    x = (rng.standard_normal((5, 7, L)) * 2).astype(np.float32)
+    x[2, 3, 0] = np.inf  # a non-finite current: counted in its row
+    u_prev = rng.uniform(-1, 1, x.shape).astype(np.float32)
+    lam, theta = np.full(7, 0.5, np.float32), rng.uniform(0.5, 1, 7).astype(np.float32)
+    args = (x, True, None, None, 1e-5, None, None, u_prev, lam, theta, kind, 0.25, 15)
+
+    def run():
+        return (kernel_module.bn_neuron_step.numba_impl(*args, soft=kind == 2),
+                kernel_module.bn_hdlif_graph_step.numba_impl(x, None, None, 1e-5, u_prev, lam, theta, 0.25, 15))
+
+    want = run()
+    monkeypatch.setattr(kernel_module, "_rows_per_item", lambda length: per_item)
+    got = run()
+    for a, b in zip(got[0] + got[1], want[0] + want[1]):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b
+    assert want[0][4] > 0  # the non-finite current was counted
+
+
 def test_fused_kernel_counts_non_finite_currents():
     x = np.ones((2, 2, 3), dtype=np.float32)
     x[1, 1, 2] = 3e38  # normalizes to +inf in float32 (eval: scale 4)
