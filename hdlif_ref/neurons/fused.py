@@ -36,7 +36,7 @@ from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
 from ..kernels.bn_neuron import LIF as _LIF_KIND
 from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
 from ..kernels.bn_neuron import bn_neuron_step
-from ..kernels.finite import count_nonzero
+from ..kernels.finite import count_nonfinite, count_nonzero
 from ..layers.norm import BatchNorm2d
 from ._checks import check_param
 from .quantizer import top_level
@@ -52,7 +52,7 @@ def _step_values(p: np.ndarray, t: int, C: int, dtype) -> np.ndarray | None:
     """Row ``t`` of a ``[T]`` / ``[T, C]`` neuron parameter as ``[C]`` of ``dtype``, or None if it does not fit or
     any value of the parameter, at any step, is not finite: the plain path checks them all at every step
     (``check_param``), and then raises its own error."""
-    if not np.isfinite(p).all():
+    if count_nonfinite(p):
         return None
     row = p[t]
     if row.ndim == 0:

@@ -36,6 +36,7 @@ import numpy as np
 from ..autograd import Tensor, no_grad, ops
 from ..autograd.batch_cache import batch_cache
 from ..autograd.ops._args import NonFiniteInputError
+from ..kernels.finite import count_nonfinite
 from ..module import Module
 from .optim import clip_grad_norm
 
@@ -174,8 +175,10 @@ class Trainer:
 
     def _first_nonfinite(self, arrays) -> tuple[str, int, int] | None:
         for p, a in arrays:
-            if a is not None and not np.isfinite(a).all():
-                return self._names.get(id(p), "?"), int((~np.isfinite(a)).sum()), int(a.size)
+            if a is not None:
+                bad = count_nonfinite(a)  # one pass, no boolean array (half the time of np.isfinite(a).all())
+                if bad:
+                    return self._names.get(id(p), "?"), int(bad), int(a.size)
         return None
 
     def _optimizer_step(self) -> None:
@@ -191,9 +194,9 @@ class Trainer:
         if bad is not None:
             raise NonFiniteError("parameter", *bad, lr=self._lr(), fatal=True)
         for name, buffer in self.model.named_buffers():  # running statistics, updated by this batch's forward
-            if buffer.dtype.kind == "f" and not np.isfinite(buffer).all():
-                raise NonFiniteError("buffer", name, int((~np.isfinite(buffer)).sum()), int(buffer.size),
-                                     lr=self._lr(), fatal=True)
+            bad = count_nonfinite(buffer) if buffer.dtype.kind == "f" else 0
+            if bad:
+                raise NonFiniteError("buffer", name, int(bad), int(buffer.size), lr=self._lr(), fatal=True)
 
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
