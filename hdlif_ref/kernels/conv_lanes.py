@@ -57,10 +57,11 @@ so that ``0 * inf`` still gives the NaN the formula gives. ``SKIP_SILENT_BLOCKS 
 it off (tests and A/B measurements).
 
 **Padded rows.** In the top and bottom rows of a padded convolution some kernel rows read only
-padding: on a 4x4 plane with a 3x3 kernel and padding 1, 12 of the 36 (position, kernel row)
-pairs. The engine's jobs run one range of taps per row, so
-:attr:`Correlation.trimmed_jobs` gives each output row only the range of taps that reads a real
-input row (taps are listed kernel row by kernel row). Each left-out product is ``w * (+0) = +-0``.
+padding: on a 4x4 plane with a 3x3 kernel and padding 1, 8 of the 48 (position, kernel row)
+pairs. The engine's jobs run one range of taps per output row, so
+:attr:`Correlation.trimmed_jobs` cuts from each row's range the taps at either end that read only
+padding along the whole row (taps are listed kernel row by kernel row: the kernel rows above and
+below the image; also end columns of a kernel wider than the image). Each left-out product is ``w * (+0) = +-0``.
 The accumulators start at ``+0``, so adding ``+-0`` to one changes nothing unless it holds
 ``-0`` (an underflowed product), and then only the sign of that zero, which the bias then
 removes: ``(+-0) + b`` is the same for every bias but ``-0``. So the trimmed jobs give the same

@@ -21,6 +21,7 @@ from numba import prange
 
 from ._backend import dispatch
 from ._blocking import BLOCK, launch
+from ._threads import run
 from ._config import njit_parallel
 from .reference import inference as _ref
 
@@ -91,8 +92,8 @@ def _scale_shift_numba(y, scale, bias):
     T, N, C = y.shape[:3]
     s = np.ascontiguousarray(np.reshape(scale, (-1, C)), dtype=y.dtype)
     b = np.ascontiguousarray(np.reshape(bias, (-1, C)), dtype=y.dtype)
-    if y.size:
-        launch(_scale_shift, y.size, y.reshape(T, N, C, -1), s, b)
+    if y.size:  # T * N iterations (the kernel's loop), chunked by the thread policy
+        run(_scale_shift, y.size, T * N, y.reshape(T, N, C, -1), s, b)
     return y
 
 

@@ -388,9 +388,46 @@ def test_trimmed_jobs_leave_out_exactly_the_taps_on_padded_rows(h, w, kh, kw, st
     assert sorted(kept_by_row) == list(range(ho))
     taps = set(range(len(corr.taps)))
     for p, kept in kept_by_row.items():
-        assert {k for k in taps if reads(p, k)} <= kept
-        assert not any(reads(p, k) for k in taps - kept)
+        assert {k for k in taps if reads(p, k)} <= kept  # nothing left out reads the image
+        if kept:  # and nothing more is left out than the ends that read padding only
+            assert reads(p, min(kept)) and reads(p, max(kept))
     assert corr.trims == any(not reads(p, 0) or not reads(p, len(corr.taps) - 1) for p in range(ho))
+
+
+@settings(max_examples=60)
+@example(h=8, w=8, kh=3, kw=3, stride=(1, 1), padding=(1, 1))
+@example(h=7, w=9, kh=3, kw=3, stride=(2, 2), padding=(1, 1))
+@given(h=st.integers(1, 9), w=st.integers(1, 9), kh=st.integers(1, 5), kw=st.integers(1, 5),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=st.tuples(st.integers(0, 2), st.integers(0, 2)))
+def test_trimmed_input_gradient_jobs_leave_out_only_padding(h, w, kh, kw, stride, padding):
+    """dx's jobs (one per phase, reading the padded output gradient): every (row, tap) the full jobs run and the
+    trimmed ones do not reads only padding vectors of the gradient's plane, and the trimmed jobs write every
+    position the full jobs write, once."""
+    (sh, sw), (ph, pw) = stride, padding
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        return
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    corr, _, _, _ = lanes.input_grad_geometry(h, w, kh, kw, stride, padding, ho, wo)
+    real = np.zeros(corr.plane.nvec, dtype=bool)
+    real[corr.plane.dpos[corr.plane.dpos >= 0]] = True
+
+    def runs(jobs):
+        out = {}
+        for t0, nt, ibase, rin, obase, orow, ostep, nu, nv in jobs:
+            for u in range(nu):
+                key = (obase + u * orow, ostep, nv)
+                assert key not in out
+                out[key] = (ibase + u * rin, set(range(t0, t0 + nt)))
+        return out
+
+    full, trimmed = runs(corr.jobs), runs(corr.trimmed_jobs)
+    assert full.keys() == trimmed.keys()
+    for key, (start, kept) in trimmed.items():
+        assert start == full[key][0] and kept <= full[key][1]
+        for k in full[key][1] - kept:
+            first = start + corr.offs[k]
+            assert 0 <= first and first + key[2] <= corr.plane.nvec
+            assert not real[first:first + key[2]].any()
 
 
 @contextlib.contextmanager

@@ -24,4 +24,9 @@ def test_a_scratch_array_is_aligned_and_reused_until_a_larger_one_is_asked(dtype
     _workspace.release()
     fresh = _workspace.scratch("test.a", (7,), dtype)
     assert fresh.ctypes.data % _workspace.ALIGN == 0
+    # many growths (each a new buffer, wherever malloc puts it): every one aligned, so an offset kept from
+    # an older buffer would show
+    for size in range(8, 8 + 40 * 997, 997):
+        grown = _workspace.scratch("test.a", (size,), dtype)
+        assert grown.shape == (size,) and grown.ctypes.data % _workspace.ALIGN == 0
     _workspace.release()
