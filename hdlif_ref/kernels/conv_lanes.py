@@ -87,6 +87,7 @@ from ._config import njit, njit_parallel
 from ._simd import lanes_of, vfma, vload, vsplat, vstore, vstore_lanesums, vtranspose_pack, vtranspose_unpack
 from ._threads import current_threads
 from ._workspace import scratch
+from .finite import _count as _count_nonfinite  # the one pass behind count_nonfinite, callable from a kernel
 from .finite import count_nonfinite
 
 #: Output channels and positions per register tile (16 vector accumulators).
@@ -633,15 +634,10 @@ def padding_adds_nothing(wt, bias) -> bool:
     """Whether the taps that read only padding can be left out with the same bits (module doc, "Padded
     rows"): every weight finite (``inf * 0`` is NaN) and no bias of ``-0`` (it keeps the sign of an
     accumulator at ``-0``, which a padding product of ``+0`` would have turned into ``+0``)."""
-    flat = wt.ravel()
-    bad = 0
-    for i in range(flat.shape[0]):  # as finite.count_nonfinite: v - v is 0 for finite v, else NaN
-        v = flat[i]
-        bad += 0 if v - v == 0 else 1
     for i in range(bias.shape[0]):
         if bias[i] == 0 and np.signbit(bias[i]):
             return False
-    return bad == 0
+    return _count_nonfinite(wt.ravel()) == 0
 
 
 def correlate(xp, n, channels, corr: Correlation, wt, bias, out):

@@ -21,8 +21,8 @@ from numba import prange
 
 from ._backend import dispatch
 from ._blocking import BLOCK, launch
-from ._threads import run
 from ._config import njit_parallel
+from ._threads import run
 from .reference import inference as _ref
 
 

@@ -512,7 +512,8 @@ def test_a_negative_zero_bias_or_a_non_finite_weight_keeps_every_tap(dtype, tiny
         assert out.tobytes() == results["full"].tobytes()
     weight[0, 0, 0, 0] = np.inf  # read at output row 0 from the top padding row only
     wt = lanes.tile_weights(weight, corr, False)
-    assert not lanes.padding_adds_nothing(wt, np.zeros(1, dtype)) and not twin.padding_adds_nothing(wt, np.zeros(1, dtype))
+    zero_bias = np.zeros(1, dtype)
+    assert not lanes.padding_adds_nothing(wt, zero_bias) and not twin.padding_adds_nothing(wt, zero_bias)
     out = lanes.conv2d_forward(x, weight, None, (1, 1), (1, 1))
     assert np.isnan(out[:, 0, 0, :]).all()  # every position of the top row multiplies inf by a padding zero
 
