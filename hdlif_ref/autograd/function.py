@@ -224,6 +224,23 @@ def _topological_nodes(root: Context) -> list[Context]:
     return order
 
 
+def zero_grad(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """The gradient of an output that no gradient reached: zeros, as a read-only view of one zero
+    (``np.broadcast_to``, every stride 0), not a new array. An online step's neuron node gets one for
+    its new state at every backward; a new ``np.zeros`` of that size cost 10-90 us there (fresh pages), and
+    the node's test for it (:func:`is_zero_grad`) another pass. Backward functions read their gradients
+    and never write into them; one that needs a C-contiguous array copies it (``ascontiguousarray``)."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
+
+
+def is_zero_grad(g: np.ndarray) -> bool:
+    """Whether every value of ``g`` is zero (``+-0``), in O(1) for :func:`zero_grad`'s arrays (one value,
+    every stride 0), else by a pass over ``g``."""
+    if g.size and not any(g.strides):
+        return not g.flat[0]
+    return not g.any()
+
+
 def _accumulate_leaf(leaf: Tensor, grad: np.ndarray) -> None:
     if leaf.grad is None:
         leaf.grad = np.array(grad, dtype=leaf.data.dtype, copy=True)
@@ -259,7 +276,7 @@ def run_backward(root: Tensor, grad: np.ndarray | None, retain_graph: bool) -> N
         out_grads = pending.pop(id(node), None) or [None] * len(node.out_meta)
         for i, (shape, dtype) in enumerate(node.out_meta):
             if out_grads[i] is None:
-                out_grads[i] = np.zeros(shape, dtype=dtype)
+                out_grads[i] = zero_grad(shape, dtype)
         fn = node.fn
         in_grads = fn.backward(node, tuple(out_grads) if node.multi_output else out_grads[0])
         if not isinstance(in_grads, tuple):

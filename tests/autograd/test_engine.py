@@ -222,6 +222,55 @@ def test_multi_output_function_gets_zero_for_unused_outputs():
     assert gradcheck(lambda t: _SplitSquare.apply(t), [leaf([0.3, -0.7])])
 
 
+class _Recorder(Function):
+    """Two outputs (x, 2x); keeps the gradients its backward received."""
+
+    name = "recorder"
+    received: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy(), 2 * x
+
+    @staticmethod
+    def backward(ctx, grads):
+        _Recorder.received.append(grads)
+        return grads[0] + 2 * grads[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_unused_output_gets_a_read_only_zero_view_not_a_new_array(dtype):
+    _Recorder.received = []
+    x = Tensor(np.arange(6, dtype=dtype).reshape(2, 3), requires_grad=True)
+    first, _ = _Recorder.apply(x)
+    first.sum().backward()
+    (g_first, g_second), = _Recorder.received
+    assert g_second.shape == (2, 3) and g_second.dtype == dtype
+    assert g_second.strides == (0, 0) and not g_second.flags.writeable  # one zero, broadcast: nothing allocated
+    np.testing.assert_array_equal(g_second, np.zeros((2, 3)))
+    assert not np.signbit(g_second).any()
+    np.testing.assert_array_equal(x.grad, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="read-only"):
+        g_second[0, 0] = 1.0
+
+
+def test_is_zero_grad_reads_one_value_of_a_broadcast_and_every_value_otherwise():
+    from hdlif_ref.autograd.function import is_zero_grad, zero_grad
+    assert is_zero_grad(zero_grad((4, 5), np.float32))
+    assert is_zero_grad(np.broadcast_to(np.float64(-0.0), (3,)))  # -0 is zero, as for ndarray.any
+    assert not is_zero_grad(np.broadcast_to(np.float32(1e-45), (2, 2)))  # the smallest subnormal
+    assert not is_zero_grad(np.broadcast_to(np.float64(np.nan), (2,)))
+    assert not is_zero_grad(np.broadcast_to(np.float64(-np.inf), (2,)))
+    dense = np.zeros((3, 4))
+    assert is_zero_grad(dense)
+    dense[2, 3] = -1e-300
+    assert not is_zero_grad(dense)
+    # a row broadcast along one axis only (one stride 0): every value is looked at
+    row = np.array([0.0, 0.0, 5.0])
+    assert not is_zero_grad(np.broadcast_to(row, (4, 3)))
+    assert is_zero_grad(np.zeros((0, 3)))  # no values: none is non-zero
+
+
 class _BadBackward(Function):
     """sin with a deliberately wrong derivative (sin instead of cos): gradcheck must catch it."""
 

@@ -30,7 +30,7 @@ from ...kernels import membn as _membn
 from ...kernels import norm as _norm
 from ...kernels import parallel as _parallel
 from ...kernels import spike_quantize as _quantize
-from ..function import Function
+from ..function import Function, is_zero_grad
 from .norm import update_running_stats
 
 
@@ -85,7 +85,7 @@ def _stands_alone(g_u: np.ndarray, need_u_prev: bool) -> bool:
     for an unused output) and none is asked of ``u_{t-1}``, as in an online step (SPEC E5). E4 then reduces to
     E5's step-alone form, which the online kernels compute with less work (the same values, signs of zeros aside,
     NaN where E4's ``0 * du/dm`` is NaN; tested)."""
-    return not need_u_prev and not g_u.any()
+    return not need_u_prev and is_zero_grad(g_u)
 
 
 # ---------------------------------------------------------------------------- HD-LIF
