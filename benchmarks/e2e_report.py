@@ -219,12 +219,26 @@ def _roofline(results: dict) -> list[str]:
              "(fwd+bwd = dx and dW too: 3x the forward's FLOPs; the analog first layers dW only, 2x, as in "
              "training):", "",
              "| workloads | x | w | stride | calls/step | fwd GFLOP/s | fwd+bwd GFLOP/s | sgemm GFLOP/s "
-             "| fwd / sgemm | fwd+bwd / sgemm | >= 0.7 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| fwd / sgemm | fwd+bwd / sgemm | >= 0.7 | PyTorch fwd; fwd+bwd / sgemm | call floor / budget |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["convs"]["shapes"]:
         calls = ", ".join(f"{k} {v}" for k, v in row["calls_per_step"].items())
+        theirs = (f"{row['torch_fwd_fraction']:.2f}; {row['torch_fwd_bwd_fraction']:.2f}"
+                  if "torch_fwd_fraction" in row else "-")
+        over = row.get("floor_over_budget")
+        floor = f"{over['fwd']:.2f}; {over['fwd_bwd']:.2f}" if over else "-"
         lines.append(f"| {', '.join(row['workloads'])} | {row['x']} | {row['w']} | {row['stride'][0]} | {calls} | "
                      f"{row['fwd_gflops']:.1f} | {row['fwd_bwd_gflops']:.1f} | {row['sgemm_gflops']:.1f} | "
-                     f"{row['fwd_fraction']:.2f} | {row['fwd_bwd_fraction']:.2f} | {_yes(row['holds'])} |")
+                     f"{row['fwd_fraction']:.2f} | {row['fwd_bwd_fraction']:.2f} | {_yes(row['holds'])} | "
+                     f"{theirs} | {floor} |")
+    floor = r["convs"].get("call_floor")
+    if floor:
+        lines += ["", f"PyTorch: `torch.nn.functional.conv2d` (oneDNN) on one thread, the same shapes in the same "
+                      f"rounds, over the same sgemm. Call floor: `ops.conv2d` on a [1, 1, 1, 1] input and weight, "
+                      f"{floor['fwd_ms'] * 1e3:.0f} us forward, {floor['fwd_bwd_ms'] * 1e3:.0f} us forward + backward "
+                      f"({floor['fwd_bwd_analog_ms'] * 1e3:.0f} us with `dW` only, the analog rows); "
+                      f"over the shape's time at 70% of sgemm (its budget), a value above 1 means the target "
+                      f"is out of reach through this API whatever the kernel."]
     for net, agg in r["convs"]["by_workload"].items():
         lines.append(f"\n{net}'s convolutions together (weighted by calls per step), fwd+bwd: "
                      f"{_f(agg['fwd_bwd_gflops'], '{:.1f}')} GFLOP/s, {_f(agg['fraction'], '{:.2f}')} of sgemm.")

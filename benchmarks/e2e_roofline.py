@@ -14,6 +14,11 @@
   gradient in training) of ``ops.conv2d`` at **one** thread against the
   one-thread sgemm, in the same rounds. The aggregate of a workload weights each shape
   by its calls per step. Target (issue 21): >= 70% of sgemm on every shape.
+  Beside each shape, in the same rounds: PyTorch's ``conv2d`` (oneDNN) on one thread, forward
+  and forward + backward alike (``torch_*``, over the same NumPy sgemm), when torch is there;
+  and once, the fixed cost of a call: ``ops.conv2d`` on a ``[1, 1, 1, 1]`` input and weight
+  (``call_floor``; its backward ``dW`` only for the analog rows). A shape whose FLOPs at 70% of sgemm take less than that floor
+  (``floor_over_budget`` > 1) cannot reach the target through this API, however fast its kernel.
 
 When the kernel developer's ``benchmarks.bench_kernels`` grows a per-shape helper
 this module can call it; until then it measures the shapes itself.
@@ -128,6 +133,25 @@ def _conv_calls(x_shape, w_shape, stride, padding, analog=False):
     return fwd, fwd_bwd
 
 
+def _torch_conv_calls(x_shape, w_shape, stride, padding, analog=False):
+    """PyTorch's ``(fwd, fwd_bwd)`` for the shape, as :func:`_conv_calls` (no bias; ``dW`` only when analog)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(x_shape, generator=gen)
+    w = torch.randn(w_shape, generator=gen) * 0.1
+    xg, wg = x.clone().requires_grad_(not analog), w.clone().requires_grad_(True)
+    conv = torch.nn.functional.conv2d
+    g = torch.randn(conv(x, w, stride=stride, padding=padding).shape, generator=gen)
+
+    def fwd():
+        with torch.no_grad():
+            return conv(x, w, stride=stride, padding=padding)
+
+    def fwd_bwd():
+        xg.grad = wg.grad = None
+        conv(xg, wg, stride=stride, padding=padding).backward(g)
+    return fwd, fwd_bwd
+
+
 def _passes(row: dict) -> int:
     """Forward + backward FLOPs over the forward's: 3 (dx, dW), 2 for an analog first layer (dW only)."""
     return 2 if row.get("analog") else 3
@@ -152,11 +176,16 @@ def conv_shapes(calls_by_net: dict, repeats: int, warmup: int, log=print, sgemm_
             if kind == "conv":
                 seen[(x, w, stride, padding)]["calls_per_step"][net] = count
     with pinned_threads(1):
+        floor_fwd, floor_fb = _conv_calls((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (0, 0))
+        floor_fb_analog = _conv_calls((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (0, 0), analog=True)[1]
+        t_floor = interleaved([floor_fwd, floor_fb, floor_fb_analog], repeats=repeats, warmup=warmup)
+        floor = {"fwd_ms": t_floor[0].median * 1e3, "fwd_bwd_ms": t_floor[1].median * 1e3,
+                 "fwd_bwd_analog_ms": t_floor[2].median * 1e3}
         for row in rows:
             log(f"#   conv x{row['x']} w{row['w']} stride {row['stride'][0]}, one thread ...")
-            fwd, fwd_bwd = _conv_calls(tuple(row["x"]), tuple(row["w"]), tuple(row["stride"]), tuple(row["padding"]),
-                                       row["analog"])
-            t_fwd, t_fb, t_gemm = interleaved([fwd, fwd_bwd, sgemm], repeats=repeats, warmup=warmup)
+            shape = (tuple(row["x"]), tuple(row["w"]), tuple(row["stride"]), tuple(row["padding"]), row["analog"])
+            fns = [*_conv_calls(*shape), sgemm] + (list(_torch_conv_calls(*shape)) if torch is not None else [])
+            t_fwd, t_fb, t_gemm, *t_torch = interleaved(fns, repeats=repeats, warmup=warmup)
             flops = _conv_flops(row["x"], row["w"], row["stride"], row["padding"])
             peak = sgemm_flops / t_gemm.median / 1e9
             row.update({"gflop_fwd": flops / 1e9, "fwd_ms": t_fwd.median * 1e3, "fwd_bwd_ms": t_fb.median * 1e3,
@@ -165,6 +194,16 @@ def conv_shapes(calls_by_net: dict, repeats: int, warmup: int, log=print, sgemm_
             row["fwd_fraction"] = row["fwd_gflops"] / peak
             row["fwd_bwd_fraction"] = row["fwd_bwd_gflops"] / peak
             row["holds"] = min(row["fwd_fraction"], row["fwd_bwd_fraction"]) >= CONV_FRACTION
+            # the target's time budget (70% of sgemm) against the fixed cost of a call
+            budget_fwd = flops / (CONV_FRACTION * peak * 1e9) * 1e3
+            budget_fb = _passes(row) * budget_fwd
+            floor_fb_ms = floor["fwd_bwd_analog_ms" if row["analog"] else "fwd_bwd_ms"]
+            row["floor_over_budget"] = {"fwd": floor["fwd_ms"] / budget_fwd, "fwd_bwd": floor_fb_ms / budget_fb}
+            if t_torch:
+                torch_fwd, torch_fb = t_torch
+                row.update({"torch_fwd_ms": torch_fwd.median * 1e3, "torch_fwd_bwd_ms": torch_fb.median * 1e3,
+                            "torch_fwd_fraction": flops / torch_fwd.median / 1e9 / peak,
+                            "torch_fwd_bwd_fraction": _passes(row) * flops / torch_fb.median / 1e9 / peak})
     aggregate = {}
     for net in calls_by_net:
         mine = [r for r in rows if net in r["calls_per_step"]]
@@ -176,7 +215,8 @@ def conv_shapes(calls_by_net: dict, repeats: int, warmup: int, log=print, sgemm_
                           "fraction": (flops / secs / peak) if secs and peak else None,
                           "worst_shape_fraction": min(fractions) if fractions else None,
                           "holds": all(r["holds"] for r in mine) if mine else None}
-    return {"shapes": rows, "by_workload": aggregate, "target_fraction": CONV_FRACTION, "sgemm_n": sgemm_n}
+    return {"shapes": rows, "by_workload": aggregate, "target_fraction": CONV_FRACTION, "sgemm_n": sgemm_n,
+            "call_floor": floor if rows else None}
 
 
 def every_block(fn: Callable) -> Callable:

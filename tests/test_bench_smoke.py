@@ -82,6 +82,21 @@ def _check_issue21_fields(results: dict, out: str) -> None:
     shapes = results["roofline"]["convs"]["shapes"]
     assert {"W1", "W3"} == {w for row in shapes for w in row["workloads"]}
     assert all(row["sgemm_gflops"] > 0 and row["fwd_bwd_gflops"] > 0 for row in shapes)
+    # the fixed cost of a call against each shape's time budget at 70% of sgemm, and PyTorch's conv beside ours
+    floor = results["roofline"]["convs"]["call_floor"]
+    assert 0 < floor["fwd_bwd_analog_ms"] and 0 < floor["fwd_ms"] < floor["fwd_bwd_ms"]
+    for row in shapes:
+        budget_fwd_ms = row["gflop_fwd"] / (0.7 * row["sgemm_gflops"]) * 1e3
+        assert math.isclose(row["floor_over_budget"]["fwd"], floor["fwd_ms"] / budget_fwd_ms, rel_tol=1e-9)
+        passes, key = (2, "fwd_bwd_analog_ms") if row["analog"] else (3, "fwd_bwd_ms")
+        assert math.isclose(row["floor_over_budget"]["fwd_bwd"], floor[key] / (passes * budget_fwd_ms), rel_tol=1e-9)
+        if results["torch_available"]:
+            assert math.isclose(row["torch_fwd_fraction"],
+                                row["gflop_fwd"] / (row["torch_fwd_ms"] / 1e3) / row["sgemm_gflops"], rel_tol=1e-9)
+            assert row["torch_fwd_bwd_ms"] > 0
+        else:
+            assert "torch_fwd_ms" not in row
+    assert "call floor / budget" in out
     # T and batch scaling of W1 and W3
     sizes = results["settings"]["sizes"]
     for axis, values in (("T", sizes["scaling_T"]), ("batch", sizes["scaling_batch"])):
