@@ -97,8 +97,9 @@ def warm_training(dtype, log) -> None:
 
 
 def warm_layers(dtype, log) -> None:
-    """What the networks above leave out: a convolution with a bias, batch norm's backward in eval mode."""
-    from ..autograd import Tensor
+    """What the networks above leave out: a convolution with a bias, batch norm's backward in eval mode, the 2x2
+    average pooling of planes whose rows do not pair up into vector runs (an odd height)."""
+    from ..autograd import Tensor, ops
     from ..layers import BatchNorm2d, Conv2d
 
     rng = np.random.default_rng(3)
@@ -106,7 +107,9 @@ def warm_layers(dtype, log) -> None:
     conv = Conv2d(3, 4, 3, padding=1, bias=True, rng=rng).to(dtype)
     bn = BatchNorm2d(4).to(dtype).eval()
     bn(conv(x)).sum().backward()
-    log(f"  ran a biased convolution and an eval-mode batch norm backward in {np.dtype(dtype).name}")
+    ops.avg_pool2d(Tensor(rng.random((2, 3, 5, 8)).astype(dtype)), 2)
+    log(f"  ran a biased convolution, an eval-mode batch norm backward and an odd-height pooling in "
+        f"{np.dtype(dtype).name}")
 
 
 def warm_deploy(log) -> None:

@@ -23,7 +23,11 @@ bounds checking (the kernels are private and their callers size every buffer):
   stores the lane sums of a tuple of vectors (the same tree, ``L`` at a time);
 * ``vtranspose_pack`` / ``vtranspose_unpack``: an ``L x L`` block moved between
   ``L`` images stored apart (NCHW rows) and ``L`` vectors with one image per lane
-  (transposed by ``log2(L)`` rounds of two-source shuffles; see their docstrings).
+  (transposed by ``log2(L)`` rounds of two-source shuffles; see their docstrings);
+* ``vavgpool2x2(x, i, out, o, width)``: ``L`` outputs of a 2x2, stride-2 average pooling from
+  the ``4L`` inputs ``x[i:i + 4L]`` (whole pairs of rows of ``width`` elements, ``width`` a
+  literal dividing ``2L``), each the float64 sum ``((0 + a) + b) + c) + d`` times ``0.25``, as
+  the scalar kernel (see its docstring).
 """
 from __future__ import annotations
 
@@ -282,3 +286,64 @@ def vtranspose_unpack(typingctx, src, s0, shift, dst, dbase, dstride):
         return context.get_dummy_value()
 
     return types.none(src, s0, shift, dst, dbase, dstride), codegen
+
+
+#: Row widths :func:`vavgpool2x2` takes (each divides ``2L`` for float32 and float64).
+AVGPOOL_WIDTHS = (2, 4, 8, 16)
+
+
+def _pool_operands(width, lanes):
+    """Input offsets (in a block of ``4 * lanes``) of the four operands of each of the ``lanes`` outputs:
+    output ``j`` is row pair ``j // (width/2)``, column pair ``j % (width/2)``; ``a, b`` its top-left and
+    top-right inputs, ``c, d`` the bottom ones."""
+    half = width // 2
+    top = [(j // half) * 2 * width + 2 * (j % half) for j in range(lanes)]
+    return top, [k + 1 for k in top], [k + width for k in top], [k + width + 1 for k in top]
+
+
+def _gather(builder, vecs, offsets, lanes):
+    """The vector ``[x[k] for k in offsets]`` of the ``4 * lanes`` values in ``vecs`` (four vectors), by
+    three two-source shuffles. The offsets rise, the first half within ``vecs[0:2]``, the second within
+    ``vecs[2:4]`` (true of :func:`_pool_operands`' offsets)."""
+    i32 = ir.IntType(32)
+    low = [k if k < 2 * lanes else 0 for k in offsets]
+    high = [k - 2 * lanes if k >= 2 * lanes else 0 for k in offsets]
+    pick = [j if k < 2 * lanes else lanes + j for j, k in enumerate(offsets)]
+    first = builder.shuffle_vector(vecs[0], vecs[1], ir.Constant(ir.VectorType(i32, lanes), low))
+    second = builder.shuffle_vector(vecs[2], vecs[3], ir.Constant(ir.VectorType(i32, lanes), high))
+    return builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(i32, lanes), pick))
+
+
+@intrinsic
+def vavgpool2x2(typingctx, x, i, out, o, width):
+    """``out[o + j]``, ``j < L``: the average of output ``j``'s 2x2 window in ``x[i : i + 4L]``, a run of whole
+    pairs of rows of ``width`` elements (``width``: a literal of :data:`AVGPOOL_WIDTHS`). Each output is
+    ``float(((((0.0 + a) + b) + c) + d) * 0.25)`` in float64, ``a, b`` the top row's pair and ``c, d`` the
+    bottom's: per lane the operations, in the order, of the scalar 2x2 kernel (``fastmath`` off)."""
+    if not (_is_float_array(x) and _is_float_array(out) and x.dtype == out.dtype
+            and isinstance(i, types.Integer) and isinstance(o, types.Integer)
+            and isinstance(width, types.IntegerLiteral) and width.literal_value in AVGPOOL_WIDTHS):
+        return None
+    vt = _vector_of(x.dtype)
+    lanes = vt.lanes
+    operands = _pool_operands(width.literal_value, lanes)
+
+    def codegen(context, builder, sig, args):
+        src, first, dst, at = args[0], args[1], args[2], args[3]
+        first = _intp(context, builder, first, sig.args[1])
+        at = _intp(context, builder, at, sig.args[3])
+        vecs = [builder.load(_vector_ptr(context, builder, sig.args[0], src,
+                                         builder.add(first, ir.Constant(first.type, k * lanes)), vt),
+                             align=x.dtype.bitwidth // 8) for k in range(4)]
+        wide = ir.VectorType(ir.DoubleType(), lanes)
+        total = ir.Constant(wide, [0.0] * lanes)
+        for offsets in operands:
+            v = _gather(builder, vecs, offsets, lanes)
+            total = builder.fadd(total, builder.fpext(v, wide) if x.dtype.bitwidth == 32 else v)
+        mean = builder.fmul(total, ir.Constant(wide, [0.25] * lanes))
+        if x.dtype.bitwidth == 32:
+            mean = builder.fptrunc(mean, context.get_value_type(vt))
+        builder.store(mean, _vector_ptr(context, builder, sig.args[2], dst, at, vt), align=x.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(x, i, out, o, width), codegen

@@ -223,3 +223,65 @@ def test_2x2_backward_writes_every_element(h, w, per_item):
     out = np.full((6, h // 2, w // 2), np.nan)
     pool_kernels._avg_pool_2x2_fwd(gx, per_item, out)
     assert not np.isnan(out).any()
+
+
+# ------------------------------------------------------------- the 2x2 forward on runs of rows (vector shuffles)
+@settings(max_examples=80, deadline=None)
+@given(planes=st.integers(1, 70), half_h=st.integers(1, 5), w=st.sampled_from([2, 4, 8, 16]),
+       dtype=st.sampled_from([np.float32, np.float64]), per_item=st.sampled_from([1, 2, 3, 256]),
+       seed=st.integers(0, 2**31 - 1), special=st.booleans())
+def test_2x2_rows_kernel_is_the_plane_kernel_bit_for_bit(planes, half_h, w, dtype, per_item, seed, special):
+    """``_avg_pool_2x2_fwd_rows`` (runs of ``4L`` inputs through vector shuffles, then the rows after the last
+    whole run one by one) against the per-plane 2x2 kernel: bit for bit, signed zeros, NaN, infinities,
+    subnormals and sums past float32's range included; one or many planes, runs cut by the end of the array
+    or not; every output written (two sentinels: an output left alone would keep one of them). A NaN's sign
+    and payload are the hardware's choice of operand, which LLVM may commute in either loop: NaN where the
+    plane kernel has NaN, every other value bit for bit."""
+    from hdlif_ref.kernels._simd import AVGPOOL_WIDTHS
+    assert w in AVGPOOL_WIDTHS
+    h = 2 * half_h
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((planes, h, w)).astype(dtype)
+    if special:
+        pool = np.array([0.0, -0.0, 3e38, -3e38, 1e-40, 1e-310, 3.0, np.inf, -np.inf, np.nan], dtype=dtype)
+        x = rng.choice(pool, size=x.shape).astype(dtype)
+    want = np.empty((planes, h // 2, w // 2), dtype=dtype)
+    pool_kernels._avg_pool_2x2_fwd(x, 1, want)
+    for sentinel in (np.nan, 7.0):
+        got = np.full(want.size, sentinel, dtype=dtype)
+        pool_kernels._avg_pool_2x2_fwd_rows(x.reshape(-1), w, per_item, got)
+        nan = np.isnan(want.reshape(-1))
+        assert np.array_equal(np.isnan(got), nan)
+        assert got[~nan].tobytes() == want.reshape(-1)[~nan].tobytes()
+
+
+@pytest.mark.parametrize("shape, rows", [((64, 32, 8, 8), True), ((64, 64, 4, 4), True), ((1, 1, 2, 2), True),
+                                         ((3, 2, 6, 16), True), ((2, 3, 5, 8), False), ((2, 3, 8, 6), False),
+                                         ((2, 3, 8, 32), False), ((2, 3, 9, 9), False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_2x2_forward_takes_the_rows_kernel_on_even_heights_and_its_widths(monkeypatch, shape, rows, dtype):
+    """The dispatch: the rows kernel for an even height and a width of ``AVGPOOL_WIDTHS``, the per-plane kernel
+    otherwise; both give the windows' float64 means, rounded once to the dtype."""
+    called = []
+    original = pool_kernels._avg_pool_2x2_fwd_rows
+    monkeypatch.setattr(pool_kernels, "_avg_pool_2x2_fwd_rows", lambda *a: called.append(1) or original(*a))
+    x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    got = pool_kernels.avg_pool2d_forward.numba_impl(x, 2, 2, 2, 2, 0, 0)
+    assert bool(called) == rows
+    h, w = shape[2] // 2 * 2, shape[3] // 2 * 2
+    x64 = x[..., :h, :w].astype(np.float64)
+    exact = (x64[..., 0::2, 0::2] + x64[..., 0::2, 1::2] + x64[..., 1::2, 0::2] + x64[..., 1::2, 1::2]) / 4
+    np.testing.assert_allclose(got, exact, rtol=float(np.finfo(dtype).eps), atol=0)
+
+
+def test_the_pooling_intrinsic_refuses_a_width_it_has_no_shuffles_for():
+    import numba
+
+    from hdlif_ref.kernels._simd import vavgpool2x2
+
+    @numba.njit
+    def six(x, out):
+        vavgpool2x2(x, 0, out, 0, 6)
+
+    with pytest.raises(numba.core.errors.TypingError):
+        six(np.zeros(64, np.float32), np.zeros(16, np.float32))
