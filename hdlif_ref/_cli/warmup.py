@@ -98,7 +98,7 @@ def warm_training(dtype, log) -> None:
 
 def warm_layers(dtype, log) -> None:
     """What the networks above leave out: a convolution with a bias, batch norm's backward in eval mode, the 2x2
-    average pooling of planes whose rows do not pair up into vector runs (an odd height)."""
+    average pooling (and its backward) of planes whose rows do not pair up into vector runs (an odd height)."""
     from ..autograd import Tensor, ops
     from ..layers import BatchNorm2d, Conv2d
 
@@ -107,7 +107,7 @@ def warm_layers(dtype, log) -> None:
     conv = Conv2d(3, 4, 3, padding=1, bias=True, rng=rng).to(dtype)
     bn = BatchNorm2d(4).to(dtype).eval()
     bn(conv(x)).sum().backward()
-    ops.avg_pool2d(Tensor(rng.random((2, 3, 5, 8)).astype(dtype)), 2)
+    ops.avg_pool2d(Tensor(rng.random((2, 3, 5, 8)).astype(dtype), requires_grad=True), 2).sum().backward()
     log(f"  ran a biased convolution, an eval-mode batch norm backward and an odd-height pooling in "
         f"{np.dtype(dtype).name}")
 

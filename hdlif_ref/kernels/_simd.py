@@ -27,7 +27,8 @@ bounds checking (the kernels are private and their callers size every buffer):
 * ``vavgpool2x2(x, i, out, o, width)``: ``L`` outputs of a 2x2, stride-2 average pooling from
   the ``4L`` inputs ``x[i:i + 4L]`` (whole pairs of rows of ``width`` elements, ``width`` a
   literal dividing ``2L``), each the float64 sum ``((0 + a) + b) + c) + d`` times ``0.25``, as
-  the scalar kernel (see its docstring).
+  the scalar kernel (see its docstring); ``vavgpool2x2_grad(g, o, gx, i, width)`` its gradient:
+  each of ``L`` output gradients' share ``0.0 + g * 0.25`` (float64) to the four inputs of its window.
 """
 from __future__ import annotations
 
@@ -347,3 +348,42 @@ def vavgpool2x2(typingctx, x, i, out, o, width):
         return context.get_dummy_value()
 
     return types.none(x, i, out, o, width), codegen
+
+
+@intrinsic
+def vavgpool2x2_grad(typingctx, g, o, gx, i, width):
+    """``gx[i : i + 4L]`` (whole pairs of rows of ``width`` elements, as :func:`vavgpool2x2`): each input gets the
+    share ``float(0.0 + g[o + j] * 0.25)`` (float64 arithmetic) of the output ``j`` whose 2x2 window holds it,
+    as the scalar 2x2 backward computes it: one vector of shares, then four single-source shuffles."""
+    if not (_is_float_array(g) and _is_float_array(gx) and g.dtype == gx.dtype
+            and isinstance(o, types.Integer) and isinstance(i, types.Integer)
+            and isinstance(width, types.IntegerLiteral) and width.literal_value in AVGPOOL_WIDTHS):
+        return None
+    vt = _vector_of(g.dtype)
+    lanes = vt.lanes
+    owner = [0] * (4 * lanes)  # the output whose window holds input k of the run
+    for j, operands in enumerate(zip(*_pool_operands(width.literal_value, lanes))):
+        for k in operands:
+            owner[k] = j
+
+    def codegen(context, builder, sig, args):
+        src, at, dst, first = args[0], args[1], args[2], args[3]
+        at = _intp(context, builder, at, sig.args[1])
+        first = _intp(context, builder, first, sig.args[3])
+        v = builder.load(_vector_ptr(context, builder, sig.args[0], src, at, vt), align=g.dtype.bitwidth // 8)
+        wide = ir.VectorType(ir.DoubleType(), lanes)
+        if g.dtype.bitwidth == 32:
+            v = builder.fpext(v, wide)
+        share = builder.fadd(ir.Constant(wide, [0.0] * lanes), builder.fmul(v, ir.Constant(wide, [0.25] * lanes)))
+        if g.dtype.bitwidth == 32:
+            share = builder.fptrunc(share, context.get_value_type(vt))
+        i32 = ir.IntType(32)
+        for k in range(4):
+            mask = ir.Constant(ir.VectorType(i32, lanes), owner[k * lanes:(k + 1) * lanes])
+            out = builder.shuffle_vector(share, share, mask)
+            ptr = _vector_ptr(context, builder, sig.args[2], dst, builder.add(first, ir.Constant(first.type, k * lanes)),
+                              vt)
+            builder.store(out, ptr, align=g.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(g, o, gx, i, width), codegen

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._backend import dispatch
 from ._config import njit_parallel
-from ._simd import AVGPOOL_WIDTHS, lanes_of, vavgpool2x2
+from ._simd import AVGPOOL_WIDTHS, lanes_of, vavgpool2x2, vavgpool2x2_grad
 from ._threads import run
 from .reference import pool as _reference
 
@@ -121,6 +121,36 @@ def _avg_pool_2x2_fwd_rows(x, width, per_item, out):
 
 
 @njit_parallel
+def _avg_pool_2x2_bwd_rows(g, width, per_item, gx):
+    """:func:`_avg_pool_2x2_bwd` where :func:`_avg_pool_2x2_fwd_rows` applies (even height, a width of
+    ``_simd.AVGPOOL_WIDTHS``; flat ``g: [P*(H/2)*(W/2)]``, ``gx: [P*H*W]``): ``L`` output gradients per run of
+    ``4L`` inputs through ``vavgpool2x2_grad``, then the rows after the last whole run. Every input is in one
+    window, so ``gx`` may arrive uninitialized; each gets ``0.0 + g / 4`` in float64, as there."""
+    lanes = 64 // gx.itemsize
+    run_in = 4 * lanes
+    runs = gx.shape[0] // run_in
+    for item in numba.prange((runs + per_item - 1) // per_item):
+        for r in range(item * per_item, min(runs, (item + 1) * per_item)):
+            if width == 2:  # a literal width per call: the intrinsic's shuffles are constants
+                vavgpool2x2_grad(g, r * lanes, gx, r * run_in, 2)
+            elif width == 4:
+                vavgpool2x2_grad(g, r * lanes, gx, r * run_in, 4)
+            elif width == 8:
+                vavgpool2x2_grad(g, r * lanes, gx, r * run_in, 8)
+            else:
+                vavgpool2x2_grad(g, r * lanes, gx, r * run_in, 16)
+    half = width // 2
+    for pair in range(runs * run_in // (2 * width), gx.shape[0] // (2 * width)):
+        for q in range(half):
+            top = pair * 2 * width + 2 * q
+            share = 0.0 + g[pair * half + q] * 0.25
+            gx[top] = share
+            gx[top + 1] = share
+            gx[top + width] = share
+            gx[top + width + 1] = share
+
+
+@njit_parallel
 def _avg_pool_2x2_bwd(g, per_item, gx):
     """:func:`_avg_pool_bwd` for a 2x2 window, stride 2, no padding, ``per_item`` planes per
     iteration. Each input in a window gets one share, ``0.0 + g / 4`` as there; a last odd row or
@@ -216,6 +246,13 @@ def _avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
 
 def _avg_pool2d_backward_numba(grad_out, height, width, kh, kw, sh, sw, ph, pw):
     n, c, ho, wo = grad_out.shape
+    if _is_2x2(kh, kw, sh, sw, ph, pw) and height % 2 == 0 and width in AVGPOOL_WIDTHS:  # writes every element
+        gx = np.empty((n, c, height, width), dtype=grad_out.dtype)
+        per = max(1, PLANE_ITEM_ELEMENTS // (4 * lanes_of(gx.dtype)))
+        if gx.size:
+            run(_avg_pool_2x2_bwd_rows, gx.size, -(-gx.size // (4 * lanes_of(gx.dtype) * per)), grad_out.reshape(-1),
+                width, per, gx.reshape(-1))
+        return gx
     if _is_2x2(kh, kw, sh, sw, ph, pw):  # writes every element: no zeroing first
         gx = np.empty((n, c, height, width), dtype=grad_out.dtype)
         per = _planes_per_item(height, width)

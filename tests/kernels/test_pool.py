@@ -255,19 +255,52 @@ def test_2x2_rows_kernel_is_the_plane_kernel_bit_for_bit(planes, half_h, w, dtyp
         assert got[~nan].tobytes() == want.reshape(-1)[~nan].tobytes()
 
 
+@settings(max_examples=60, deadline=None)
+@given(planes=st.integers(1, 70), half_h=st.integers(1, 5), w=st.sampled_from([2, 4, 8, 16]),
+       dtype=st.sampled_from([np.float32, np.float64]), per_item=st.sampled_from([1, 2, 3, 256]),
+       seed=st.integers(0, 2**31 - 1), special=st.booleans())
+def test_2x2_rows_backward_is_the_plane_backward_bit_for_bit(planes, half_h, w, dtype, per_item, seed, special):
+    """``_avg_pool_2x2_bwd_rows`` against the per-plane 2x2 backward: every input written (two sentinels), each
+    with its window's share bit for bit: signed zeros (``0.0 + (-0) / 4`` is ``+0``), subnormal shares that
+    round, infinities; NaN where the plane kernel has NaN."""
+    h = 2 * half_h
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((planes, h // 2, w // 2)).astype(dtype)
+    if special:
+        pool = np.array([0.0, -0.0, 3e38, -3e38, 1e-45, 3e-45, 1e-310, 3.0, np.inf, -np.inf, np.nan], dtype=dtype)
+        g = rng.choice(pool, size=g.shape).astype(dtype)
+    want = np.empty((planes, h, w), dtype=dtype)
+    pool_kernels._avg_pool_2x2_bwd(g, 1, want)
+    for sentinel in (np.nan, 7.0):
+        got = np.full(want.size, sentinel, dtype=dtype)
+        pool_kernels._avg_pool_2x2_bwd_rows(g.reshape(-1), w, per_item, got)
+        nan = np.isnan(want.reshape(-1))
+        assert np.array_equal(np.isnan(got), nan)
+        assert got[~nan].tobytes() == want.reshape(-1)[~nan].tobytes()
+
+
 @pytest.mark.parametrize("shape, rows", [((64, 32, 8, 8), True), ((64, 64, 4, 4), True), ((1, 1, 2, 2), True),
                                          ((3, 2, 6, 16), True), ((2, 3, 5, 8), False), ((2, 3, 8, 6), False),
                                          ((2, 3, 8, 32), False), ((2, 3, 9, 9), False)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_2x2_forward_takes_the_rows_kernel_on_even_heights_and_its_widths(monkeypatch, shape, rows, dtype):
-    """The dispatch: the rows kernel for an even height and a width of ``AVGPOOL_WIDTHS``, the per-plane kernel
-    otherwise; both give the windows' float64 means, rounded once to the dtype."""
+    """The dispatch: the rows kernels for an even height and a width of ``AVGPOOL_WIDTHS``, the per-plane kernels
+    otherwise; the forward gives the windows' float64 means rounded once to the dtype, the backward a quarter
+    of each output's gradient to each input of its window (0 to a last odd row or column)."""
     called = []
-    original = pool_kernels._avg_pool_2x2_fwd_rows
-    monkeypatch.setattr(pool_kernels, "_avg_pool_2x2_fwd_rows", lambda *a: called.append(1) or original(*a))
+    for name in ("_avg_pool_2x2_fwd_rows", "_avg_pool_2x2_bwd_rows"):
+        original = getattr(pool_kernels, name)
+        monkeypatch.setattr(pool_kernels, name, lambda *a, name=name, original=original: called.append(name)
+                            or original(*a))
     x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
     got = pool_kernels.avg_pool2d_forward.numba_impl(x, 2, 2, 2, 2, 0, 0)
-    assert bool(called) == rows
+    g = np.random.default_rng(2).standard_normal(got.shape).astype(dtype)
+    gx = pool_kernels.avg_pool2d_backward.numba_impl(g, shape[2], shape[3], 2, 2, 2, 2, 0, 0)
+    assert called == (["_avg_pool_2x2_fwd_rows", "_avg_pool_2x2_bwd_rows"] if rows else [])
+    spread = np.zeros(shape)
+    spread[..., :shape[2] // 2 * 2, :shape[3] // 2 * 2] = np.repeat(np.repeat(g.astype(np.float64) / 4, 2, axis=2), 2,
+                                                                     axis=3)
+    assert np.array_equal(gx, spread.astype(dtype))  # g / 4 is exact
     h, w = shape[2] // 2 * 2, shape[3] // 2 * 2
     x64 = x[..., :h, :w].astype(np.float64)
     exact = (x64[..., 0::2, 0::2] + x64[..., 0::2, 1::2] + x64[..., 1::2, 0::2] + x64[..., 1::2, 1::2]) / 4
