@@ -315,15 +315,21 @@ def _gather(builder, vecs, offsets, lanes):
     return builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(i32, lanes), pick))
 
 
+def _pool_args(a, i, b, j, width) -> bool:
+    """The pooling intrinsics' arguments: two float arrays of one dtype, two integer offsets, a literal width
+    of :data:`AVGPOOL_WIDTHS`."""
+    return (_is_float_array(a) and _is_float_array(b) and a.dtype == b.dtype and isinstance(i, types.Integer)
+            and isinstance(j, types.Integer) and isinstance(width, types.IntegerLiteral)
+            and width.literal_value in AVGPOOL_WIDTHS)
+
+
 @intrinsic
 def vavgpool2x2(typingctx, x, i, out, o, width):
     """``out[o + j]``, ``j < L``: the average of output ``j``'s 2x2 window in ``x[i : i + 4L]``, a run of whole
     pairs of rows of ``width`` elements (``width``: a literal of :data:`AVGPOOL_WIDTHS`). Each output is
     ``float(((((0.0 + a) + b) + c) + d) * 0.25)`` in float64, ``a, b`` the top row's pair and ``c, d`` the
     bottom's: per lane the operations, in the order, of the scalar 2x2 kernel (``fastmath`` off)."""
-    if not (_is_float_array(x) and _is_float_array(out) and x.dtype == out.dtype
-            and isinstance(i, types.Integer) and isinstance(o, types.Integer)
-            and isinstance(width, types.IntegerLiteral) and width.literal_value in AVGPOOL_WIDTHS):
+    if not _pool_args(x, i, out, o, width):
         return None
     vt = _vector_of(x.dtype)
     lanes = vt.lanes
@@ -355,9 +361,7 @@ def vavgpool2x2_grad(typingctx, g, o, gx, i, width):
     """``gx[i : i + 4L]`` (whole pairs of rows of ``width`` elements, as :func:`vavgpool2x2`): each input gets the
     share ``float(0.0 + g[o + j] * 0.25)`` (float64 arithmetic) of the output ``j`` whose 2x2 window holds it,
     as the scalar 2x2 backward computes it: one vector of shares, then four single-source shuffles."""
-    if not (_is_float_array(g) and _is_float_array(gx) and g.dtype == gx.dtype
-            and isinstance(o, types.Integer) and isinstance(i, types.Integer)
-            and isinstance(width, types.IntegerLiteral) and width.literal_value in AVGPOOL_WIDTHS):
+    if not _pool_args(g, o, gx, i, width):
         return None
     vt = _vector_of(g.dtype)
     lanes = vt.lanes

@@ -226,6 +226,19 @@ def test_2x2_backward_writes_every_element(h, w, per_item):
 
 
 # ------------------------------------------------------------- the 2x2 forward on runs of rows (vector shuffles)
+def _assert_rows_kernel_gives(kernel, src, width, per_item, want):
+    """``kernel(src flat, width, per_item, out)`` writes every element of ``out`` (two sentinels: one left alone
+    would keep one of them) and gives ``want``: NaN where ``want`` has NaN (its sign and payload are the
+    hardware's choice of operand, which LLVM may commute), every other value bit for bit."""
+    want = want.reshape(-1)
+    nan = np.isnan(want)
+    for sentinel in (np.nan, 7.0):
+        got = np.full(want.size, sentinel, dtype=want.dtype)
+        kernel(src.reshape(-1), width, per_item, got)
+        assert np.array_equal(np.isnan(got), nan)
+        assert got[~nan].tobytes() == want[~nan].tobytes()
+
+
 @settings(max_examples=80, deadline=None)
 @given(planes=st.integers(1, 70), half_h=st.integers(1, 5), w=st.sampled_from([2, 4, 8, 16]),
        dtype=st.sampled_from([np.float32, np.float64]), per_item=st.sampled_from([1, 2, 3, 256]),
@@ -234,9 +247,7 @@ def test_2x2_rows_kernel_is_the_plane_kernel_bit_for_bit(planes, half_h, w, dtyp
     """``_avg_pool_2x2_fwd_rows`` (runs of ``4L`` inputs through vector shuffles, then the rows after the last
     whole run one by one) against the per-plane 2x2 kernel: bit for bit, signed zeros, NaN, infinities,
     subnormals and sums past float32's range included; one or many planes, runs cut by the end of the array
-    or not; every output written (two sentinels: an output left alone would keep one of them). A NaN's sign
-    and payload are the hardware's choice of operand, which LLVM may commute in either loop: NaN where the
-    plane kernel has NaN, every other value bit for bit."""
+    or not; every output written (:func:`_assert_rows_kernel_gives`)."""
     from hdlif_ref.kernels._simd import AVGPOOL_WIDTHS
     assert w in AVGPOOL_WIDTHS
     h = 2 * half_h
@@ -247,12 +258,7 @@ def test_2x2_rows_kernel_is_the_plane_kernel_bit_for_bit(planes, half_h, w, dtyp
         x = rng.choice(pool, size=x.shape).astype(dtype)
     want = np.empty((planes, h // 2, w // 2), dtype=dtype)
     pool_kernels._avg_pool_2x2_fwd(x, 1, want)
-    for sentinel in (np.nan, 7.0):
-        got = np.full(want.size, sentinel, dtype=dtype)
-        pool_kernels._avg_pool_2x2_fwd_rows(x.reshape(-1), w, per_item, got)
-        nan = np.isnan(want.reshape(-1))
-        assert np.array_equal(np.isnan(got), nan)
-        assert got[~nan].tobytes() == want.reshape(-1)[~nan].tobytes()
+    _assert_rows_kernel_gives(pool_kernels._avg_pool_2x2_fwd_rows, x, w, per_item, want)
 
 
 @settings(max_examples=60, deadline=None)
@@ -260,9 +266,9 @@ def test_2x2_rows_kernel_is_the_plane_kernel_bit_for_bit(planes, half_h, w, dtyp
        dtype=st.sampled_from([np.float32, np.float64]), per_item=st.sampled_from([1, 2, 3, 256]),
        seed=st.integers(0, 2**31 - 1), special=st.booleans())
 def test_2x2_rows_backward_is_the_plane_backward_bit_for_bit(planes, half_h, w, dtype, per_item, seed, special):
-    """``_avg_pool_2x2_bwd_rows`` against the per-plane 2x2 backward: every input written (two sentinels), each
-    with its window's share bit for bit: signed zeros (``0.0 + (-0) / 4`` is ``+0``), subnormal shares that
-    round, infinities; NaN where the plane kernel has NaN."""
+    """``_avg_pool_2x2_bwd_rows`` against the per-plane 2x2 backward: every input written, each with its window's
+    share bit for bit: signed zeros (``0.0 + (-0) / 4`` is ``+0``), subnormal shares that round, infinities
+    (:func:`_assert_rows_kernel_gives`)."""
     h = 2 * half_h
     rng = np.random.default_rng(seed)
     g = rng.standard_normal((planes, h // 2, w // 2)).astype(dtype)
@@ -271,12 +277,7 @@ def test_2x2_rows_backward_is_the_plane_backward_bit_for_bit(planes, half_h, w, 
         g = rng.choice(pool, size=g.shape).astype(dtype)
     want = np.empty((planes, h, w), dtype=dtype)
     pool_kernels._avg_pool_2x2_bwd(g, 1, want)
-    for sentinel in (np.nan, 7.0):
-        got = np.full(want.size, sentinel, dtype=dtype)
-        pool_kernels._avg_pool_2x2_bwd_rows(g.reshape(-1), w, per_item, got)
-        nan = np.isnan(want.reshape(-1))
-        assert np.array_equal(np.isnan(got), nan)
-        assert got[~nan].tobytes() == want.reshape(-1)[~nan].tobytes()
+    _assert_rows_kernel_gives(pool_kernels._avg_pool_2x2_bwd_rows, g, w, per_item, want)
 
 
 @pytest.mark.parametrize("shape, rows", [((64, 32, 8, 8), True), ((64, 64, 4, 4), True), ((1, 1, 2, 2), True),
