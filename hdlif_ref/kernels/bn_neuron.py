@@ -51,19 +51,44 @@ def _bn_stats(x, weight, bias, eps, scale, shift, mean, var):
 
 
 @njit(inline="always")
-def _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, keep, s_kept, mask):
-    """Row ``(k, c)`` of :func:`_bn_neuron`'s HD-LIF step; returns its count of non-finite values."""
+def _bad(z, s, big):
+    """A normalized current ``z`` that is NaN or +-inf, or a surplus ``s`` that overflowed to ``+inf`` (``s`` is
+    never NaN: it is taken only where ``m >= theta``), which the quantizer's input check would refuse."""
+    return not ((abs(z) <= big) & (s <= big))
+
+
+@njit
+def _count_bad(x, k, c, a, b, u_prev, lam_c, theta_c, kind):
+    """Row ``(k, c)``'s count of :func:`_bad` values, recomputed from the inputs (``u_prev`` is not
+    ``u_out``): what :func:`_bn_neuron` stores when a row has any. The count is kept apart from the step's
+    loop, which records only whether the row has one: counting there cost 30-50% of the kernel (an integer
+    reduction beside the step's arithmetic in its vector body), and rows with one are the rare case the
+    caller hands to the plain path."""
     zero = x.dtype.type(0)
     big = x.dtype.type(np.finfo(x.dtype).max)
-    nonfinite = 0
+    count = 0
+    for t in range(x.shape[2]):
+        z = x.dtype.type(x[k, c, t] * a + b)
+        s = zero
+        if kind == HDLIF:
+            m = lam_c * u_prev[k, c, t] + z
+            s = m - theta_c if m >= theta_c else zero
+        count += 1 if _bad(z, s, big) else 0
+    return count
+
+
+@njit(inline="always")
+def _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, keep, s_kept, mask):
+    """Row ``(k, c)`` of :func:`_bn_neuron`'s HD-LIF step; returns whether any value is :func:`_bad`."""
+    zero = x.dtype.type(0)
+    big = x.dtype.type(np.finfo(x.dtype).max)
+    seen = False
     for t in range(x.shape[2]):
         z = x.dtype.type(x[k, c, t] * a + b)  # float64 arithmetic, stored in x's dtype, as the BN kernels
         m = lam_c * u_prev[k, c, t] + z  # E1
         fired = m >= theta_c  # E2, H(0) = 1
         s = m - theta_c if fired else zero
-        # NaN and +-inf currents; and a surplus m - theta that overflowed to +inf (s* is never NaN:
-        # it is taken only where m >= theta), which the quantizer's input check would refuse
-        nonfinite += 0 if abs(z) <= big and s <= big else 1
+        seen |= _bad(z, s, big)
         u_out[k, c, t] = theta_c if fired else m
         if keep:  # a constant where the kernel calls this
             s_kept[k, c, t] = s
@@ -71,7 +96,7 @@ def _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out,
         if quantize:  # E13 (a loop invariant: LLVM unswitches it)
             s = step * min(max(np.rint(s / step), zero), qmax)
         out[k, c, t] = s
-    return nonfinite
+    return seen
 
 
 @njit_parallel
@@ -94,21 +119,21 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
             r = k * channels + c
             a, b = scale[c], shift[c]
             lam_c, theta_c = lam[c], theta[c]
-            nonfinite = 0
+            seen = False
             if kind == HDLIF:
                 # keep as a constant in each call: a flag tested inside the loop around the two stores made LLVM
                 # write them as masked vector stores, which with the flag off still cost: on two threads 1.5-2.3x
                 # the one-thread time, and 30x on untouched pages (docs/performance.md, "Masked stores")
                 if keep:
-                    nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
-                                           True, s_kept, mask)
+                    seen = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, True,
+                                      s_kept, mask)
                 else:
-                    nonfinite = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out,
-                                           False, s_kept, mask)
+                    seen = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, False,
+                                      s_kept, mask)
             elif kind == LIF:
                 for t in range(length):
                     z = x.dtype.type(x[k, c, t] * a + b)
-                    nonfinite += 0 if abs(z) <= big else 1
+                    seen |= _bad(z, zero, big)
                     m = lam_c * u_prev[k, c, t] + z  # E7
                     fired = m >= theta_c  # H(0) = 1
                     s = one if fired else zero
@@ -122,12 +147,12 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
             else:
                 for t in range(length):
                     z = x.dtype.type(x[k, c, t] * a + b)
-                    nonfinite += 0 if abs(z) <= big else 1
+                    seen |= _bad(z, zero, big)
                     s = z - theta_c if z >= theta_c else zero  # E8
                     if quantize:
                         s = step * min(max(np.rint(s / step), zero), qmax)
                     out[k, c, t] = s
-            bad[r] = nonfinite
+            bad[r] = _count_bad(x, k, c, a, b, u_prev, lam_c, theta_c, kind) if seen else 0
 
 
 #: The kernel's arguments it does not use (no state, nothing kept): one empty array per dtype, never written.

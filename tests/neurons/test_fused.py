@@ -8,7 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hdlif_ref import backend
@@ -125,6 +125,35 @@ def test_fused_kernel_counts_non_finite_currents():
                                      np.ones(2), np.zeros_like(x), np.full(2, 0.5, np.float32),
                                      np.ones(2, np.float32), 0, 0.1, 15)
         assert bad == 1, name
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 40), st.sampled_from([0, 1, 2]), st.booleans(),
+       st.sampled_from([None, 15]), st.integers(0, 12), st.integers(0, 2 ** 16))
+def test_fused_kernel_counts_every_non_finite_value_as_the_twin(N, C, L, kind, training, qmax, poisoned, seed):
+    """The kernel's loop records only whether a row has a non-finite normalized current or an overflowing
+    surplus, and counts that row's values again from its inputs: the count is the twin's, however many a row
+    has and of whatever kind (NaN, +-inf, a current that overflows when normalized, a surplus ``m - theta``
+    that overflows with finite operands), in rows of any length."""
+    if training and N * L < 2:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, L)).astype(np.float32)
+    u_prev = rng.uniform(-1, 1, x.shape).astype(np.float32)
+    for _ in range(poisoned):
+        k, c, t = rng.integers(N), rng.integers(C), rng.integers(L)
+        which = rng.integers(5)
+        if which < 4:
+            x[k, c, t] = (np.nan, np.inf, -np.inf, 3e38)[which]
+        else:  # lam u overflows: a +inf surplus from finite operands (HD-LIF counts it)
+            x[k, c, t], u_prev[k, c, t] = 1.0, -3e38
+    lam, theta = np.full(C, -2.0, np.float32), np.ones(C, np.float32)
+    args = (x, training, np.full(C, 4.0, np.float32), None, 1e-5, np.zeros(C, np.float32), np.ones(C, np.float32),
+            u_prev, lam, theta, kind, 0.25, qmax)
+    with np.errstate(all="ignore"):
+        got = bn_neuron_step.numba_impl(*args)[4]
+        want = bn_neuron_step.numpy_impl(*args)[4]
+    assert got == want
 
 
 # ------------------------------------------------------------------ networks: fused and plain agree
