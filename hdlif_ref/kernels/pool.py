@@ -1,5 +1,6 @@
 """2-D average and max pooling (NCHW): Numba kernels, one ``prange`` iteration per ``(n, c)`` plane
-(the 2x2, stride-2, unpadded average pooling: several whole planes per iteration, same arithmetic).
+(the 2x2, stride-2, unpadded average pooling: several whole planes per iteration, same arithmetic; on
+planes of even height and width 2-16, runs of row pairs through vector shuffles, same arithmetic again).
 
 Window of output ``(p, q)``: padded-input rows ``p*sh .. p*sh + kh - 1``, columns
 ``q*sw .. q*sw + kw - 1``. Average pooling counts the zero padding in the
