@@ -304,8 +304,8 @@ def _pool_operands(width, lanes):
 
 def _gather(builder, vecs, offsets, lanes):
     """The vector ``[x[k] for k in offsets]`` of the ``4 * lanes`` values in ``vecs`` (four vectors), by
-    three two-source shuffles. The offsets rise, the first half within ``vecs[0:2]``, the second within
-    ``vecs[2:4]`` (true of :func:`_pool_operands`' offsets)."""
+    three two-source shuffles: one picks every offset below ``2 * lanes`` from ``vecs[0:2]``, one every other
+    from ``vecs[2:4]``, and the third takes each lane from the one that holds it."""
     i32 = ir.IntType(32)
     low = [k if k < 2 * lanes else 0 for k in offsets]
     high = [k - 2 * lanes if k >= 2 * lanes else 0 for k in offsets]

@@ -16,9 +16,10 @@ do the per-element operations of :mod:`.hdlif`, :mod:`.parallel`, :mod:`.lif` an
 :mod:`.spike_quantize` in the same order (``fastmath`` off: no contraction). The NumPy twin
 (:func:`.reference.bn_neuron.bn_neuron_step`) is the plain path's twins called in a row.
 
-The kernel also counts, per row, the non-finite normalized currents and the HD-LIF surpluses
-``m - theta`` that overflowed to ``+inf``, so that the caller can fall back to the plain path, whose
-checks name them (``check_finite`` on the neuron's input, the quantizer's on its input).
+The kernel also counts, per row, the non-finite normalized currents and the surpluses (HD-LIF's
+``m - theta``, the parallel neuron's ``z - theta``) that overflowed to ``+inf``, so that the caller can
+fall back to the plain path, whose checks name them (``check_finite`` on the neuron's input, the
+quantizer's on its input), as the twin counts them.
 """
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ def _bn_stats(x, weight, bias, eps, scale, shift, mean, var):
 
 @njit(inline="always")
 def _bad(z, s, big):
-    """A normalized current ``z`` that is NaN or +-inf, or a surplus ``s`` that overflowed to ``+inf`` (``s`` is
-    never NaN: it is taken only where ``m >= theta``), which the quantizer's input check would refuse."""
+    """A normalized current ``z`` that is NaN or +-inf, or a surplus ``s`` (HD-LIF's ``m - theta``, the parallel
+    neuron's ``z - theta``; 0 for LIF) that overflowed to ``+inf`` (``s`` is never NaN: it is taken only where
+    ``m >= theta``), which the quantizer's input check would refuse."""
     return not ((abs(z) <= big) & (s <= big))
 
 
@@ -73,6 +75,8 @@ def _count_bad(x, k, c, a, b, u_prev, lam_c, theta_c, kind):
         if kind == HDLIF:
             m = lam_c * u_prev[k, c, t] + z
             s = m - theta_c if m >= theta_c else zero
+        elif kind == PARALLEL:
+            s = z - theta_c if z >= theta_c else zero
         count += 1 if _bad(z, s, big) else 0
     return count
 
@@ -147,8 +151,8 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
             else:
                 for t in range(length):
                     z = x.dtype.type(x[k, c, t] * a + b)
-                    seen |= _bad(z, zero, big)
                     s = z - theta_c if z >= theta_c else zero  # E8
+                    seen |= _bad(z, s, big)  # z - theta can overflow with finite operands, as m - theta
                     if quantize:
                         s = step * min(max(np.rint(s / step), zero), qmax)
                     out[k, c, t] = s

@@ -233,7 +233,8 @@ def _avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
     out = np.empty((n, c, ho, wo), dtype=x.dtype)
     if out.size and _is_2x2(kh, kw, sh, sw, ph, pw) and height % 2 == 0 and width in AVGPOOL_WIDTHS:
         per = max(1, PLANE_ITEM_ELEMENTS // (4 * lanes_of(x.dtype)))
-        run(_avg_pool_2x2_fwd_rows, x.size, -(-x.size // (4 * lanes_of(x.dtype) * per)), x.reshape(-1), width, per,
+        flat = np.ascontiguousarray(x).reshape(-1)  # the vector loads read memory in order: no strided views
+        run(_avg_pool_2x2_fwd_rows, x.size, -(-x.size // (4 * lanes_of(x.dtype) * per)), flat, width, per,
             out.reshape(-1))
     elif out.size and _is_2x2(kh, kw, sh, sw, ph, pw):
         per = _planes_per_item(height, width)
@@ -251,8 +252,9 @@ def _avg_pool2d_backward_numba(grad_out, height, width, kh, kw, sh, sw, ph, pw):
         gx = np.empty((n, c, height, width), dtype=grad_out.dtype)
         per = max(1, PLANE_ITEM_ELEMENTS // (4 * lanes_of(gx.dtype)))
         if gx.size:
-            run(_avg_pool_2x2_bwd_rows, gx.size, -(-gx.size // (4 * lanes_of(gx.dtype) * per)), grad_out.reshape(-1),
-                width, per, gx.reshape(-1))
+            flat = np.ascontiguousarray(grad_out).reshape(-1)  # as the forward: no strided views
+            run(_avg_pool_2x2_bwd_rows, gx.size, -(-gx.size // (4 * lanes_of(gx.dtype) * per)), flat, width, per,
+                gx.reshape(-1))
         return gx
     if _is_2x2(kh, kw, sh, sw, ph, pw):  # writes every element: no zeroing first
         gx = np.empty((n, c, height, width), dtype=grad_out.dtype)

@@ -308,6 +308,27 @@ def test_2x2_forward_takes_the_rows_kernel_on_even_heights_and_its_widths(monkey
     np.testing.assert_allclose(got, exact, rtol=float(np.finfo(dtype).eps), atol=0)
 
 
+@pytest.mark.parametrize("make, shrink", [(lambda a: a[::-1, ::-1, ::-1, ::-1], 1), (lambda a: a[:, :, :, ::2], 2),
+                                          (lambda a: np.broadcast_to(a[0, 0, 0, 0], a.shape), 1),
+                                          (lambda a: np.asfortranarray(a), 1)])
+def test_2x2_forward_and_backward_of_views_in_any_layout(make, shrink):
+    """Reversed, strided, broadcast and F-ordered inputs and gradients: the rows kernels read memory in order,
+    so the wrappers give them a C-ordered copy (``reshape(-1)`` of the first three is a strided view, which the
+    vector loads would read as if it were contiguous)."""
+    from hdlif_ref.kernels._simd import AVGPOOL_WIDTHS
+    base = np.random.default_rng(3).standard_normal((2, 3, 4, 16 * shrink))
+    x = make(base)
+    assert not x.flags.c_contiguous and x.shape[3] in AVGPOOL_WIDTHS  # the rows kernels' shapes
+    c = np.ascontiguousarray(x)
+    got = pool_kernels.avg_pool2d_forward.numba_impl(x, 2, 2, 2, 2, 0, 0)
+    assert got.tobytes() == pool_kernels.avg_pool2d_forward.numba_impl(c, 2, 2, 2, 2, 0, 0).tobytes()
+    g = make(np.random.default_rng(4).standard_normal((2, 3, 2, got.shape[3] * shrink)))
+    assert g.shape == got.shape and not g.flags.c_contiguous
+    gx = pool_kernels.avg_pool2d_backward.numba_impl(g, x.shape[2], x.shape[3], 2, 2, 2, 2, 0, 0)
+    want = pool_kernels.avg_pool2d_backward.numba_impl(np.ascontiguousarray(g), x.shape[2], x.shape[3], 2, 2, 2, 2, 0, 0)
+    assert gx.tobytes() == want.tobytes()
+
+
 def test_the_pooling_intrinsic_refuses_a_width_it_has_no_shuffles_for():
     import numba
 

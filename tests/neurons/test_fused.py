@@ -127,6 +127,18 @@ def test_fused_kernel_counts_non_finite_currents():
         assert bad == 1, name
 
 
+def test_the_parallel_neurons_overflowing_surplus_is_counted():
+    """E8's ``z - theta`` can overflow to ``+inf`` with finite operands (a huge current, a hugely negative
+    threshold): the twin counts it, so the kernel must, and the caller then takes the plain path (whose
+    quantizer refuses it) instead of quantizing ``+inf`` to the top level."""
+    x = np.array([[[1.0, 2.0]]], np.float32)
+    args = (x, False, None, np.array([3e38], np.float32), 0.0, np.zeros(1, np.float32), np.ones(1, np.float32),
+            None, np.ones(1, np.float32), np.array([-3e38], np.float32), 1, 0.25, 15)
+    for name in ("numba", "numpy"):
+        with backend(name), np.errstate(over="ignore"):
+            assert bn_neuron_step(*args)[4] == 2, name
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 40), st.sampled_from([0, 1, 2]), st.booleans(),
        st.sampled_from([None, 15]), st.integers(0, 12), st.integers(0, 2 ** 16))
