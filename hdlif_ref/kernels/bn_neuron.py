@@ -6,8 +6,8 @@ the ``n``-bit quantizer (E13), on ``x: [N, C, L]``: what ``BatchNorm2d`` -> neur
 kernels, two intermediate arrays and three graph ops, here one kernel per channel that
 reads ``x`` (and ``u``) and writes the spikes and the new ``u``. Used where nothing needs
 the intermediates: online steps not in ``S`` and evaluation (docs/performance.md,
-"Graph-free steps"). :data:`bn_hdlif_graph_step` also writes, for an HD-LIF step, what a recorded
-step's backward needs (the unquantized spikes and the firing mask; "Graph steps").
+"Graph-free steps"). :data:`bn_hdlif_graph_step` and :data:`bn_lif_graph_step` also write what a recorded
+step's backward needs (HD-LIF: the unquantized spikes and the firing mask; LIF: the charges; "Graph steps").
 
 Bit for bit the plain path: the statistics come from the function that
 :func:`hdlif_ref.kernels.norm._bn_train_fwd` calls (:func:`.norm.channel_stats`), the normalized
@@ -103,11 +103,37 @@ def _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out,
     return seen
 
 
+@njit(inline="always")
+def _lif_row(x, k, c, a, b, u_prev, lam_c, theta_c, soft, quantize, step, qmax, out, u_out, keep, m_kept):
+    """Row ``(k, c)`` of :func:`_bn_neuron`'s LIF step (with ``keep``, also its charges ``m`` into ``m_kept``);
+    returns whether any normalized current is :func:`_bad`."""
+    zero = x.dtype.type(0)
+    one = x.dtype.type(1)
+    big = x.dtype.type(np.finfo(x.dtype).max)
+    seen = False
+    for t in range(x.shape[2]):
+        z = x.dtype.type(x[k, c, t] * a + b)
+        seen |= _bad(z, zero, big)
+        m = lam_c * u_prev[k, c, t] + z  # E7
+        fired = m >= theta_c  # H(0) = 1
+        s = one if fired else zero
+        if soft:  # u = m - theta s (a loop invariant, like quantize)
+            u_out[k, c, t] = m - theta_c if fired else m
+        else:  # u = m (1 - s)
+            u_out[k, c, t] = zero if fired else m
+        if keep:  # a constant where the kernel calls this
+            m_kept[k, c, t] = m
+        if quantize:
+            s = step * min(max(np.rint(s / step), zero), qmax)
+        out[k, c, t] = s
+    return seen
+
+
 @njit_parallel
 def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, qmax, out, u_out, bad,
                keep, s_kept, mask, per_item):
-    # keep (HD-LIF): also write the unquantized spike s* and the firing mask H(m - theta), what the
-    # backward of a recorded step needs (bn_hdlif_graph_step)
+    # keep: also write what the backward of a recorded step needs: HD-LIF's unquantized spike s* and firing
+    # mask H(m - theta) (bn_hdlif_graph_step), LIF's charge m into s_kept (bn_lif_graph_step)
     n, channels, length = x.shape
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
@@ -134,20 +160,13 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
                 else:
                     seen = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, False,
                                       s_kept, mask)
-            elif kind == LIF:
-                for t in range(length):
-                    z = x.dtype.type(x[k, c, t] * a + b)
-                    seen |= _bad(z, zero, big)
-                    m = lam_c * u_prev[k, c, t] + z  # E7
-                    fired = m >= theta_c  # H(0) = 1
-                    s = one if fired else zero
-                    if soft:  # u = m - theta s (a loop invariant, like quantize)
-                        u_out[k, c, t] = m - theta_c if fired else m
-                    else:  # u = m (1 - s)
-                        u_out[k, c, t] = zero if fired else m
-                    if quantize:
-                        s = step * min(max(np.rint(s / step), zero), qmax)
-                    out[k, c, t] = s
+            elif kind == LIF:  # keep: the charge m into s_kept, what a recorded step's backward reads
+                if keep:
+                    seen = _lif_row(x, k, c, a, b, u_prev, lam_c, theta_c, soft, quantize, step, qmax, out, u_out,
+                                    True, s_kept)
+                else:
+                    seen = _lif_row(x, k, c, a, b, u_prev, lam_c, theta_c, soft, quantize, step, qmax, out, u_out,
+                                    False, s_kept)
             else:
                 for t in range(length):
                     z = x.dtype.type(x[k, c, t] * a + b)
@@ -192,7 +211,7 @@ def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta,
     u_in = u_prev if stateful else u_out
     bad = np.zeros(x.shape[0] * channels, dtype=np.int64)
     s_kept = np.empty_like(x) if keep else _unused(x.dtype)
-    mask = np.empty(x.shape, dtype=np.bool_) if keep else _unused(np.dtype(np.bool_))
+    mask = np.empty(x.shape, dtype=np.bool_) if keep and kind == HDLIF else _unused(np.dtype(np.bool_))
     quantize = qmax is not None
     dt = x.dtype.type
     if x.size:
@@ -215,6 +234,10 @@ def _bn_hdlif_graph_numba(x, weight, bias, eps, u_prev, lam, theta, step, qmax):
     return _launch(x, True, weight, bias, eps, None, None, u_prev, lam, theta, HDLIF, step, qmax, False, True)
 
 
+def _bn_lif_graph_numba(x, weight, bias, eps, u_prev, lam, theta, soft):
+    return _launch(x, True, weight, bias, eps, None, None, u_prev, lam, theta, LIF, 1, None, soft, True)[:6]
+
+
 #: ``(out, u_new, mean, var, nonfinite) = bn_neuron_step(x, training, weight, bias, eps, running_mean,
 #: running_var, u_prev, lam, theta, kind, step, qmax, soft=False)``; see the twin for the argument list.
 bn_neuron_step = dispatch(_bn_neuron_numba, _ref.bn_neuron_step)
@@ -222,3 +245,7 @@ bn_neuron_step = dispatch(_bn_neuron_numba, _ref.bn_neuron_step)
 #: theta, step, qmax)``: a training batch norm and an HD-LIF step (+ quantizer) as :data:`bn_neuron_step`, and
 #: also the unquantized spikes ``s*`` and the firing mask, for a recorded step's backward.
 bn_hdlif_graph_step = dispatch(_bn_hdlif_graph_numba, _ref.bn_hdlif_graph_step)
+#: ``(out, u_new, mean, var, nonfinite, m) = bn_lif_graph_step(x, weight, bias, eps, u_prev, lam, theta, soft)``:
+#: a training batch norm and a LIF step (no quantizer) as :data:`bn_neuron_step`, and also the charges ``m`` (SPEC
+#: E7), which a recorded step's backward reads.
+bn_lif_graph_step = dispatch(_bn_lif_graph_numba, _ref.bn_lif_graph_step)

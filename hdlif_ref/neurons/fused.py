@@ -1,5 +1,6 @@
 """A batch norm and the neuron after it in one kernel, when no graph is recorded (docs/performance.md,
-"Graph-free steps"), and, for a recorded training step of an HD-LIF neuron, in one graph node ("Graph steps").
+"Graph-free steps"), and, for a recorded training step of an HD-LIF or LIF neuron, in one graph node ("Graph
+steps").
 
 Online steps outside the drawn set ``S`` (SPEC E16) and evaluation run under ``no_grad``:
 nobody needs the normalized current, the unquantized spike or the firing mask. For the
@@ -17,9 +18,11 @@ norm's running statistics and step counter are what the plain path leaves, bit f
 With a graph (:func:`_graph_step`): a training ``BatchNorm2d`` followed by an :class:`HDLIF` step (step
 mode ``"s"``) becomes one :class:`~hdlif_ref.autograd.ops.neuron.BNHDLIFStep` node instead of three
 (batch norm, HD-LIF step, quantizer), computed by the same kernel, which also keeps the unquantized
-spikes and the firing mask for the backward; the backward is the three nodes' kernels in a row. The
+spikes and the firing mask for the backward; the backward is the three nodes' kernels in a row. A
+:class:`LIF` step without a quantizer likewise becomes one :class:`~hdlif_ref.autograd.ops.neuron.BNLIFStep`
+node instead of two (batch norm, LIF step), which keeps the charges ``m`` its surrogate gradient reads. The
 spikes, the state, the statistics and every gradient are the plain path's, bit for bit (tested);
-LIF, Parallel HD-LIF, evaluation-mode batch norm and sequences keep the plain path with a graph.
+a quantized LIF, Parallel HD-LIF, evaluation-mode batch norm and sequences keep the plain path with a graph.
 ``GRAPH = False`` switches this part off.
 """
 from __future__ import annotations
@@ -31,14 +34,15 @@ import numpy as np
 from ..autograd import Tensor, is_grad_enabled
 from ..autograd.ops._args import mark_finite
 from ..autograd.ops.norm import check_running, update_running_stats
-from ..autograd.ops.neuron import BNHDLIFStep, NonFiniteStep
+from ..autograd.ops.neuron import BNHDLIFStep, BNLIFStep, NonFiniteStep
 from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
 from ..kernels.bn_neuron import LIF as _LIF_KIND
 from ..kernels.bn_neuron import PARALLEL as _PARALLEL_KIND
 from ..kernels.bn_neuron import bn_neuron_step
 from ..kernels.finite import count_nonfinite, count_nonzero
+from ..kernels.surrogates import resolve_gamma, surrogate_code
 from ..layers.norm import BatchNorm2d
-from ._checks import check_param
+from ._checks import RESETS, check_choice, check_param
 from .quantizer import top_level
 from .records import NeuronState
 
@@ -71,7 +75,8 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     if not ENABLED or type(bn) is not BatchNorm2d or type(neuron) not in kinds:
         return None
     graph = is_grad_enabled()
-    if graph and not (GRAPH and kinds[type(neuron)] == _HDLIF_KIND and bn.training and neuron.step_mode == "s"):
+    if graph and not (GRAPH and kinds[type(neuron)] in (_HDLIF_KIND, _LIF_KIND) and bn.training
+                      and neuron.step_mode == "s"):
         return None
     quantizer = neuron.quantizer
     if bn._forward_hooks or neuron._forward_hooks or (quantizer is not None and quantizer._forward_hooks):
@@ -93,7 +98,7 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     except (TypeError, ValueError):
         return None
     if graph:
-        return _graph_step(bn, neuron, x)
+        return _graph_step(bn, neuron, x, kinds[type(neuron)])
     if neuron.step_mode == "s":
         return _step(bn, neuron, x, kinds[type(neuron)])
     return _sequence(bn, neuron, x, kinds[type(neuron)])
@@ -211,52 +216,63 @@ def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     return _marked(Tensor(out), result[7])
 
 
-def _graph_step(bn, neuron, x: Tensor) -> Tensor | None:
-    """A recorded training step of ``BatchNorm2d`` -> :class:`HDLIF` (+ quantizer) as one node
-    (:class:`~hdlif_ref.autograd.ops.neuron.BNHDLIFStep`), or ``None`` where the plain path must run: it then
-    raises its own errors, or computes what this would have (the same bits, tested against it)."""
+def _graph_step(bn, neuron, x: Tensor, kind) -> Tensor | None:
+    """A recorded training step of ``BatchNorm2d`` -> :class:`HDLIF` (+ quantizer) or :class:`LIF` (no quantizer) as
+    one node (:class:`~hdlif_ref.autograd.ops.neuron.BNHDLIFStep`, :class:`~hdlif_ref.autograd.ops.neuron.BNLIFStep`),
+    or ``None`` where the plain path must run: it then raises its own errors, or computes what this would have (the
+    same bits, tested against it)."""
     state = neuron.state
     t = state.t
     N, C = x.shape[:2]
     if t >= neuron.T or N * (x.size // max(N * C, 1)) < 2:
         return None  # SpikingNeuron.forward or batch_norm raises
+    quantizer = neuron.quantizer
+    if kind == _LIF_KIND and quantizer is not None:
+        return None  # a quantized LIF keeps the plain nodes
     if state.u is None:
-        u_prev = np.zeros(x.shape, dtype=x.dtype)  # SPEC E1: u_0 = 0
+        u_prev = np.zeros(x.shape, dtype=x.dtype)  # SPEC E1, E7: u_0 = 0
     elif state.u.shape == x.shape and state.u.dtype == x.dtype:
         u_prev = state.u
     else:
         return None
-    try:  # the plain path's parameter checks (hdlif_step), which it runs again to raise
+    op = "hdlif_step" if kind == _HDLIF_KIND else "lif_step"
+    try:  # the plain path's parameter checks (hdlif_step, lif_step), which it runs again to raise
         T = neuron.lam.shape[0]
         for name in ("lam", "theta"):
-            check_param("hdlif_step", name, getattr(neuron, name), T, C, x.shape)
+            check_param(op, name, getattr(neuron, name), T, C, x.shape)
+        if kind == _LIF_KIND:
+            soft = check_choice(op, "reset", neuron.reset_mode, RESETS) == "soft"
+            surrogate, gamma = surrogate_code(op, neuron.surrogate), resolve_gamma(op, neuron.surrogate, neuron.gamma)
     except (TypeError, ValueError, IndexError):
         return None
     if t >= T:
         return None
-    quantizer, q_args = neuron.quantizer, _quantizer_args(neuron)
+    q_args = _quantizer_args(neuron)
     if q_args is None:
         return None
     if not any(isinstance(v, Tensor) and v.requires_grad
                for v in (x, bn.weight, bn.bias, u_prev, neuron.lam, neuron.theta)):
-        return None  # only the quantizer's step is trained: the plain path records its node alone
+        return None  # only the quantizer's step (or nothing) is trained: the plain path records its node alone
     mean_run, var_run = _running_stats(bn, bn.t, C)
     if mean_run is None:
         return None
     inputs = [x] + [p for p in (bn.weight, bn.bias) if p is not None] + [u_prev, neuron.lam, neuron.theta]
-    if quantizer is not None:
-        inputs.append(quantizer.step)
+    common = dict(has_weight=bn.weight is not None, has_bias=bn.bias is not None, t=t, running_mean=mean_run,
+                  running_var=var_run, momentum=bn.momentum, eps=bn.eps)
     try:
-        q, u = BNHDLIFStep.apply(*inputs, has_weight=bn.weight is not None, has_bias=bn.bias is not None,
-                                 has_step=quantizer is not None, t=t,
-                                 bits=None if quantizer is None else quantizer.bits, running_mean=mean_run,
-                                 running_var=var_run, momentum=bn.momentum, eps=bn.eps)
+        if kind == _HDLIF_KIND:
+            if quantizer is not None:
+                inputs.append(quantizer.step)
+            q, u = BNHDLIFStep.apply(*inputs, has_step=quantizer is not None,
+                                     bits=None if quantizer is None else quantizer.bits, **common)
+        else:
+            q, u = BNLIFStep.apply(*inputs, soft=soft, surrogate=surrogate, gamma=gamma, **common)
     except NonFiniteStep:
         return None
     bn.t += 1
     neuron._state = NeuronState(u, t + 1)
     _count_firing(neuron, q.data)
-    return _marked(q, _spike_bound(_HDLIF_KIND, q_args, q.dtype))  # as spike_quantize marks its output
+    return _marked(q, _spike_bound(kind, q_args, q.dtype))  # as spike_quantize marks its output; LIF's: 0 or 1
 
 
 def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:

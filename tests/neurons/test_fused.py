@@ -91,7 +91,7 @@ def test_fused_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, kind, traini
 def test_fused_kernel_gives_the_same_bits_for_any_channels_per_item(monkeypatch, per_item, kind, L):
     """A work item is a sample and a group of channels (``_rows_per_item``, about BLOCK elements): groups of 1, 2,
     3 or 5 of 7 channels (a partial last group) give the one-group results, spikes, state and non-finite counts,
-    and so does the graph kernel's kept s* and mask."""
+    and so do the graph kernels' kept s* and mask (HD-LIF) and charges (LIF)."""
     from hdlif_ref.kernels import bn_neuron as kernel_module
 
     rng = np.random.default_rng(per_item * 10 + kind)
@@ -103,12 +103,13 @@ def test_fused_kernel_gives_the_same_bits_for_any_channels_per_item(monkeypatch,
 
     def run():
         return (kernel_module.bn_neuron_step.numba_impl(*args, soft=kind == 2),
-                kernel_module.bn_hdlif_graph_step.numba_impl(x, None, None, 1e-5, u_prev, lam, theta, 0.25, 15))
+                kernel_module.bn_hdlif_graph_step.numba_impl(x, None, None, 1e-5, u_prev, lam, theta, 0.25, 15),
+                kernel_module.bn_lif_graph_step.numba_impl(x, None, None, 1e-5, u_prev, lam, theta, kind == 2))
 
     want = run()
     monkeypatch.setattr(kernel_module, "_rows_per_item", lambda length: per_item)
     got = run()
-    for a, b in zip(got[0] + got[1], want[0] + want[1]):
+    for a, b in zip(got[0] + got[1] + got[2], want[0] + want[1] + want[2]):
         if isinstance(a, np.ndarray):
             np.testing.assert_array_equal(a, b)
         else:
@@ -702,3 +703,196 @@ def test_an_eval_step_with_a_bad_running_variance_warns_only_as_the_plain_path_d
             fused.ENABLED = True
         counts.append(sorted(str(w.message) for w in caught))
     assert counts[0] == counts[1]
+
+
+# ------------------------------------------------------------------ recorded steps: batch norm + LIF as one node
+from hdlif_ref.autograd.ops.neuron import BNLIFStep, LIFStep  # noqa: E402
+from hdlif_ref.kernels.bn_neuron import bn_lif_graph_step  # noqa: E402
+from hdlif_ref.kernels.surrogates import SURROGATES, resolve_gamma, surrogate_code  # noqa: E402
+
+
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 9), st.sampled_from([np.float32, np.float64]),
+       st.booleans(), st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
+def test_lif_graph_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, dtype, affine, per_channel, soft, seed):
+    """The spikes, state and statistics of the plain kernels (training batch norm, then one LIF step), and the
+    charges m that the LIF step keeps for its backward."""
+    if N * L < 2:
+        return
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((N, C, L)) * 2).astype(dtype)
+    x.flat[::3] = np.round(x.flat[::3])  # currents exactly on a threshold happen too
+    weight = rng.uniform(0.5, 2, C).astype(dtype) if affine else None
+    bias = rng.uniform(-1, 1, C).astype(dtype) if affine else None
+    u_prev = rng.uniform(-1, 1, (N, C, L)).astype(dtype)
+    lam = (rng.uniform(0.2, 0.9, C) if per_channel else np.full(C, 0.5)).astype(dtype)
+    theta = (rng.uniform(0.5, 1.0, C) if per_channel else np.full(C, 0.75)).astype(dtype)
+    rows, F = (N, C * L) if per_channel else (1, N * C * L)
+    T_lam = np.ascontiguousarray(np.broadcast_to(lam, (1, C)) if per_channel else lam[:1].reshape(1, 1))
+    T_theta = np.ascontiguousarray(np.broadcast_to(theta, (1, C)) if per_channel else theta[:1].reshape(1, 1))
+    for name in ("numba", "numpy"):
+        with backend(name):
+            y, mean, var = norm_kernels.batch_norm_train_forward(x, weight, bias, 1e-5)
+            s_ref, u_ref, m_ref = lif_kernels.lif_forward(y.reshape(1, rows, F), u_prev.reshape(rows, F), T_lam,
+                                                          T_theta, soft)
+            out, u, mu, v, bad, m = bn_lif_graph_step(x, weight, bias, 1e-5, u_prev, lam, theta, soft)
+        assert bad == 0, name
+        for got, want in ((out, s_ref), (u, u_ref), (m, m_ref), (mu, mean), (v, var)):
+            np.testing.assert_array_equal(got.reshape(-1), np.asarray(want).reshape(-1), err_msg=name)
+
+
+def test_lif_graph_kernel_counts_non_finite_currents():
+    x = np.array([[[0.0, 1.0, 2.0]]], np.float32)
+    weight = np.array([np.inf], np.float32)  # every normalized current inf or NaN
+    u_prev = np.zeros_like(x)
+    for name in ("numba", "numpy"):
+        with backend(name), np.errstate(all="ignore"):
+            *_, bad, _ = bn_lif_graph_step(x, weight, None, 1e-5, u_prev, np.ones(1, np.float32),
+                                           np.ones(1, np.float32), False)
+        assert bad == 3, name
+
+
+LIF_INPUTS = ("x", "weight", "bias", "u_prev", "lam", "theta")
+
+
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.booleans(), st.booleans(),
+       st.booleans(), st.booleans(), st.sampled_from(sorted(SURROGATES)), st.booleans(),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 16), st.sets(st.sampled_from(LIF_INPUTS)))
+def test_lif_one_node_gives_the_two_nodes_results_and_gradients_bit_for_bit(N, C, H, W, has_weight, has_bias,
+                                                                            per_channel, soft, surrogate, loss_on_u,
+                                                                            dtype, seed, frozen):
+    """Spikes, state, running statistics and the gradient of every input, from a loss on the spikes (and on the
+    state: a chain of steps kept in the graph, E4; without it and with ``u_prev`` frozen, the online kernel),
+    with any subset of the inputs frozen, through two backward passes of a retained graph."""
+    compare_lif_one_node_with_two(N, C, H, W, has_weight, has_bias, per_channel, soft, surrogate, loss_on_u, dtype,
+                                  seed, frozen)
+
+
+@pytest.mark.parametrize("frozen", [{name} for name in LIF_INPUTS] + [set(LIF_INPUTS) - {name} for name in LIF_INPUTS])
+@pytest.mark.parametrize("loss_on_u", [False, True])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_lif_one_node_gradients_with_each_input_frozen_or_alone_trained(frozen, loss_on_u, per_channel):
+    """Every input frozen in turn, then trained alone: a gradient sent to the wrong input shows here."""
+    compare_lif_one_node_with_two(3, 2, 2, 2, True, True, per_channel, False, "triangle", loss_on_u, np.float32, 5,
+                                  frozen)
+
+
+def compare_lif_one_node_with_two(N, C, H, W, has_weight, has_bias, per_channel, soft, surrogate, loss_on_u, dtype,
+                                  seed, frozen):
+    if N * H * W < 2:
+        return
+    rng = np.random.default_rng(seed)
+    T, t = 3, int(rng.integers(0, 3))
+    x0 = rng.standard_normal((N, C, H, W)) * 2
+    x0.flat[::3] = np.round(x0.flat[::3])
+    arrays = {"x": x0, "u_prev": rng.uniform(-1, 1, (N, C, H, W)),
+              "lam": rng.uniform(0.2, 0.9, (T, C) if per_channel else T),
+              "theta": rng.uniform(0.5, 1.0, (T, C) if per_channel else T)}
+    if has_weight:
+        arrays["weight"] = rng.uniform(0.5, 2, C)
+    if has_bias:
+        arrays["bias"] = rng.uniform(-1, 1, C)
+    if not set(arrays) - frozen:
+        return  # nothing to differentiate
+    code, gamma = surrogate_code("test", surrogate), resolve_gamma("test", surrogate, None)
+    r_s, r_u = rng.standard_normal((2, N, C, H, W))
+    results = []
+    for fused_op in (True, False):
+        leaves = {k: Tensor(v.astype(dtype), requires_grad=k not in frozen) for k, v in arrays.items()}
+        mean_run, var_run = np.zeros(C, dtype), np.ones(C, dtype)
+        args = [leaves["x"], leaves.get("weight"), leaves.get("bias"), leaves["u_prev"], leaves["lam"],
+                leaves["theta"]]
+        if fused_op:
+            s, u = BNLIFStep.apply(*[a for a in args if a is not None], has_weight=has_weight, has_bias=has_bias,
+                                   t=t, soft=soft, surrogate=code, gamma=gamma, running_mean=mean_run,
+                                   running_var=var_run, momentum=0.1, eps=1e-5)
+            assert s._ctx.fn is BNLIFStep and u._ctx is s._ctx  # one node
+        else:  # what the plain path records: BatchNorm -> LIFStep
+            y = ops.batch_norm(args[0], args[1], args[2], mean_run, var_run, training=True, momentum=0.1, eps=1e-5)
+            s, u = LIFStep.apply(y, *args[3:], t=t, soft=soft, gamma=gamma, surrogate=code)
+        loss = ops.sum(s * Tensor(r_s.astype(dtype)))
+        if loss_on_u:
+            loss = loss + ops.sum(u * Tensor(r_u.astype(dtype)))
+        loss.backward(retain_graph=True)
+        loss.backward()
+        results.append((s.data, u.data, mean_run, var_run, {k: v.grad for k, v in leaves.items()}))
+    (s1, u1, m1, v1, g1), (s2, u2, m2, v2, g2) = results
+    for a, b in ((s1, s2), (u1, u2), (m1, m2), (v1, v2)):
+        np.testing.assert_array_equal(a, b)
+    for k in g2:
+        assert (g1[k] is None) == (g2[k] is None), k
+        if g2[k] is not None:
+            np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+
+
+def test_the_lif_one_node_raises_before_recording_or_updating_statistics():
+    x = Tensor(np.array([[[[0.0, 1.0]]]], np.float32), requires_grad=True)
+    mean_run, var_run = np.zeros(1, np.float32), np.ones(1, np.float32)
+    with np.errstate(all="ignore"), pytest.raises(NonFiniteStep):
+        BNLIFStep.apply(x, Tensor(np.array([np.inf], np.float32)), Tensor(np.zeros((1, 1, 1, 2), np.float32)),
+                        Tensor(np.full(1, 0.5, np.float32)), Tensor(np.ones(1, np.float32)), has_weight=True,
+                        has_bias=False, t=0, soft=False, surrogate=0, gamma=1.0, running_mean=mean_run,
+                        running_var=var_run, momentum=0.1, eps=1e-5)
+    assert mean_run[0] == 0 and var_run[0] == 1
+
+
+def lif_graph_spy(monkeypatch):
+    calls = []
+    original = BNLIFStep.apply.__func__
+    monkeypatch.setattr(BNLIFStep, "apply", classmethod(lambda cls, *a, **k: calls.append(1) or original(cls, *a,
+                                                                                                             **k)))
+    return calls
+
+
+@pytest.mark.parametrize("steps", [1, "all"])
+@pytest.mark.parametrize("kw, soft", [({}, False), ({"per_channel": True, "surrogate": "atan"}, True)])
+def test_recorded_lif_steps_give_the_plain_results_bit_for_bit(monkeypatch, steps, kw, soft):
+    """Online K=1 and K=T training of the LIF digits network (the peers' benchmark network) with every recorded
+    step's batch norm and LIF as one node, against the plain path's two (the graph-free steps fused in both):
+    losses, logits, parameters, statistics after two optimizer steps."""
+    calls = lif_graph_spy(monkeypatch)
+    runs = []
+    for graph in (True, False):
+        monkeypatch.setattr(fused, "GRAPH", graph)
+        model = digits_net(T=3, neuron="lif", rng=np.random.default_rng(0), **kw)
+        for m in model.modules():
+            if isinstance(m, LIF) and soft:
+                m.reset_mode = "soft"
+        rng = np.random.default_rng(1)
+        x, y = rng.standard_normal((12, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 12)
+        trainer = OnlineTrainer(model, SGD(list(model.parameters()), lr=0.1, momentum=0.9), steps=steps,
+                                rng=np.random.default_rng(2))
+        runs.append(([trainer.train_batch(x, y) for _ in range(2)], model.state_dict()))
+        if graph:
+            assert calls, "the one-node path did not run"
+            calls.clear()
+    assert calls == []
+    (batches, state), (ref_batches, ref_state) = runs
+    for (loss_a, logits_a), (loss_b, logits_b) in zip(batches, ref_batches):
+        assert loss_a == loss_b
+        np.testing.assert_array_equal(logits_a, logits_b)
+    for key in ref_state:
+        np.testing.assert_array_equal(state[key], ref_state[key], err_msg=key)
+
+
+def test_what_the_lif_one_node_path_leaves_to_the_plain_one(monkeypatch):
+    """A quantized LIF, evaluation-mode batch norm, sequences and hooks keep the plain nodes; a non-finite current
+    raises the plain path's error, with the statistics updated once."""
+    calls = lif_graph_spy(monkeypatch)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 2, 2)).astype(np.float32))
+
+    def lif_pair(**kw):
+        return Sequential(BatchNorm2d(3, per_step=True, T=2), LIF(2, **kw))
+    for net in (lif_pair(spike_bits=4), lif_pair().eval()):
+        net(x)
+    lif_pair().set_step_mode("m")(Tensor(np.stack([x.data] * 2)))
+    watched = lif_pair()
+    with Monitor(watched, ["1"]):
+        watched(x)
+    assert calls == []
+    lif_pair()(x)
+    assert calls == [1]
+    net = lif_pair()
+    net[0].weight.data[...] = np.inf
+    with np.errstate(all="ignore"), pytest.raises(NonFiniteInputError, match="lif_step: I_t"):
+        net(x)
+    assert net[0].t == 1 and calls == [1, 1]  # tried, then the plain path ran once

@@ -319,6 +319,80 @@ class LIFStep(Function):
                 _full_grad(glam, ctx.t, shape_lam), _full_grad(gtheta, ctx.t, shape_theta))
 
 
+class BNLIFStep(Function):
+    """``(s_t, u_t) = bn_lif_step(x, [weight], [bias], u_prev, lam, theta, t=, soft=, surrogate=, gamma=, ...)``: a
+    training batch norm of ``x: [N, C, ...]`` (batch statistics, running statistics updated in place) and step ``t``
+    of the LIF baseline (SPEC E7, no quantizer) as one node and one forward kernel
+    (:func:`hdlif_ref.kernels.bn_neuron.bn_lif_graph_step`; docs/performance.md, "Graph steps"), as
+    :class:`BNHDLIFStep` is for HD-LIF.
+
+    The nodes :class:`~.norm.BatchNorm` -> :class:`LIFStep` give the same numbers bit for bit: the forward does their
+    per-element operations in their order and keeps what :class:`LIFStep` keeps (the charges ``m``, ``u_{t-1}``),
+    and the backward is their two backward kernels, called as they call them, on the same arrays. Raises
+    :class:`NonFiniteStep` (nothing recorded, no statistics updated) where a normalized current is not finite (the
+    plain path's ``check_finite`` names it).
+    """
+
+    name = "bn_lif_step"
+
+    @staticmethod
+    def forward(ctx, x, *rest, has_weight, has_bias, t, soft, surrogate, gamma, running_mean, running_var, momentum,
+                eps):
+        weight = rest[0] if has_weight else None
+        bias = rest[has_weight] if has_bias else None
+        i = has_weight + has_bias
+        u_prev, lam, theta = rest[i:i + 3]
+        dtype = x.dtype
+        if any(a.dtype != dtype for a in rest):  # the module path (neurons/fused.py) only calls it so
+            raise TypeError(f"bn_lif_step: every input must have x's dtype {dtype}; got "
+                            f"{sorted({str(a.dtype) for a in rest})}")
+        shape = x.shape
+        x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
+        rows, F = rows_of(shape, _per_channel(lam, theta))
+        lam_t, theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
+        lam_c, theta_c = (np.full(shape[1], p[0, 0], dtype=dtype) if p.shape[1] == 1
+                          else np.ascontiguousarray(np.broadcast_to(p[0], (shape[1],))) for p in (lam_t, theta_t))
+        u3 = np.ascontiguousarray(u_prev).reshape(x3.shape)
+        out, u_new, mean, var, bad, m = _bn_neuron.bn_lif_graph_step(x3, weight, bias, eps, u3, lam_c, theta_c,
+                                                                     bool(soft))
+        if bad:
+            raise NonFiniteStep(f"{bad} non-finite values")
+        if running_mean is not None:
+            update_running_stats(running_mean, running_var, mean, var, x3.shape[0] * x3.shape[2], momentum)
+        ctx.save_for_backward(x3, mean, 1.0 / np.sqrt(var + eps), weight, m.reshape(1, rows, F), u3.reshape(rows, F),
+                              lam_t, theta_t)
+        ctx.meta = (t, shape, lam.shape, theta.shape, has_weight, has_bias, soft, surrogate, gamma)
+        return out.reshape(shape), u_new.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grads):
+        g_s, g_u = grads
+        x3, mean, invstd, weight, m, u0, lam_t, theta_t = ctx.saved_tensors
+        t, shape, shape_lam, shape_theta, has_weight, has_bias, soft, surrogate, gamma = ctx.meta
+        needs = ctx.needs_input_grad  # x, [weight], [bias], u_prev, lam, theta
+        i = 1 + has_weight + has_bias  # u_prev's index
+        # LIFStep.backward
+        gs, gu0 = _c(g_s, m.dtype, m.shape), None
+        if _stands_alone(g_u, needs[i]):
+            gI, glam, gtheta = _lif.lif_backward_online(gs, m, u0, lam_t, theta_t, soft, surrogate, gamma,
+                                                        needs[i + 1])
+        else:
+            gI, gu0, glam, gtheta = _lif.lif_backward_stbp(gs, _c(g_u, m.dtype, u0.shape), m, u0, lam_t, theta_t,
+                                                           soft, surrogate, gamma, needs[i + 1])
+        del gs  # as the two nodes free it between their backward calls (peak memory)
+        gu0 = gu0.reshape(shape) if needs[i] else None
+        # BatchNorm.backward (training)
+        need_w = has_weight and needs[1]
+        need_b = has_bias and needs[1 + has_weight]
+        gx, gw, gb = _norm.batch_norm_train_backward(gI.reshape(x3.shape), x3, mean, invstd, weight, needs[0],
+                                                     need_w, need_b)
+        grads = [gx.reshape(shape) if gx is not None else None]
+        grads += [gw] if has_weight else []
+        grads += [gb] if has_bias else []
+        grads += [gu0, _full_grad(glam, t, shape_lam), _full_grad(gtheta, t, shape_theta)]
+        return tuple(grads)
+
+
 # ---------------------------------------------------------------------------- Parallel HD-LIF
 class ParallelHDLIFSeq(Function):
     """``s* = parallel_hdlif_seq(I, theta)``: SPEC E8 on all steps (no state: STBP = online)."""

@@ -36,6 +36,15 @@ def bn_hdlif_graph_step(x, weight, bias, eps, u_prev, lam, theta, step, qmax):
     return _steps(x, True, weight, bias, eps, None, None, u_prev, lam, theta, HDLIF, step, qmax, False)
 
 
+def bn_lif_graph_step(x, weight, bias, eps, u_prev, lam, theta, soft):
+    """:func:`bn_neuron_step` in training with a LIF neuron and no quantizer, returning also what a recorded step's
+    backward needs: ``(out, u_new, mean, var, nonfinite, m)``, the charges ``m = lam u_prev + I`` (SPEC E7),
+    ``[N, C, L]``."""
+    out, u_new, mean, var, nonfinite, _, charge = _steps(x, True, weight, bias, eps, None, None, u_prev, lam, theta,
+                                                          LIF, 1, None, soft)
+    return out, u_new, mean, var, nonfinite, charge
+
+
 def _steps(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind, step, qmax, soft):
     with np.errstate(all="ignore"):  # the non-finite values the kernel counts (the caller acts on them): no warnings
         return _plain_steps(x, training, weight, bias, eps, running_mean, running_var, u_prev, lam, theta, kind,
@@ -52,12 +61,12 @@ def _plain_steps(x, training, weight, bias, eps, running_mean, running_var, u_pr
                                          1.0 / np.sqrt(running_var.astype(np.float64) + eps), weight, bias)
         mean, var = np.zeros(C), np.zeros(C)
     I = y.reshape(1, N, C * L)
-    mask = None
+    kept = None  # what a recorded step's backward reads: HD-LIF's firing mask, LIF's charges
     if kind == HDLIF:
-        s, u_new, mask = neurons.hdlif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None])
+        s, u_new, kept = neurons.hdlif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None])
         u_new = u_new.reshape(N, C, L)
     elif kind == LIF:
-        s, u_new, _ = neurons.lif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None], soft)
+        s, u_new, kept = neurons.lif_forward(I, u_prev.reshape(N, C * L), lam[None], theta[None], soft)
         u_new = u_new.reshape(N, C, L)
     else:
         s, _ = neurons.parallel_hdlif_forward(I, theta[None])
@@ -67,4 +76,4 @@ def _plain_steps(x, training, weight, bias, eps, running_mean, running_var, u_pr
     if qmax is not None:
         dt = x.dtype.type
         s = spike_quantize.spike_quantize_forward(s, dt(step), dt(qmax))
-    return s.reshape(N, C, L), u_new, mean, var, nonfinite, s_star, (None if mask is None else mask.reshape(N, C, L))
+    return s.reshape(N, C, L), u_new, mean, var, nonfinite, s_star, (None if kept is None else kept.reshape(N, C, L))
