@@ -131,9 +131,9 @@ def _lif_row(x, k, c, a, b, u_prev, lam_c, theta_c, soft, quantize, step, qmax, 
 
 @njit_parallel
 def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, qmax, out, u_out, bad,
-               keep, s_kept, mask, per_item):
+               keep, kept, mask, per_item):
     # keep: also write what the backward of a recorded step needs: HD-LIF's unquantized spike s* and firing
-    # mask H(m - theta) (bn_hdlif_graph_step), LIF's charge m into s_kept (bn_lif_graph_step)
+    # mask H(m - theta) (bn_hdlif_graph_step), LIF's charge m (bn_lif_graph_step), into kept (and mask)
     n, channels, length = x.shape
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
@@ -156,17 +156,17 @@ def _bn_neuron(x, scale, shift, u_prev, lam, theta, kind, soft, quantize, step, 
                 # the one-thread time, and 30x on untouched pages (docs/performance.md, "Masked stores")
                 if keep:
                     seen = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, True,
-                                      s_kept, mask)
+                                      kept, mask)
                 else:
                     seen = _hdlif_row(x, k, c, a, b, u_prev, lam_c, theta_c, quantize, step, qmax, out, u_out, False,
-                                      s_kept, mask)
-            elif kind == LIF:  # keep: the charge m into s_kept, what a recorded step's backward reads
+                                      kept, mask)
+            elif kind == LIF:
                 if keep:
                     seen = _lif_row(x, k, c, a, b, u_prev, lam_c, theta_c, soft, quantize, step, qmax, out, u_out,
-                                    True, s_kept)
+                                    True, kept)
                 else:
                     seen = _lif_row(x, k, c, a, b, u_prev, lam_c, theta_c, soft, quantize, step, qmax, out, u_out,
-                                    False, s_kept)
+                                    False, kept)
             else:
                 for t in range(length):
                     z = x.dtype.type(x[k, c, t] * a + b)
@@ -210,7 +210,7 @@ def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta,
     u_out = np.empty_like(x) if stateful else _unused(x.dtype)
     u_in = u_prev if stateful else u_out
     bad = np.zeros(x.shape[0] * channels, dtype=np.int64)
-    s_kept = np.empty_like(x) if keep else _unused(x.dtype)
+    kept = np.empty_like(x) if keep else _unused(x.dtype)
     mask = np.empty(x.shape, dtype=np.bool_) if keep and kind == HDLIF else _unused(np.dtype(np.bool_))
     quantize = qmax is not None
     dt = x.dtype.type
@@ -220,8 +220,8 @@ def _launch(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta,
         per_item = _rows_per_item(x.shape[2])
         run(_bn_neuron, x.size, x.shape[0] * -(-channels // per_item), x, scale, shift, u_in, lam, theta, int(kind),
             bool(soft), quantize, dt(step if quantize else 1), dt(qmax if quantize else 0), out, u_out, bad,
-            bool(keep), s_kept, mask, per_item)
-    return out, (u_out if stateful else None), mean, var, int(bad.sum()), s_kept, mask
+            bool(keep), kept, mask, per_item)
+    return out, (u_out if stateful else None), mean, var, int(bad.sum()), kept, mask
 
 
 def _bn_neuron_numba(x, training, weight, bias, eps, mean_in, var_in, u_prev, lam, theta, kind, step, qmax,

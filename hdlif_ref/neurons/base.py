@@ -135,7 +135,7 @@ class SpikingNeuron(Module):
 
     def forward_after(self, previous: Module, x):
         """``self(previous(x))`` in one kernel when ``previous`` is a ``BatchNorm2d`` (:mod:`.fused`): with no
-        graph recorded, or, for an HD-LIF step in training, as one graph node; ``None`` otherwise (the plain
+        graph recorded, or, for an HD-LIF or LIF step in training, as one graph node; ``None`` otherwise (the plain
         path)."""
         if type(self) not in _FUSABLE:
             return None

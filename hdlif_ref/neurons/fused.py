@@ -33,7 +33,7 @@ import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
 from ..autograd.ops._args import mark_finite
-from ..autograd.ops.norm import check_running, update_running_stats
+from ..autograd.ops.norm import _checked_affine, check_running, update_running_stats
 from ..autograd.ops.neuron import BNHDLIFStep, BNLIFStep, NonFiniteStep
 from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
 from ..kernels.bn_neuron import LIF as _LIF_KIND
@@ -95,6 +95,7 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     # minus the mean, or times the scale), which the kernel counts, and the plain path then runs and names it
     try:
         bn.check(x, values=False)
+        _checked_affine("batch_norm", x.shape, x.shape[1], bn.weight, bn.bias, bn.momentum, bn.eps)
     except (TypeError, ValueError):
         return None
     if graph:
@@ -116,9 +117,11 @@ def _quantizer_args(neuron):
 
 def _running_stats(bn, t_bn: int, C: int):
     """The batch norm's running statistics for step ``t_bn`` (raises as the plain path would past ``T``), or
-    ``(None, None)`` where ``batch_norm`` would refuse them (dtype, shape, read-only in training): the plain
-    path then raises, before it changes anything."""
+    ``(None, None)`` where ``batch_norm`` would refuse them (dtype, shape, read-only in training, one without the
+    other): the plain path then raises, before it changes anything."""
     mean_run, var_run = bn._stats_for_step(t_bn)
+    if (mean_run is None) != (var_run is None):
+        return None, None  # batch_norm refuses one without the other
     try:
         for name, value in (("running_mean", mean_run), ("running_var", var_run)):
             check_running("batch_norm", name, value, (C,), bn.training)
@@ -197,8 +200,8 @@ def _count_firing(neuron, out: np.ndarray) -> None:
 def _step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     state = neuron.state
     t = state.t
-    if t >= neuron.T:
-        return None  # SpikingNeuron.forward raises
+    if not 0 <= t < neuron.T:
+        return None  # SpikingNeuron.forward or the step function raises
     u_prev = None
     if kind != _PARALLEL_KIND and state.u is not None:
         if state.u.shape != x.shape or state.u.dtype != x.dtype:
@@ -224,8 +227,8 @@ def _graph_step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     state = neuron.state
     t = state.t
     N, C = x.shape[:2]
-    if t >= neuron.T or N * (x.size // max(N * C, 1)) < 2:
-        return None  # SpikingNeuron.forward or batch_norm raises
+    if not 0 <= t < neuron.T or N * (x.size // max(N * C, 1)) < 2:
+        return None  # SpikingNeuron.forward, the step function or batch_norm raises
     quantizer = neuron.quantizer
     if kind == _LIF_KIND and quantizer is not None:
         return None  # a quantized LIF keeps the plain nodes
@@ -235,7 +238,13 @@ def _graph_step(bn, neuron, x: Tensor, kind) -> Tensor | None:
         u_prev = state.u
     else:
         return None
+    if isinstance(u_prev, Tensor) and u_prev.requires_grad:
+        # a chain of steps kept in the graph (not detached): the plain nodes, so that the backward adds the
+        # gradients of a parameter that several steps share in the plain path's order (one node per step
+        # changes the order in which the engine reaches them: different last bits)
+        return None
     op = "hdlif_step" if kind == _HDLIF_KIND else "lif_step"
+    soft = surrogate = gamma = None  # LIF's
     try:  # the plain path's parameter checks (hdlif_step, lif_step), which it runs again to raise
         T = neuron.lam.shape[0]
         for name in ("lam", "theta"):
@@ -272,7 +281,9 @@ def _graph_step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     bn.t += 1
     neuron._state = NeuronState(u, t + 1)
     _count_firing(neuron, q.data)
-    return _marked(q, _spike_bound(kind, q_args, q.dtype))  # as spike_quantize marks its output; LIF's: 0 or 1
+    if kind == _LIF_KIND:
+        return q  # the plain LIF step leaves its spikes unmarked (and writable)
+    return _marked(q, _spike_bound(kind, q_args, q.dtype))  # as spike_quantize marks its output
 
 
 def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:

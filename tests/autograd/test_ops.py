@@ -313,6 +313,8 @@ GRADCHECKED_ELSEWHERE: dict[str, str] = {
     "spike_quantize": "tests/neurons/test_quantizer.py",
     # the three nodes above in one (the same bits as they, and finite differences): issue 21
     "bn_hdlif_step": "tests/neurons/test_fused.py",
+    # batch norm -> LIF step in one (the same bits as the two nodes; LIF's surrogate is a definition): issue 21
+    "bn_lif_step": "tests/neurons/test_fused.py",
 }
 
 

@@ -896,3 +896,103 @@ def test_what_the_lif_one_node_path_leaves_to_the_plain_one(monkeypatch):
     with np.errstate(all="ignore"), pytest.raises(NonFiniteInputError, match="lif_step: I_t"):
         net(x)
     assert net[0].t == 1 and calls == [1, 1]  # tried, then the plain path ran once
+
+
+# ------------------------------------------------------------------ both one-node paths: what they leave to the plain one
+def one_node_spies(monkeypatch):
+    """Counts of BNHDLIFStep and BNLIFStep nodes recorded."""
+    calls = {"hdlif": [], "lif": []}
+    for key, cls in (("hdlif", BNHDLIFStep), ("lif", BNLIFStep)):
+        original = cls.apply.__func__
+        monkeypatch.setattr(cls, "apply", classmethod(
+            lambda c, *a, _o=original, _k=key, **k: calls[_k].append(1) or _o(c, *a, **k)))
+    return calls
+
+
+@pytest.mark.parametrize("neuron_cls, key", [(HDLIF, "hdlif"), (LIF, "lif")])
+@pytest.mark.parametrize("loss_steps", [[2], [2, 1, 0], [1, 2]])
+def test_steps_chained_in_the_graph_keep_the_plain_order_of_gradients(monkeypatch, neuron_cls, key, loss_steps):
+    """Three steps without detaching the state and a loss on later steps first: the plain path's nodes, so that the
+    backward adds the batch norm's (and a shared input's) gradient contributions in the plain order, bit for bit (one
+    node per step reached them in another order: different last bits). The first step, whose state is a constant,
+    is still one node."""
+    calls = one_node_spies(monkeypatch)
+    results = []
+    for graph in (True, False):
+        monkeypatch.setattr(fused, "GRAPH", graph)
+        rng = np.random.default_rng(1)
+        net = Sequential(BatchNorm2d(2), neuron_cls(3, theta_init=0.3))
+        x = Tensor(rng.standard_normal((4, 2, 2, 2)).astype(np.float32), requires_grad=True)  # shared by the steps
+        outs = [net(x * float(t + 1)) for t in range(3)]
+        loss = None
+        for t in loss_steps:
+            term = ops.sum(outs[t] * Tensor(rng.standard_normal(outs[t].shape).astype(np.float32)))
+            loss = term if loss is None else loss + term
+        loss.backward()
+        results.append([x.grad] + [p.grad for p in net.parameters()])
+        if graph:
+            assert calls[key] == [1], calls  # step 0 only
+    for a, b in zip(*results):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+BN_SETTINGS = [("momentum", 1.5, "momentum"), ("eps", 0.0, "eps"), ("weight", "short", "weight has shape"),
+               ("running_var", None, "give both")]
+
+
+@pytest.mark.parametrize("neuron_cls", [HDLIF, LIF])
+@pytest.mark.parametrize("graph", [True, False])
+@pytest.mark.parametrize("name, value, message", BN_SETTINGS)
+def test_batch_norm_settings_the_plain_op_refuses_raise_its_error_from_the_fused_paths(neuron_cls, graph, name,
+                                                                                       value, message):
+    """A batch norm whose momentum, eps, weight or running statistics ``batch_norm`` refuses (set after it was
+    built): the fused paths (graph-free and one node) leave the step to the plain path, which raises, before any
+    statistic or counter changes (they used to run the kernel and update the statistics)."""
+    from hdlif_ref.module import Parameter
+    net = Sequential(BatchNorm2d(3, per_step=False), neuron_cls(2))
+    bn = net[0]
+    if value == "short":
+        bn.weight = Parameter(np.ones(1, np.float32))
+    else:
+        setattr(bn, name, value)
+    before = bn.running_mean.copy()
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32), requires_grad=graph)
+    with (contextlib.nullcontext() if graph else no_grad()), pytest.raises(ValueError, match=message):
+        net(x)
+    np.testing.assert_array_equal(bn.running_mean, before)
+    assert bn.t == 0 and net[1].state.t == 0
+
+
+@pytest.mark.parametrize("neuron_cls", [HDLIF, LIF, ParallelHDLIF])
+@pytest.mark.parametrize("graph", [True, False])
+def test_a_negative_step_counter_gets_the_plain_error(neuron_cls, graph):
+    """A state whose step counter is negative (only reachable through the private state): the step functions refuse
+    it; the fused paths leave it to them (the graph-free one used to read the last step's parameters)."""
+    from hdlif_ref.neurons.records import NeuronState
+    errors = []
+    for enabled in (True, False):
+        net = Sequential(BatchNorm2d(3, per_step=False), neuron_cls(3))
+        net[1]._state = NeuronState(None, -1)
+        x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32), requires_grad=graph)
+        fused.ENABLED = enabled
+        try:
+            with (contextlib.nullcontext() if graph else no_grad()), pytest.raises(ValueError) as info:
+                net(x)
+        finally:
+            fused.ENABLED = True
+        errors.append((str(info.value), net[0].t, net[0].running_mean.copy()))
+    assert errors[0][:2] == errors[1][:2] and "state.t=-1" in errors[0][0]
+    np.testing.assert_array_equal(errors[0][2], errors[1][2])
+
+
+def test_a_recorded_lif_step_leaves_its_spikes_writable_as_the_plain_step(monkeypatch):
+    """The plain LIF step does not mark its spikes finite (marked arrays are read-only); the one node neither."""
+    calls = one_node_spies(monkeypatch)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32), requires_grad=True)
+    for graph in (True, False):
+        monkeypatch.setattr(fused, "GRAPH", graph)
+        s = Sequential(BatchNorm2d(3), LIF(2))(x)
+        assert s.data.flags.writeable, graph
+    assert calls["lif"] == [1]

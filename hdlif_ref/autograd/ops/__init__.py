@@ -21,7 +21,7 @@ from .conv import Conv1dChannels, Conv2d, conv1d_channels, conv2d  # noqa: F401
 from .nn import Linear, linear  # noqa: F401
 from .norm import BatchNorm, BatchNormSteps, batch_norm, batch_norm_steps  # noqa: F401
 from .pool import AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
-from .neuron import (BNHDLIFStep, HDLIFSeq, HDLIFStep, LIFSeq, LIFStep, MemBNHDLIFSeq, MemBNHDLIFStep,
+from .neuron import (BNHDLIFStep, BNLIFStep, HDLIFSeq, HDLIFStep, LIFSeq, LIFStep, MemBNHDLIFSeq, MemBNHDLIFStep,
                      ParallelHDLIFSeq, ParallelHDLIFStep)
 from .spike_quantize import SpikeQuantize
 
@@ -87,6 +87,7 @@ OPS = {
     "spike_quantize": SpikeQuantize,
     # batch norm + HD-LIF step + quantizer of a recorded training step in one node (issue 21)
     "bn_hdlif_step": BNHDLIFStep,
+    "bn_lif_step": BNLIFStep,
 }
 
 NON_DIFFERENTIABLE = ("lt", "le", "gt", "ge", "eq", "ne", "sign", "argmax", "argmin")

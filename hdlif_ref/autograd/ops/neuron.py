@@ -154,8 +154,9 @@ class HDLIFStep(Function):
 
 
 class NonFiniteStep(Exception):
-    """Raised by :class:`BNHDLIFStep` before it records or changes anything when a normalized current or an
-    unquantized spike is not finite: its caller then runs the plain ops, whose checks name the value."""
+    """Raised by :class:`BNHDLIFStep` and :class:`BNLIFStep` before they record or change anything when a normalized
+    current or an unquantized spike is not finite: their caller then runs the plain ops, whose checks name the
+    value."""
 
 
 class BNHDLIFStep(Function):
