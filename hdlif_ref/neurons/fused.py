@@ -95,7 +95,7 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     # minus the mean, or times the scale), which the kernel counts, and the plain path then runs and names it
     try:
         bn.check(x, values=False)
-        _checked_affine("batch_norm", x.shape, x.shape[1], bn.weight, bn.bias, bn.momentum, bn.eps)
+        _checked_affine("batch_norm", x.shape, bn.num_features, bn.weight, bn.bias, bn.momentum, bn.eps)
     except (TypeError, ValueError):
         return None
     if graph:

@@ -342,13 +342,9 @@ from hdlif_ref.autograd.ops.spike_quantize import SpikeQuantize  # noqa: E402
 from hdlif_ref.kernels.bn_neuron import bn_hdlif_graph_step  # noqa: E402
 
 
-@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 9), st.sampled_from([None, 1, 3, 15]),
-       st.sampled_from([np.float32, np.float64]), st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
-def test_graph_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, qmax, dtype, affine, per_channel, seed):
-    """The spikes, state and statistics of the plain kernels, and what their backward needs: the unquantized
-    spikes s* and the firing mask, which the one-step HD-LIF kernel returns."""
-    if N * L < 2:
-        return
+def graph_kernel_inputs(N, C, L, dtype, affine, per_channel, seed):
+    """A batch norm's input, affine parameters, a state and this step's ``lam``, ``theta`` (``[C]``, for the fused
+    kernels), with the plain neuron kernels' layout: ``rows, F`` and the ``[1, C']`` parameter rows."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((N, C, L)) * 2).astype(dtype)
     x.flat[::3] = np.round(x.flat[::3])  # currents exactly on a threshold happen too
@@ -360,6 +356,18 @@ def test_graph_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, qmax, dtype,
     rows, F = (N, C * L) if per_channel else (1, N * C * L)
     T_lam = np.ascontiguousarray(np.broadcast_to(lam, (1, C)) if per_channel else lam[:1].reshape(1, 1))
     T_theta = np.ascontiguousarray(np.broadcast_to(theta, (1, C)) if per_channel else theta[:1].reshape(1, 1))
+    return x, weight, bias, u_prev, lam, theta, rows, F, T_lam, T_theta
+
+
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 9), st.sampled_from([None, 1, 3, 15]),
+       st.sampled_from([np.float32, np.float64]), st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
+def test_graph_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, qmax, dtype, affine, per_channel, seed):
+    """The spikes, state and statistics of the plain kernels, and what their backward needs: the unquantized
+    spikes s* and the firing mask, which the one-step HD-LIF kernel returns."""
+    if N * L < 2:
+        return
+    x, weight, bias, u_prev, lam, theta, rows, F, T_lam, T_theta = graph_kernel_inputs(N, C, L, dtype, affine,
+                                                                                       per_channel, seed)
     for name in ("numba", "numpy"):
         with backend(name):  # each backend's plain kernels (the twins agree with the kernels to rounding)
             y, mean, var = norm_kernels.batch_norm_train_forward(x, weight, bias, 1e-5)
@@ -415,10 +423,8 @@ def test_one_node_gradients_with_each_input_frozen_or_alone_trained(frozen, per_
     compare_one_node_with_three(3, 2, 2, 2, True, True, per_channel, True, np.float32, 5, frozen)
 
 
-def compare_one_node_with_three(N, C, H, W, has_weight, has_bias, per_channel, quantize, dtype, seed, frozen):
-    if N * H * W < 2:
-        return
-    rng = np.random.default_rng(seed)
+def one_node_inputs(rng, N, C, H, W, has_weight, has_bias, per_channel):
+    """``(t, arrays)``: a step index of ``T = 3`` and float64 values of a one-node step's inputs by name."""
     T, t = 3, int(rng.integers(0, 3))
     x0 = rng.standard_normal((N, C, H, W)) * 2
     x0.flat[::3] = np.round(x0.flat[::3])
@@ -429,6 +435,14 @@ def compare_one_node_with_three(N, C, H, W, has_weight, has_bias, per_channel, q
         arrays["weight"] = rng.uniform(0.5, 2, C)
     if has_bias:
         arrays["bias"] = rng.uniform(-1, 1, C)
+    return t, arrays
+
+
+def compare_one_node_with_three(N, C, H, W, has_weight, has_bias, per_channel, quantize, dtype, seed, frozen):
+    if N * H * W < 2:
+        return
+    rng = np.random.default_rng(seed)
+    t, arrays = one_node_inputs(rng, N, C, H, W, has_weight, has_bias, per_channel)
     if quantize:
         arrays["step"] = np.array(1 / 7)
     if not set(arrays) - frozen:
@@ -511,7 +525,12 @@ def test_recorded_steps_give_the_plain_results_bit_for_bit(monkeypatch, name, st
     """Online K=1 and K=T training with every recorded HD-LIF step as one node, against the plain path's three
     (the graph-free steps fused in both): losses, logits, parameters, statistics after two optimizer steps."""
     make, shape = NETWORKS[name]
-    calls = graph_spy(monkeypatch)
+    train_with_and_without_the_node(monkeypatch, make, shape, steps, graph_spy(monkeypatch))
+
+
+def train_with_and_without_the_node(monkeypatch, make, shape, steps, calls):
+    """Two online batches (``K = steps``) of ``make()`` with the one-node path (``calls`` must see it run) and
+    without it (``calls`` must not): the same losses, logits, parameters and statistics, bit for bit."""
     runs = []
     for graph in (True, False):
         monkeypatch.setattr(fused, "GRAPH", graph)
@@ -718,17 +737,8 @@ def test_lif_graph_kernel_equals_the_plain_kernels_bit_for_bit(N, C, L, dtype, a
     charges m that the LIF step keeps for its backward."""
     if N * L < 2:
         return
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((N, C, L)) * 2).astype(dtype)
-    x.flat[::3] = np.round(x.flat[::3])  # currents exactly on a threshold happen too
-    weight = rng.uniform(0.5, 2, C).astype(dtype) if affine else None
-    bias = rng.uniform(-1, 1, C).astype(dtype) if affine else None
-    u_prev = rng.uniform(-1, 1, (N, C, L)).astype(dtype)
-    lam = (rng.uniform(0.2, 0.9, C) if per_channel else np.full(C, 0.5)).astype(dtype)
-    theta = (rng.uniform(0.5, 1.0, C) if per_channel else np.full(C, 0.75)).astype(dtype)
-    rows, F = (N, C * L) if per_channel else (1, N * C * L)
-    T_lam = np.ascontiguousarray(np.broadcast_to(lam, (1, C)) if per_channel else lam[:1].reshape(1, 1))
-    T_theta = np.ascontiguousarray(np.broadcast_to(theta, (1, C)) if per_channel else theta[:1].reshape(1, 1))
+    x, weight, bias, u_prev, lam, theta, rows, F, T_lam, T_theta = graph_kernel_inputs(N, C, L, dtype, affine,
+                                                                                       per_channel, seed)
     for name in ("numba", "numpy"):
         with backend(name):
             y, mean, var = norm_kernels.batch_norm_train_forward(x, weight, bias, 1e-5)
@@ -781,16 +791,7 @@ def compare_lif_one_node_with_two(N, C, H, W, has_weight, has_bias, per_channel,
     if N * H * W < 2:
         return
     rng = np.random.default_rng(seed)
-    T, t = 3, int(rng.integers(0, 3))
-    x0 = rng.standard_normal((N, C, H, W)) * 2
-    x0.flat[::3] = np.round(x0.flat[::3])
-    arrays = {"x": x0, "u_prev": rng.uniform(-1, 1, (N, C, H, W)),
-              "lam": rng.uniform(0.2, 0.9, (T, C) if per_channel else T),
-              "theta": rng.uniform(0.5, 1.0, (T, C) if per_channel else T)}
-    if has_weight:
-        arrays["weight"] = rng.uniform(0.5, 2, C)
-    if has_bias:
-        arrays["bias"] = rng.uniform(-1, 1, C)
+    t, arrays = one_node_inputs(rng, N, C, H, W, has_weight, has_bias, per_channel)
     if not set(arrays) - frozen:
         return  # nothing to differentiate
     code, gamma = surrogate_code("test", surrogate), resolve_gamma("test", surrogate, None)
@@ -849,29 +850,13 @@ def test_recorded_lif_steps_give_the_plain_results_bit_for_bit(monkeypatch, step
     """Online K=1 and K=T training of the LIF digits network (the peers' benchmark network) with every recorded
     step's batch norm and LIF as one node, against the plain path's two (the graph-free steps fused in both):
     losses, logits, parameters, statistics after two optimizer steps."""
-    calls = lif_graph_spy(monkeypatch)
-    runs = []
-    for graph in (True, False):
-        monkeypatch.setattr(fused, "GRAPH", graph)
+    def make():
         model = digits_net(T=3, neuron="lif", rng=np.random.default_rng(0), **kw)
         for m in model.modules():
             if isinstance(m, LIF) and soft:
                 m.reset_mode = "soft"
-        rng = np.random.default_rng(1)
-        x, y = rng.standard_normal((12, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 12)
-        trainer = OnlineTrainer(model, SGD(list(model.parameters()), lr=0.1, momentum=0.9), steps=steps,
-                                rng=np.random.default_rng(2))
-        runs.append(([trainer.train_batch(x, y) for _ in range(2)], model.state_dict()))
-        if graph:
-            assert calls, "the one-node path did not run"
-            calls.clear()
-    assert calls == []
-    (batches, state), (ref_batches, ref_state) = runs
-    for (loss_a, logits_a), (loss_b, logits_b) in zip(batches, ref_batches):
-        assert loss_a == loss_b
-        np.testing.assert_array_equal(logits_a, logits_b)
-    for key in ref_state:
-        np.testing.assert_array_equal(state[key], ref_state[key], err_msg=key)
+        return model
+    train_with_and_without_the_node(monkeypatch, make, (12, 1, 8, 8), steps, lif_graph_spy(monkeypatch))
 
 
 def test_what_the_lif_one_node_path_leaves_to_the_plain_one(monkeypatch):

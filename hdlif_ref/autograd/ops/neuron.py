@@ -159,6 +159,52 @@ class NonFiniteStep(Exception):
     value."""
 
 
+class _BNStepInputs:
+    """What :class:`BNHDLIFStep` and :class:`BNLIFStep` take apart the same way: ``x`` and ``rest`` = ``[weight],
+    [bias], u_prev, lam, theta, ...`` as the kernels want them (``x3: [N, C, L]``, ``u3`` likewise; this step's
+    ``lam``, ``theta`` per channel ``[C]`` for the kernel and as ``[1, C']`` rows for the neuron's backward)."""
+
+    __slots__ = ("weight", "bias", "i", "shape", "x3", "u3", "rows", "F", "lam_t", "theta_t", "lam_c", "theta_c")
+
+    def __init__(self, op, x, rest, has_weight, has_bias, t):
+        self.weight = rest[0] if has_weight else None
+        self.bias = rest[has_weight] if has_bias else None
+        self.i = i = has_weight + has_bias  # u_prev's index in rest
+        u_prev, lam, theta = rest[i:i + 3]
+        dtype = x.dtype
+        if any(a.dtype != dtype for a in rest):  # the module path (neurons/fused.py) only calls it so
+            raise TypeError(f"{op}: every input must have x's dtype {dtype}; got {sorted({str(a.dtype) for a in rest})}")
+        self.shape = shape = x.shape
+        self.x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
+        self.rows, self.F = rows_of(shape, _per_channel(lam, theta))
+        self.lam_t, self.theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
+        # this step's values per channel, [C] (a per-channel parameter of another channel count is refused)
+        self.lam_c, self.theta_c = (np.full(shape[1], p[0, 0], dtype=dtype) if p.shape[1] == 1
+                                    else np.ascontiguousarray(np.broadcast_to(p[0], (shape[1],)))
+                                    for p in (self.lam_t, self.theta_t))
+        self.u3 = np.ascontiguousarray(u_prev).reshape(self.x3.shape)
+
+
+def _commit_bn(a: _BNStepInputs, bad, mean, var, running_mean, running_var, momentum):
+    """After the kernel: :class:`NonFiniteStep` before anything changes, else the running statistics updated."""
+    if bad:
+        raise NonFiniteStep(f"{bad} non-finite values")
+    if running_mean is not None:
+        update_running_stats(running_mean, running_var, mean, var, a.x3.shape[0] * a.x3.shape[2], momentum)
+
+
+def _bn_grads(gI, x3, mean, invstd, weight, needs, has_weight, has_bias, shape) -> list:
+    """``BatchNorm.backward`` (training) of the neuron's input gradient ``gI``: ``[gx, [gw], [gb]]``."""
+    need_w = has_weight and needs[1]
+    need_b = has_bias and needs[1 + has_weight]
+    gx, gw, gb = _norm.batch_norm_train_backward(gI.reshape(x3.shape), x3, mean, invstd, weight, needs[0], need_w,
+                                                 need_b)
+    grads = [gx.reshape(shape) if gx is not None else None]
+    grads += [gw] if has_weight else []
+    grads += [gb] if has_bias else []
+    return grads
+
+
 class BNHDLIFStep(Function):
     """``(q_t, u_t) = bn_hdlif_step(x, [weight], [bias], u_prev, lam, theta, [step], t=, ...)``: a training batch
     norm of ``x: [N, C, ...]`` (batch statistics, running statistics updated in place), step ``t`` of HD-LIF (SPEC
@@ -177,36 +223,18 @@ class BNHDLIFStep(Function):
 
     @staticmethod
     def forward(ctx, x, *rest, has_weight, has_bias, has_step, t, bits, running_mean, running_var, momentum, eps):
-        weight = rest[0] if has_weight else None
-        bias = rest[has_weight] if has_bias else None
-        i = has_weight + has_bias
-        u_prev, lam, theta = rest[i:i + 3]
-        dtype = x.dtype
-        if any(a.dtype != dtype for a in rest):  # the module path (neurons/fused.py) only calls it so
-            raise TypeError(f"bn_hdlif_step: every input must have x's dtype {dtype}; got "
-                            f"{sorted({str(a.dtype) for a in rest})}")
-        shape = x.shape
-        x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
-        rows, F = rows_of(shape, _per_channel(lam, theta))
-        lam_t, theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
-        # this step's values per channel, [C] (a per-channel parameter of another channel count is refused)
-        lam_c, theta_c = (np.full(shape[1], p[0, 0], dtype=dtype) if p.shape[1] == 1
-                          else np.ascontiguousarray(np.broadcast_to(p[0], (shape[1],))) for p in (lam_t, theta_t))
+        a = _BNStepInputs("bn_hdlif_step", x, rest, has_weight, has_bias, t)
         s = qmax = None
         if has_step:
-            s, qmax = dtype.type(rest[i + 3].reshape(())), dtype.type(2 ** bits - 1)
-        u3 = np.ascontiguousarray(u_prev).reshape(x3.shape)
-        out, u_new, mean, var, bad, s_star, mask = _bn_neuron.bn_hdlif_graph_step(x3, weight, bias, eps, u3, lam_c,
-                                                                                  theta_c, s, qmax)
-        if bad:
-            raise NonFiniteStep(f"{bad} non-finite values")
-        if running_mean is not None:
-            update_running_stats(running_mean, running_var, mean, var, x3.shape[0] * x3.shape[2], momentum)
-        u0 = u3.reshape(rows, F)
-        ctx.save_for_backward(x3, mean, 1.0 / np.sqrt(var + eps), weight, mask.reshape(1, rows, F), u0, lam_t,
-                              theta_t, s_star.reshape(shape))
-        ctx.meta = (t, shape, lam.shape, theta.shape, has_weight, has_bias, has_step, s, qmax,
-                    rest[i + 3].shape if has_step else None)
+            s, qmax = x.dtype.type(rest[a.i + 3].reshape(())), x.dtype.type(2 ** bits - 1)
+        out, u_new, mean, var, bad, s_star, mask = _bn_neuron.bn_hdlif_graph_step(a.x3, a.weight, a.bias, eps, a.u3,
+                                                                                  a.lam_c, a.theta_c, s, qmax)
+        _commit_bn(a, bad, mean, var, running_mean, running_var, momentum)
+        rows, F, shape = a.rows, a.F, a.shape
+        ctx.save_for_backward(a.x3, mean, 1.0 / np.sqrt(var + eps), a.weight, mask.reshape(1, rows, F),
+                              a.u3.reshape(rows, F), a.lam_t, a.theta_t, s_star.reshape(shape))
+        ctx.meta = (t, shape, rest[a.i + 1].shape, rest[a.i + 2].shape, has_weight, has_bias, has_step, s, qmax,
+                    rest[a.i + 3].shape if has_step else None)
         return out.reshape(shape), u_new.reshape(shape)
 
     @staticmethod
@@ -233,14 +261,7 @@ class BNHDLIFStep(Function):
         # what the three nodes free between their backward calls is freed here too (peak memory)
         del g_s, gs
         gu0 = gu0.reshape(shape) if needs[i] else None
-        # BatchNorm.backward (training)
-        need_w = has_weight and needs[1]
-        need_b = has_bias and needs[1 + has_weight]
-        gx, gw, gb = _norm.batch_norm_train_backward(gI.reshape(x3.shape), x3, mean, invstd, weight, needs[0],
-                                                     need_w, need_b)
-        grads = [gx.reshape(shape) if gx is not None else None]
-        grads += [gw] if has_weight else []
-        grads += [gb] if has_bias else []
+        grads = _bn_grads(gI, x3, mean, invstd, weight, needs, has_weight, has_bias, shape)  # BatchNorm.backward
         grads += [gu0, _full_grad(glam, t, shape_lam), _full_grad(gtheta, t, shape_theta)]
         grads += [g_step] if has_step else []
         return tuple(grads)
@@ -339,30 +360,15 @@ class BNLIFStep(Function):
     @staticmethod
     def forward(ctx, x, *rest, has_weight, has_bias, t, soft, surrogate, gamma, running_mean, running_var, momentum,
                 eps):
-        weight = rest[0] if has_weight else None
-        bias = rest[has_weight] if has_bias else None
-        i = has_weight + has_bias
-        u_prev, lam, theta = rest[i:i + 3]
-        dtype = x.dtype
-        if any(a.dtype != dtype for a in rest):  # the module path (neurons/fused.py) only calls it so
-            raise TypeError(f"bn_lif_step: every input must have x's dtype {dtype}; got "
-                            f"{sorted({str(a.dtype) for a in rest})}")
-        shape = x.shape
-        x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
-        rows, F = rows_of(shape, _per_channel(lam, theta))
-        lam_t, theta_t = (p[t:t + 1] for p in params_tc(dtype, lam, theta))
-        lam_c, theta_c = (np.full(shape[1], p[0, 0], dtype=dtype) if p.shape[1] == 1
-                          else np.ascontiguousarray(np.broadcast_to(p[0], (shape[1],))) for p in (lam_t, theta_t))
-        u3 = np.ascontiguousarray(u_prev).reshape(x3.shape)
-        out, u_new, mean, var, bad, m = _bn_neuron.bn_lif_graph_step(x3, weight, bias, eps, u3, lam_c, theta_c,
-                                                                     bool(soft))
-        if bad:
-            raise NonFiniteStep(f"{bad} non-finite values")
-        if running_mean is not None:
-            update_running_stats(running_mean, running_var, mean, var, x3.shape[0] * x3.shape[2], momentum)
-        ctx.save_for_backward(x3, mean, 1.0 / np.sqrt(var + eps), weight, m.reshape(1, rows, F), u3.reshape(rows, F),
-                              lam_t, theta_t)
-        ctx.meta = (t, shape, lam.shape, theta.shape, has_weight, has_bias, soft, surrogate, gamma)
+        a = _BNStepInputs("bn_lif_step", x, rest, has_weight, has_bias, t)
+        out, u_new, mean, var, bad, m = _bn_neuron.bn_lif_graph_step(a.x3, a.weight, a.bias, eps, a.u3, a.lam_c,
+                                                                     a.theta_c, bool(soft))
+        _commit_bn(a, bad, mean, var, running_mean, running_var, momentum)
+        rows, F, shape = a.rows, a.F, a.shape
+        ctx.save_for_backward(a.x3, mean, 1.0 / np.sqrt(var + eps), a.weight, m.reshape(1, rows, F),
+                              a.u3.reshape(rows, F), a.lam_t, a.theta_t)
+        ctx.meta = (t, shape, rest[a.i + 1].shape, rest[a.i + 2].shape, has_weight, has_bias, soft, surrogate,
+                    gamma)
         return out.reshape(shape), u_new.reshape(shape)
 
     @staticmethod
@@ -382,14 +388,7 @@ class BNLIFStep(Function):
                                                            soft, surrogate, gamma, needs[i + 1])
         del gs  # as the two nodes free it between their backward calls (peak memory)
         gu0 = gu0.reshape(shape) if needs[i] else None
-        # BatchNorm.backward (training)
-        need_w = has_weight and needs[1]
-        need_b = has_bias and needs[1 + has_weight]
-        gx, gw, gb = _norm.batch_norm_train_backward(gI.reshape(x3.shape), x3, mean, invstd, weight, needs[0],
-                                                     need_w, need_b)
-        grads = [gx.reshape(shape) if gx is not None else None]
-        grads += [gw] if has_weight else []
-        grads += [gb] if has_bias else []
+        grads = _bn_grads(gI, x3, mean, invstd, weight, needs, has_weight, has_bias, shape)  # BatchNorm.backward
         grads += [gu0, _full_grad(glam, t, shape_lam), _full_grad(gtheta, t, shape_theta)]
         return tuple(grads)
 
