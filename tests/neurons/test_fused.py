@@ -777,7 +777,8 @@ def test_lif_one_node_gives_the_two_nodes_results_and_gradients_bit_for_bit(N, C
                                   seed, frozen)
 
 
-@pytest.mark.parametrize("frozen", [{name} for name in LIF_INPUTS] + [set(LIF_INPUTS) - {name} for name in LIF_INPUTS])
+@pytest.mark.parametrize("frozen", [{name} for name in LIF_INPUTS]
+                         + [set(LIF_INPUTS) - {name} for name in LIF_INPUTS])
 @pytest.mark.parametrize("loss_on_u", [False, True])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_lif_one_node_gradients_with_each_input_frozen_or_alone_trained(frozen, loss_on_u, per_channel):

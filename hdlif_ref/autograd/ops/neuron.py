@@ -173,7 +173,8 @@ class _BNStepInputs:
         u_prev, lam, theta = rest[i:i + 3]
         dtype = x.dtype
         if any(a.dtype != dtype for a in rest):  # the module path (neurons/fused.py) only calls it so
-            raise TypeError(f"{op}: every input must have x's dtype {dtype}; got {sorted({str(a.dtype) for a in rest})}")
+            raise TypeError(f"{op}: every input must have x's dtype {dtype}; got "
+                            f"{sorted({str(a.dtype) for a in rest})}")
         self.shape = shape = x.shape
         self.x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
         self.rows, self.F = rows_of(shape, _per_channel(lam, theta))
