@@ -884,7 +884,7 @@ def test_what_the_lif_one_node_path_leaves_to_the_plain_one(monkeypatch):
     assert net[0].t == 1 and calls == [1, 1]  # tried, then the plain path ran once
 
 
-# ------------------------------------------------------------------ both one-node paths: what they leave to the plain one
+# ------------------------------------------------------------------ both one-node paths: what they leave to plain
 def one_node_spies(monkeypatch):
     """Counts of BNHDLIFStep and BNLIFStep nodes recorded."""
     calls = {"hdlif": [], "lif": []}
