@@ -33,7 +33,7 @@ import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
 from ..autograd.ops._args import mark_finite
-from ..autograd.ops.norm import _checked_affine, check_running, update_running_stats
+from ..autograd.ops.norm import check_affine, check_running, update_running_stats
 from ..autograd.ops.neuron import BNHDLIFStep, BNLIFStep, NonFiniteStep
 from ..kernels.bn_neuron import HDLIF as _HDLIF_KIND
 from ..kernels.bn_neuron import LIF as _LIF_KIND
@@ -95,7 +95,7 @@ def bn_then_neuron(bn, neuron, x: Tensor, kinds: dict) -> Tensor | None:
     # minus the mean, or times the scale), which the kernel counts, and the plain path then runs and names it
     try:
         bn.check(x, values=False)
-        _checked_affine("batch_norm", x.shape, bn.num_features, bn.weight, bn.bias, bn.momentum, bn.eps)
+        check_affine("batch_norm", x.shape, bn.num_features, bn.weight, bn.bias, bn.momentum, bn.eps)
     except (TypeError, ValueError):
         return None
     if graph:

@@ -123,7 +123,7 @@ class BatchNormSteps(Function):
         return tuple(grads)
 
 
-def _checked_affine(op, xs, channels, weight, bias, momentum, eps) -> list:
+def check_affine(op, xs, channels, weight, bias, momentum, eps) -> list:
     """``momentum`` in [0, 1], ``eps`` > 0, ``weight`` and ``bias`` ``[C]`` or None: the ones given, in order."""
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{op}: momentum={momentum!r} must be a number in [0, 1]")
@@ -181,7 +181,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"{op}: training={training!r} must be a bool")
     training = bool(training)
-    affine = _checked_affine(op, xs, channels, weight, bias, momentum, eps)
+    affine = check_affine(op, xs, channels, weight, bias, momentum, eps)
     check_running(op, "running_mean", running_mean, (channels,), training)
     check_running(op, "running_var", running_var, (channels,), training)
     if (running_mean is None) != (running_var is None):
@@ -214,7 +214,7 @@ def batch_norm_steps(x, weight, bias, running_mean, running_var, momentum=0.1, e
     xs = shape_of(op, "x", x)
     check_ndim(op, "x", xs, (3, 5), "[T, N, C, H, W] or [T, N, C]")
     steps, channels = xs[0], xs[2]
-    affine = _checked_affine(op, xs, channels, weight, bias, momentum, eps)
+    affine = check_affine(op, xs, channels, weight, bias, momentum, eps)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     for name, value in (("running_mean", running_mean), ("running_var", running_var)):
