@@ -227,15 +227,22 @@ def _out_size(height, width, kh, kw, sh, sw, ph, pw):
     return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
 
 
+def _rows_items(size: int, dtype) -> tuple[int, int]:
+    """``(per_item, items)`` of the row-pair kernels over ``size`` inputs: runs of ``4L`` inputs per iteration (about
+    :data:`PLANE_ITEM_ELEMENTS` elements) and the iterations that cover them."""
+    run_in = 4 * lanes_of(dtype)
+    per = max(1, PLANE_ITEM_ELEMENTS // run_in)
+    return per, -(-size // (run_in * per))
+
+
 def _avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw):
     n, c, height, width = x.shape
     ho, wo = _out_size(height, width, kh, kw, sh, sw, ph, pw)
     out = np.empty((n, c, ho, wo), dtype=x.dtype)
     if out.size and _is_2x2(kh, kw, sh, sw, ph, pw) and height % 2 == 0 and width in AVGPOOL_WIDTHS:
-        per = max(1, PLANE_ITEM_ELEMENTS // (4 * lanes_of(x.dtype)))
+        per, items = _rows_items(x.size, x.dtype)
         flat = np.ascontiguousarray(x).reshape(-1)  # the vector loads read memory in order: no strided views
-        run(_avg_pool_2x2_fwd_rows, x.size, -(-x.size // (4 * lanes_of(x.dtype) * per)), flat, width, per,
-            out.reshape(-1))
+        run(_avg_pool_2x2_fwd_rows, x.size, items, flat, width, per, out.reshape(-1))
     elif out.size and _is_2x2(kh, kw, sh, sw, ph, pw):
         per = _planes_per_item(height, width)
         run(_avg_pool_2x2_fwd, x.size, -(-n * c // per), x.reshape(n * c, height, width), per,
@@ -250,11 +257,10 @@ def _avg_pool2d_backward_numba(grad_out, height, width, kh, kw, sh, sw, ph, pw):
     n, c, ho, wo = grad_out.shape
     if _is_2x2(kh, kw, sh, sw, ph, pw) and height % 2 == 0 and width in AVGPOOL_WIDTHS:  # writes every element
         gx = np.empty((n, c, height, width), dtype=grad_out.dtype)
-        per = max(1, PLANE_ITEM_ELEMENTS // (4 * lanes_of(gx.dtype)))
         if gx.size:
+            per, items = _rows_items(gx.size, gx.dtype)
             flat = np.ascontiguousarray(grad_out).reshape(-1)  # as the forward: no strided views
-            run(_avg_pool_2x2_bwd_rows, gx.size, -(-gx.size // (4 * lanes_of(gx.dtype) * per)), flat, width, per,
-                gx.reshape(-1))
+            run(_avg_pool_2x2_bwd_rows, gx.size, items, flat, width, per, gx.reshape(-1))
         return gx
     if _is_2x2(kh, kw, sh, sw, ph, pw):  # writes every element: no zeroing first
         gx = np.empty((n, c, height, width), dtype=grad_out.dtype)
