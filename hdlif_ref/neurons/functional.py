@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor
+from ..autograd.ops._args import mark_finite
 from ..autograd.ops.neuron import HDLIFSeq, LIFSeq, MemBNHDLIFSeq, ParallelHDLIFSeq, params_tc, rows_of
 from ..kernels.reference import neurons as _ref
 from ..kernels.surrogates import resolve_gamma, surrogate_code
@@ -67,7 +68,9 @@ def lif_seq(I, lam, theta, reset: str = "hard", gamma: float | None = None, grad
     code = surrogate_code("lif_seq", surrogate)
     gamma = resolve_gamma("lif_seq", surrogate, gamma)
     check_choice("lif_seq", "gradient", gradient, GRADIENTS)
-    return LIFSeq.apply(I, lam, theta, soft=reset == "soft", gamma=gamma, gradient=gradient, surrogate=code)
+    s = LIFSeq.apply(I, lam, theta, soft=reset == "soft", gamma=gamma, gradient=gradient, surrogate=code)
+    mark_finite(s.data, 1.0)  # binary spikes (as lif_step's): the next layer's input check needs no pass over them
+    return s
 
 
 def parallel_hdlif_seq(I, theta) -> Tensor:

@@ -281,9 +281,7 @@ def _graph_step(bn, neuron, x: Tensor, kind) -> Tensor | None:
     bn.t += 1
     neuron._state = NeuronState(u, t + 1)
     _count_firing(neuron, q.data)
-    if kind == _LIF_KIND:
-        return q  # the plain LIF step leaves its spikes unmarked (and writable)
-    return _marked(q, _spike_bound(kind, q_args, q.dtype))  # as spike_quantize marks its output
+    return _marked(q, _spike_bound(kind, q_args, q.dtype))  # as spike_quantize and lif_step mark their outputs
 
 
 def _sequence(bn, neuron, x: Tensor, kind) -> Tensor | None:

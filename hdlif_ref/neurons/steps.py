@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor
+from ..autograd.ops._args import mark_finite
 from ..autograd.ops.neuron import HDLIFStep, LIFStep, MemBNHDLIFStep, ParallelHDLIFStep
 from ..kernels.surrogates import resolve_gamma, surrogate_code
 from ._checks import (RESETS, check_choice, check_membn, check_param, check_step_input,
@@ -80,6 +81,7 @@ def lif_step(I_t, state: NeuronState, params: LIFParams) -> tuple[Tensor, Neuron
     t = _step_index(op, state, T)
     s, u = LIFStep.apply(I_t, _u_prev(op, state, I_t), params.lam, params.theta, t=t,
                          soft=params.reset == "soft", gamma=gamma, surrogate=code)
+    mark_finite(s.data, 1.0)  # binary spikes (H of anything, NaN included, is 0 or 1): spares the next check a pass
     return s, NeuronState(u, t + 1)
 
 

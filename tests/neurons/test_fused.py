@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hdlif_ref import backend
 from hdlif_ref.autograd import Context, Tensor, no_grad
-from hdlif_ref.autograd.ops._args import NonFiniteInputError
+from hdlif_ref.autograd.ops._args import NonFiniteInputError, finite_bound
 from hdlif_ref.kernels import hdlif as hdlif_kernels
 from hdlif_ref.kernels import lif as lif_kernels
 from hdlif_ref.kernels import norm as norm_kernels
@@ -973,12 +973,34 @@ def test_a_negative_step_counter_gets_the_plain_error(neuron_cls, graph):
     np.testing.assert_array_equal(errors[0][2], errors[1][2])
 
 
-def test_a_recorded_lif_step_leaves_its_spikes_writable_as_the_plain_step(monkeypatch):
-    """The plain LIF step does not mark its spikes finite (marked arrays are read-only); the one node neither."""
+def test_a_recorded_lif_step_marks_its_spikes_as_the_plain_step(monkeypatch):
+    """The plain LIF step marks its 0/1 spikes finite (bound 1, read-only), and so does the one node."""
     calls = one_node_spies(monkeypatch)
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32), requires_grad=True)
     for graph in (True, False):
         monkeypatch.setattr(fused, "GRAPH", graph)
         s = Sequential(BatchNorm2d(3), LIF(2))(x)
-        assert s.data.flags.writeable, graph
+        assert not s.data.flags.writeable and finite_bound(s.data) == 1.0, graph
     assert calls["lif"] == [1]
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+@pytest.mark.parametrize("graph", [False, True])
+def test_lif_spikes_are_marked_alike_on_every_path(mode, graph):
+    """Fused or plain, graph-free or recorded, a step or a sequence: LIF's spikes are read-only and recorded finite
+    with bound 1 (before, the graph-free fused path marked them and the plain path left them writable)."""
+    x = np.random.default_rng(1).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    x = np.stack([x, -x]) if mode == "m" else x
+    seen = []
+    for enabled in (True, False):
+        fused.ENABLED = enabled
+        try:
+            net = Sequential(BatchNorm2d(3, T=2), LIF(2)).train().set_step_mode(mode)
+            with (contextlib.nullcontext() if graph else no_grad()):
+                s = net(Tensor(x, requires_grad=graph))
+        finally:
+            fused.ENABLED = True
+        assert set(np.unique(s.data)) <= {0.0, 1.0}
+        seen.append((s.data.flags.writeable, finite_bound(s.data), s.data.copy()))
+    assert seen[0][:2] == seen[1][:2] == (False, 1.0)
+    np.testing.assert_array_equal(seen[0][2], seen[1][2])
