@@ -3,7 +3,8 @@
 An oracle must be reproducible, so ``fastmath`` is off everywhere: no reassociation,
 no flush-to-zero, the same float sums as the NumPy twins up to the order of
 accumulation. ``cache=True`` stores compiled machine code next to the sources, so
-only the first run on a machine pays the compile time.
+only the first run on a machine pays the compile time, and the first run after a change to
+any kernel source ("cache freshness" below: Numba alone tracks only the defining file).
 
 ``parallel=True`` is used only where each ``prange`` iteration writes its own
 slice of the output (no shared accumulators), which keeps results independent of
@@ -27,6 +28,7 @@ one line goes to stderr (:data:`NOTICE`); loading from the cache prints nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 
@@ -102,6 +104,65 @@ def njit_parallel(*args, **overrides):
     """``numba.njit(parallel=True)`` with the project's settings."""
     options = dict(PARALLEL_JIT_OPTIONS, **overrides)
     return _registered(numba.njit(*args, **options))
+
+
+# ---------------------------------------------------------------------------- cache freshness
+# Numba stamps a cached kernel with a hash of the file that defines it, and of no other: a kernel that calls a
+# helper (``_blocking.lane_sum``, the ``_simd`` intrinsics) or reads a constant (``BLOCK``) from another file keeps
+# its old machine code after that file changes, silently (numba/numba#8396, not merged). So every kernel's stamp
+# here also holds a digest of all the kernel sources of its directory: any change to any of them recompiles them all
+# (once; the digest is computed when this module is imported).
+def sources_digest(directory: str) -> str:
+    """SHA-256 over the names and contents of the ``*.py`` files directly in ``directory``, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(n for n in os.listdir(directory) if n.endswith(".py")):
+        with open(os.path.join(directory, name), "rb") as fh:
+            content = fh.read()
+        digest.update(f"{name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def tracking_locators(directory: str) -> list:
+    """Numba cache locators for the functions defined in the ``*.py`` files directly in ``directory``, whose
+    source stamp is ``(Numba's stamp of the file, sources_digest(directory))``; they decline any other file."""
+    from numba.core import caching
+
+    directory = os.path.realpath(directory)
+    digest = sources_digest(directory)
+
+    def tracked(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                return super().get_source_stamp(), digest
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.realpath(py_file)) != directory:
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Locator.__name__ = Locator.__qualname__ = f"SourcesTracking{base.__name__}"
+        return Locator
+
+    return [tracked(base) for base in (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                                       caching.UserWideCacheLocator)]
+
+
+def track_sources(directory: str) -> bool:
+    """Put :func:`tracking_locators` for ``directory`` first in Numba's list of cache locators (before any function
+    of that directory is compiled). False, changing nothing, where this Numba lacks the locators or the list."""
+    try:
+        from numba.core.caching import CacheImpl
+        locators = tracking_locators(directory)
+        CacheImpl._locator_classes = locators + list(CacheImpl._locator_classes)
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+#: Whether a change to any kernel source recompiles every kernel (above); False on a Numba without the hooks.
+CACHE_TRACKS_ALL_SOURCES = track_sources(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------------------- first-run notice
