@@ -113,14 +113,23 @@ def njit_parallel(*args, **overrides):
 # here also holds a digest of all the kernel sources of its directory: any change to any of them recompiles them all
 # (once; the digest is computed when this module is imported).
 def sources_digest(directory: str) -> str:
-    """SHA-256 over the names and contents of the ``*.py`` files directly in ``directory``, in name order."""
+    """SHA-256 over the names and contents of the regular ``*.py`` files directly in ``directory``, in name order
+    (no dot-files: an editor's lock file such as ``.#lif.py`` is a dangling link)."""
     digest = hashlib.sha256()
-    for name in sorted(n for n in os.listdir(directory) if n.endswith(".py")):
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if e.name.endswith(".py") and not e.name.startswith(".") and e.is_file())
+    for name in names:
         with open(os.path.join(directory, name), "rb") as fh:
             content = fh.read()
         digest.update(f"{name}\0{len(content)}\0".encode())
         digest.update(content)
     return digest.hexdigest()
+
+
+def _real_dir(path: str) -> str:
+    """The directory of ``path`` with its links resolved (not the file's own: a linked-in file still counts where it
+    is listed)."""
+    return os.path.realpath(os.path.dirname(os.path.abspath(path)))
 
 
 def tracking_locators(directory: str) -> list:
@@ -133,12 +142,14 @@ def tracking_locators(directory: str) -> list:
 
     def tracked(base):
         class Locator(base):
+            tracked_directory = directory
+
             def get_source_stamp(self):
                 return super().get_source_stamp(), digest
 
             @classmethod
             def from_function(cls, py_func, py_file):
-                if os.path.dirname(os.path.realpath(py_file)) != directory:
+                if _real_dir(py_file) != directory:
                     return None
                 return super().from_function(py_func, py_file)
 
@@ -151,17 +162,23 @@ def tracking_locators(directory: str) -> list:
 
 def track_sources(directory: str) -> bool:
     """Put :func:`tracking_locators` for ``directory`` first in Numba's list of cache locators (before any function
-    of that directory is compiled). False, changing nothing, where this Numba lacks the locators or the list."""
+    of that directory is compiled), in place of any that an earlier call put there for it. False, changing nothing,
+    where it cannot take effect: this Numba lacks the locators or the list, the user chose the locators
+    (``NUMBA_CACHE_LOCATOR_CLASSES``: Numba then ignores the list), or ``directory`` cannot be read (a zip import)."""
     try:
         from numba.core.caching import CacheImpl
+        if getattr(numba.config, "CACHE_LOCATOR_CLASSES", None):
+            return False
         locators = tracking_locators(directory)
-        CacheImpl._locator_classes = locators + list(CacheImpl._locator_classes)
-    except (ImportError, AttributeError):
+        kept = [c for c in CacheImpl._locator_classes
+                if getattr(c, "tracked_directory", None) != locators[0].tracked_directory]
+        CacheImpl._locator_classes = locators + kept
+    except (ImportError, AttributeError, OSError):
         return False
     return True
 
 
-#: Whether a change to any kernel source recompiles every kernel (above); False on a Numba without the hooks.
+#: Whether a change to any kernel source recompiles every kernel (above); False where :func:`track_sources` says.
 CACHE_TRACKS_ALL_SOURCES = track_sources(os.path.dirname(os.path.abspath(__file__)))
 
 

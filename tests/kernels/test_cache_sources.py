@@ -90,3 +90,48 @@ def test_the_package_kernels_are_stamped_with_the_digest_of_their_directory():
     assert all(cls.from_function(test_the_digest_covers_every_python_file_of_the_directory_and_nothing_else,
                                  __file__) is None
                for cls in CacheImpl._locator_classes if cls.__name__.startswith("SourcesTracking"))
+
+
+def test_dot_files_and_dangling_links_are_not_sources(tmp_path):
+    """An editor's lock file (``.#lif.py``, a dangling link) neither breaks the import nor changes the digest."""
+    _write_package(tmp_path, 1)
+    pkg = tmp_path / "pkg"
+    base = _config.sources_digest(str(pkg))
+    os.symlink(str(tmp_path / "nowhere"), str(pkg / ".#kern.py"))
+    os.symlink(str(tmp_path / "nowhere"), str(pkg / "gone.py"))
+    (pkg / ".hidden.py").write_text("x = 1\n")
+    assert _config.sources_digest(str(pkg)) == base
+
+
+def test_tracking_declines_where_it_cannot_take_effect(tmp_path, monkeypatch):
+    before = list(CacheImpl._locator_classes)
+    assert not _config.track_sources(str(tmp_path / "archive.zip" / "pkg"))  # not a directory: a zip import
+    monkeypatch.setattr("numba.config.CACHE_LOCATOR_CLASSES", "UserProvidedCacheLocator")
+    _write_package(tmp_path, 1)
+    assert not _config.track_sources(str(tmp_path / "pkg"))  # Numba would ignore the list
+    assert CacheImpl._locator_classes == before
+
+
+def test_tracking_a_directory_again_replaces_its_locators(tmp_path, monkeypatch):
+    monkeypatch.setattr(CacheImpl, "_locator_classes", list(CacheImpl._locator_classes))
+    _write_package(tmp_path, 1)
+    count = len(CacheImpl._locator_classes)
+    assert _config.track_sources(str(tmp_path / "pkg"))
+    assert len(CacheImpl._locator_classes) == count + 3
+    (tmp_path / "pkg" / "helper.py").write_text(HELPER.format(value=2))
+    assert _config.track_sources(str(tmp_path / "pkg"))
+    assert len(CacheImpl._locator_classes) == count + 3
+    assert CacheImpl._locator_classes[0].tracked_directory == os.path.realpath(str(tmp_path / "pkg"))
+
+
+def test_a_file_linked_into_the_directory_is_tracked_there(tmp_path):
+    """A kernel file that is a link to a file elsewhere (a link-farm install) is stamped with the digest of the
+    directory it is listed in."""
+    _write_package(tmp_path, 1)
+    elsewhere = tmp_path / "store"
+    elsewhere.mkdir()
+    (tmp_path / "pkg" / "kern.py").rename(elsewhere / "kern.py")
+    os.symlink(str(elsewhere / "kern.py"), str(tmp_path / "pkg" / "kern.py"))
+    assert _run(tmp_path, True) == (1, 0, 1)
+    (tmp_path / "pkg" / "helper.py").write_text(HELPER.format(value=2))
+    assert _run(tmp_path, True) == (2, 0, 1)
