@@ -984,6 +984,23 @@ def test_a_recorded_lif_step_marks_its_spikes_as_the_plain_step(monkeypatch):
     assert calls["lif"] == [1]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_the_functional_lif_step_and_sequence_mark_their_spikes(dtype, reset):
+    """``lif_step`` and ``lif_seq`` themselves (no module, no batch norm), either dtype and reset, a surrogate other than
+    the default: 0/1 spikes, marked with bound 1."""
+    from hdlif_ref.neurons.functional import lif_seq
+    from hdlif_ref.neurons.records import LIFParams, NeuronState
+    from hdlif_ref.neurons.steps import lif_step
+    I = np.random.default_rng(2).standard_normal((3, 4, 5)).astype(dtype) * 2
+    lam, theta = np.full(3, 0.5, dtype), np.full(3, 0.7, dtype)
+    s = lif_seq(Tensor(I, requires_grad=True), lam, theta, reset=reset, surrogate="atan")
+    s_t, _ = lif_step(Tensor(I[0]), NeuronState(), LIFParams(lam, theta, reset, None, "atan"))
+    for spikes in (s, s_t):
+        assert set(np.unique(spikes.data)) <= {0.0, 1.0} and spikes.dtype == dtype
+        assert not spikes.data.flags.writeable and finite_bound(spikes.data) == 1.0
+
+
 @pytest.mark.parametrize("mode", ["s", "m"])
 @pytest.mark.parametrize("graph", [False, True])
 def test_lif_spikes_are_marked_alike_on_every_path(mode, graph):
