@@ -987,8 +987,8 @@ def test_a_recorded_lif_step_marks_its_spikes_as_the_plain_step(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 def test_the_functional_lif_step_and_sequence_mark_their_spikes(dtype, reset):
-    """``lif_step`` and ``lif_seq`` themselves (no module, no batch norm), either dtype and reset, a surrogate other than
-    the default: 0/1 spikes, marked with bound 1."""
+    """``lif_step`` and ``lif_seq`` themselves (no module, no batch norm), either dtype and reset, a surrogate other
+    than the default: 0/1 spikes, marked with bound 1."""
     from hdlif_ref.neurons.functional import lif_seq
     from hdlif_ref.neurons.records import LIFParams, NeuronState
     from hdlif_ref.neurons.steps import lif_step
