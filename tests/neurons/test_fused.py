@@ -438,6 +438,18 @@ def one_node_inputs(rng, N, C, H, W, has_weight, has_bias, per_channel):
     return t, arrays
 
 
+def assert_same_node_results(one, other):
+    """Two ``(spikes, u, running_mean, running_var, {leaf: grad})`` records, equal bit for bit (a missing gradient on
+    both sides)."""
+    for a, b in zip(one[:4], other[:4]):
+        np.testing.assert_array_equal(a, b)
+    g1, g2 = one[4], other[4]
+    for k in g2:
+        assert (g1[k] is None) == (g2[k] is None), k
+        if g2[k] is not None:
+            np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+
+
 def compare_one_node_with_three(N, C, H, W, has_weight, has_bias, per_channel, quantize, dtype, seed, frozen):
     if N * H * W < 2:
         return
@@ -465,13 +477,7 @@ def compare_one_node_with_three(N, C, H, W, has_weight, has_bias, per_channel, q
         loss.backward(retain_graph=True)
         loss.backward()
         results.append((q.data, u.data, mean_run, var_run, {k: v.grad for k, v in leaves.items()}))
-    (q1, u1, m1, v1, g1), (q2, u2, m2, v2, g2) = results
-    for a, b in ((q1, q2), (u1, u2), (m1, m2), (v1, v2)):
-        np.testing.assert_array_equal(a, b)
-    for k in g2:
-        assert (g1[k] is None) == (g2[k] is None), k
-        if g2[k] is not None:
-            np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+    assert_same_node_results(*results)
 
 
 @given(st.integers(2, 3), st.integers(1, 2), st.booleans(), st.integers(0, 2 ** 16))
@@ -510,11 +516,11 @@ def test_the_one_node_raises_before_recording_or_updating_statistics():
     assert mean_run[0] == 0 and var_run[0] == 1
 
 
-def graph_spy(monkeypatch):
+def node_spy(monkeypatch, node):
+    """A list that gets an item for each ``node`` (a :class:`Function` class) recorded or applied."""
     calls = []
-    original = BNHDLIFStep.apply.__func__
-    monkeypatch.setattr(BNHDLIFStep, "apply", classmethod(lambda cls, *a, **k: calls.append(1) or original(cls, *a,
-                                                                                                               **k)))
+    original = node.apply.__func__
+    monkeypatch.setattr(node, "apply", classmethod(lambda cls, *a, **k: calls.append(1) or original(cls, *a, **k)))
     return calls
 
 
@@ -525,7 +531,7 @@ def test_recorded_steps_give_the_plain_results_bit_for_bit(monkeypatch, name, st
     """Online K=1 and K=T training with every recorded HD-LIF step as one node, against the plain path's three
     (the graph-free steps fused in both): losses, logits, parameters, statistics after two optimizer steps."""
     make, shape = NETWORKS[name]
-    train_with_and_without_the_node(monkeypatch, make, shape, steps, graph_spy(monkeypatch))
+    train_with_and_without_the_node(monkeypatch, make, shape, steps, node_spy(monkeypatch, BNHDLIFStep))
 
 
 def train_with_and_without_the_node(monkeypatch, make, shape, steps, calls):
@@ -570,7 +576,7 @@ def test_steps_kept_in_the_graph_give_the_plain_stbp_gradients(monkeypatch):
 def test_what_the_one_node_path_leaves_to_the_plain_one(monkeypatch):
     """LIF and parallel neurons, evaluation-mode batch norm, sequences (step mode "m") and hooks keep three
     nodes; a non-finite current raises the plain path's error, with the statistics updated once."""
-    calls = graph_spy(monkeypatch)
+    calls = node_spy(monkeypatch, BNHDLIFStep)
     x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 2, 2)).astype(np.float32))
     for net in (pair(LIF), pair(ParallelHDLIF), pair().eval()):
         net(x)
@@ -637,7 +643,7 @@ def test_with_only_the_quantizer_step_trained_the_state_keeps_no_graph(monkeypat
     """The plain path records the quantizer's node alone; so does the module path then (no one-node step, whose
     state would carry a graph the plain path's does not)."""
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32))
-    calls = graph_spy(monkeypatch)
+    calls = node_spy(monkeypatch, BNHDLIFStep)
     grads = []
     for graph in (True, False):
         monkeypatch.setattr(fused, "GRAPH", graph)
@@ -817,13 +823,7 @@ def compare_lif_one_node_with_two(N, C, H, W, has_weight, has_bias, per_channel,
         loss.backward(retain_graph=True)
         loss.backward()
         results.append((s.data, u.data, mean_run, var_run, {k: v.grad for k, v in leaves.items()}))
-    (s1, u1, m1, v1, g1), (s2, u2, m2, v2, g2) = results
-    for a, b in ((s1, s2), (u1, u2), (m1, m2), (v1, v2)):
-        np.testing.assert_array_equal(a, b)
-    for k in g2:
-        assert (g1[k] is None) == (g2[k] is None), k
-        if g2[k] is not None:
-            np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+    assert_same_node_results(*results)
 
 
 def test_the_lif_one_node_raises_before_recording_or_updating_statistics():
@@ -835,14 +835,6 @@ def test_the_lif_one_node_raises_before_recording_or_updating_statistics():
                         has_bias=False, t=0, soft=False, surrogate=0, gamma=1.0, running_mean=mean_run,
                         running_var=var_run, momentum=0.1, eps=1e-5)
     assert mean_run[0] == 0 and var_run[0] == 1
-
-
-def lif_graph_spy(monkeypatch):
-    calls = []
-    original = BNLIFStep.apply.__func__
-    monkeypatch.setattr(BNLIFStep, "apply", classmethod(lambda cls, *a, **k: calls.append(1) or original(cls, *a,
-                                                                                                             **k)))
-    return calls
 
 
 @pytest.mark.parametrize("steps", [1, "all"])
@@ -857,13 +849,13 @@ def test_recorded_lif_steps_give_the_plain_results_bit_for_bit(monkeypatch, step
             if isinstance(m, LIF) and soft:
                 m.reset_mode = "soft"
         return model
-    train_with_and_without_the_node(monkeypatch, make, (12, 1, 8, 8), steps, lif_graph_spy(monkeypatch))
+    train_with_and_without_the_node(monkeypatch, make, (12, 1, 8, 8), steps, node_spy(monkeypatch, BNLIFStep))
 
 
 def test_what_the_lif_one_node_path_leaves_to_the_plain_one(monkeypatch):
     """A quantized LIF, evaluation-mode batch norm, sequences and hooks keep the plain nodes; a non-finite current
     raises the plain path's error, with the statistics updated once."""
-    calls = lif_graph_spy(monkeypatch)
+    calls = node_spy(monkeypatch, BNLIFStep)
     x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 2, 2)).astype(np.float32))
 
     def lif_pair(**kw):
@@ -887,12 +879,7 @@ def test_what_the_lif_one_node_path_leaves_to_the_plain_one(monkeypatch):
 # ------------------------------------------------------------------ both one-node paths: what they leave to plain
 def one_node_spies(monkeypatch):
     """Counts of BNHDLIFStep and BNLIFStep nodes recorded."""
-    calls = {"hdlif": [], "lif": []}
-    for key, cls in (("hdlif", BNHDLIFStep), ("lif", BNLIFStep)):
-        original = cls.apply.__func__
-        monkeypatch.setattr(cls, "apply", classmethod(
-            lambda c, *a, _o=original, _k=key, **k: calls[_k].append(1) or _o(c, *a, **k)))
-    return calls
+    return {"hdlif": node_spy(monkeypatch, BNHDLIFStep), "lif": node_spy(monkeypatch, BNLIFStep)}
 
 
 @pytest.mark.parametrize("neuron_cls, key", [(HDLIF, "hdlif"), (LIF, "lif")])
